@@ -1,0 +1,108 @@
+// The actuation queue: the only path from a decision to a lock coil.
+//
+//   open(c) ─▶ FIFO ─▶ [power budget: ≤ maxConcurrent energized] ─▶ pulse(ms ≤ cap) ─▶ door seen open?
+//                                                                        ▲                 │ no, within openVerifyMs
+//                                                                        └──── retry ◀─────┘ (retries times)
+//
+// A pulse is bounded by the config's cap; the queue never energizes more coils at once than the
+// power budget allows, whoever asks (keypad, badge, server, technician).
+import { MAX_PULSE_MS } from "../config/schema.js";
+import type { LockDriver } from "../drivers/types.js";
+import type { Logger } from "../log.js";
+
+export interface ActuationOptions {
+  pulseMs: number;
+  maxConcurrent: number;
+  openVerifyMs: number;
+  retries: number;
+}
+
+export interface OpenResult {
+  opened: boolean;
+  attempts: number;
+  /** A driver error on the last attempt (board not answering), if any. */
+  error?: unknown;
+}
+
+export interface DoorWatch {
+  /** Resolves true when the door is seen open before the timeout. */
+  waitOpen(compartment: string, timeoutMs: number): { promise: Promise<boolean>; cancel: () => void };
+}
+
+export interface ActuationDeps {
+  locks: LockDriver;
+  doors: DoorWatch;
+  log: Logger;
+  options: ActuationOptions;
+  /** Called after each pulse, so the ledger can count it (wear) and record it. */
+  onPulse: (compartment: string, attempt: number, pulseMs: number, error?: unknown) => void;
+}
+
+interface Slot {
+  run: () => void;
+}
+
+export class ActuationQueue {
+  private active = 0;
+  private readonly waiting: Slot[] = [];
+  private readonly pulseMs: number;
+  private stopped = false;
+
+  constructor(private readonly deps: ActuationDeps) {
+    this.pulseMs = Math.min(deps.options.pulseMs, MAX_PULSE_MS);
+  }
+
+  get depth(): number {
+    return this.waiting.length + this.active;
+  }
+
+  /** Pulse a lock and verify the door opens; retry, then give up. Never rejects. */
+  async open(compartment: string, channel: number): Promise<OpenResult> {
+    const { retries, openVerifyMs } = this.deps.options;
+    let error: unknown;
+    for (let attempt = 1; attempt <= retries + 1; attempt++) {
+      let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
+      error = undefined;
+      try {
+        // The verify window starts with the pulse, not while waiting for the power budget.
+        await this.withBudget(() => {
+          watch = this.deps.doors.waitOpen(compartment, openVerifyMs);
+          return this.deps.locks.pulse(channel, this.pulseMs);
+        });
+      } catch (e) {
+        error = e;
+      }
+      if (this.stopped) {
+        watch?.cancel();
+        return { opened: false, attempts: attempt, error };
+      }
+      if (error !== undefined) this.deps.log.warn({ compartment, channel, attempt, err: error }, "lock pulse failed");
+      this.deps.onPulse(compartment, attempt, this.pulseMs, error);
+      if (error === undefined && watch && (await watch.promise)) return { opened: true, attempts: attempt };
+      watch?.cancel();
+      this.deps.log.warn({ compartment, attempt }, "door not seen open after pulse");
+    }
+    return { opened: false, attempts: retries + 1, error };
+  }
+
+  /** Stop taking work; queued pulses are dropped (the caller's open() resolves not opened). */
+  stop(): void {
+    this.stopped = true;
+    for (const s of this.waiting.splice(0)) s.run();
+  }
+
+  private withBudget<T>(fn: () => Promise<T>): Promise<T> {
+    const start = (): Promise<T> => {
+      if (this.stopped) return Promise.reject(new Error("actuation stopped"));
+      this.active++;
+      return fn().finally(() => {
+        this.active--;
+        this.waiting.shift()?.run();
+      });
+    };
+    if (this.active < this.deps.options.maxConcurrent) return start();
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ run: () => start().then(resolve, reject) });
+    });
+  }
+}

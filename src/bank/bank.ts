@@ -1,0 +1,426 @@
+// The bank runtime: every action on a compartment, whoever asks (keypad, badge, server, technician),
+// goes through one method here.
+//
+//   input ─▶ Bank method ─▶ domain rule ─▶ ledger.transact(state + event) ─▶ ActuationQueue ─▶ lock
+//   door edge ─▶ onDoor ─▶ ledger.transact(door + flow step) ─▶ BankEvents (terminal, sim view)
+//
+// The fact that authorizes an unlock is committed (synchronous=FULL) before the coil is energized.
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { CompartmentLayout, Config, Size } from "../config/schema.js";
+import { assignCompartment } from "../domain/assignment.js";
+import { assertTransition } from "../domain/compartment.js";
+import { generateCode, secretHash } from "../domain/credentials.js";
+import { lockoutRemaining, NO_LOCKOUT, recordFailure, recordSuccess } from "../domain/lockout.js";
+import type { DoorState, Hardware } from "../drivers/types.js";
+import { ErrorCode, LockerError } from "../errors.js";
+import type { Compartment, Ledger, LedgerTx, Parcel, Person } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+import { ActuationQueue, type OpenResult } from "./actuation.js";
+import { DoorWaiters } from "./doors.js";
+import { recover } from "./recovery.js";
+import { seedPeople, syncLayout } from "./setup.js";
+
+export type CollectVia = "code" | "badge" | "staff";
+
+export interface BankEvents {
+  /** A deposit door closed on a parcel. awaitingRecipient: the depositor must still name the recipient. */
+  loaded: [{ parcel: string; compartment: string; awaitingRecipient: boolean }];
+  /** A pickup or removal door closed: the compartment is free again. */
+  unloaded: [{ parcel: string; compartment: string; via: CollectVia }];
+  /** A lock was pulsed (with retries) and the door never opened: the compartment is now in fault. */
+  openFailed: [{ parcel: string | null; compartment: string; purpose: "deposit" | "collect" }];
+  /** A fresh pickup code, in clear, for whoever must deliver it (sim notify, sealed for the server). */
+  codeIssued: [{ parcel: string; person: string; compartment: string; code: string }];
+}
+
+export interface BankDeps {
+  ledger: Ledger;
+  hardware: Hardware;
+  layout: readonly CompartmentLayout[];
+  config: Config;
+  deviceKey: Buffer;
+  log: Logger;
+  now: () => number;
+}
+
+export interface OpenTicket {
+  compartment: string;
+  parcel: string | null;
+  /** Settles when the door was seen open, or the lock gave up. */
+  result: Promise<OpenResult>;
+}
+
+const CODE_ATTEMPTS = 50;
+
+export class Bank extends EventEmitter<BankEvents> {
+  readonly actuation: ActuationQueue;
+  private readonly byId = new Map<string, CompartmentLayout>();
+  private readonly byChannel = new Map<number, CompartmentLayout>();
+  private readonly byKeypad = new Map<string, CompartmentLayout>();
+  private readonly waiters: DoorWaiters;
+  private readonly log: Logger;
+  private readonly onDoorEdge = (channel: number, state: DoorState) => this.onDoor(channel, state);
+
+  constructor(private readonly deps: BankDeps) {
+    super();
+    this.log = deps.log.child({ module: "bank" });
+    for (const c of deps.layout) {
+      this.byId.set(c.id, c);
+      this.byChannel.set(c.lock, c);
+      this.byKeypad.set(c.keypadNumber, c);
+    }
+    this.waiters = new DoorWaiters((id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) === "open");
+    this.actuation = new ActuationQueue({
+      locks: deps.hardware.locks,
+      doors: this.waiters,
+      log: this.log,
+      options: deps.config.locks,
+      onPulse: (compartment, attempt, pulseMs, error) =>
+        this.write((tx) => {
+          tx.updateCompartment(compartment, { pulses: this.compartment(compartment).pulses + 1 });
+          tx.event({
+            type: "lock.pulsed",
+            compartment,
+            data: { attempt, pulseMs, ...(error ? { error: String((error as Error).message ?? error) } : {}) },
+          });
+        }),
+    });
+  }
+
+  async start(): Promise<void> {
+    const { ledger, hardware, layout, config, deviceKey, now } = this.deps;
+    syncLayout(ledger, layout, now(), this.log);
+    seedPeople(ledger, config.seed.people, deviceKey, now());
+    for (const c of layout) this.onDoor(c.lock, hardware.doors.read(c.lock), "start");
+    recover(ledger, now(), this.log);
+    hardware.doors.on("change", this.onDoorEdge);
+  }
+
+  stop(): void {
+    this.deps.hardware.doors.off("change", this.onDoorEdge);
+    this.actuation.stop();
+    this.waiters.cancelAll();
+  }
+
+  // ── lookups ───────────────────────────────────────────────────────────────
+
+  compartments(): Compartment[] {
+    return this.deps.ledger.compartments();
+  }
+
+  compartment(id: string): Compartment {
+    const c = this.deps.ledger.compartment(id);
+    if (!c || !this.byId.has(id)) throw this.unknownCompartment(id);
+    return c;
+  }
+
+  /** A door named on the keypad: column number then row (A07 = 107), or its id. */
+  compartmentByKeypad(entry: string): Compartment {
+    const layout = this.byKeypad.get(entry) ?? this.byId.get(entry.toUpperCase());
+    if (!layout) throw this.unknownCompartment(entry);
+    return this.compartment(layout.id);
+  }
+
+  layoutOf(id: string): CompartmentLayout {
+    const l = this.byId.get(id);
+    if (!l) throw this.unknownCompartment(id);
+    return l;
+  }
+
+  // ── credentials ───────────────────────────────────────────────────────────
+
+  /** Throws locked_out (context.waitMs) while the terminal is locked after bad codes. */
+  assertNotLockedOut(terminal: string): void {
+    const state = this.deps.ledger.terminal(terminal) ?? NO_LOCKOUT;
+    const waitMs = lockoutRemaining(state, this.deps.now(), this.deps.config.lockout);
+    if (waitMs > 0) throw new LockerError(ErrorCode.LockedOut, `terminal locked for ${Math.ceil(waitMs / 1000)} s`, { waitMs });
+  }
+
+  /** A recipient's pickup code: opens the compartment holding their parcel. */
+  pickupByCode(terminal: string, code: string): OpenTicket {
+    this.assertNotLockedOut(terminal);
+    const cred = /^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined;
+    const parcel = cred?.parcelId ? this.deps.ledger.parcel(cred.parcelId) : undefined;
+    if (!cred || cred.kind !== "code" || !parcel || parcel.status !== "stored" || !parcel.compartmentId) {
+      throw this.badAttempt(terminal, "code");
+    }
+    const compartment = this.compartment(parcel.compartmentId);
+    this.assertServiceable(compartment);
+    return this.collect(parcel, compartment, { via: "code", credentialId: cred.id, collectorId: parcel.recipientId, terminal });
+  }
+
+  /** A courier's or staff member's PIN. */
+  personByPin(terminal: string, pin: string): Person {
+    this.assertNotLockedOut(terminal);
+    const cred = /^[0-9]{4,12}$/.test(pin) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "pin", pin)) : undefined;
+    const person = cred?.kind === "pin" && cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
+    if (!person?.active || !person.roles.some((r) => r === "courier" || r === "staff")) throw this.badAttempt(terminal, "pin");
+    this.write((tx) => this.clearFailures(tx, terminal));
+    return person;
+  }
+
+  /** The active holder of a badge, or invalid_credential. */
+  personByBadge(terminal: string, badge: string): Person {
+    const cred = /^[0-9A-Fa-f]{4,32}$/.test(badge) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "badge", badge)) : undefined;
+    const person = cred?.kind === "badge" && cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
+    if (!person?.active) {
+      this.write((tx) => tx.event({ type: "code.rejected", data: { terminal, kind: "badge" } }));
+      throw new LockerError(ErrorCode.InvalidCredential, "badge not valid");
+    }
+    return person;
+  }
+
+  /** A badge tap: every compartment holding a parcel for this person, one after the other. */
+  pickupForPerson(terminal: string, person: Person): OpenTicket[] {
+    const parcels = this.deps.ledger.parcelsOf(person.id, "stored");
+    const tickets: OpenTicket[] = [];
+    for (const parcel of parcels) {
+      const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
+      if (!compartment || compartment.state !== "occupied") continue;
+      tickets.push(this.collect(parcel, compartment, { via: "badge", credentialId: null, collectorId: person.id, terminal }));
+    }
+    return tickets;
+  }
+
+  // ── deposit ───────────────────────────────────────────────────────────────
+
+  /** Pick a compartment for a parcel of `size` and open it. no_fit when none is free. */
+  beginDeposit(terminal: string, size: Size, depositor: Person): OpenTicket {
+    const { ledger, config, now } = this.deps;
+    const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger });
+    if (!chosen) {
+      this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal } }));
+      throw new LockerError(ErrorCode.NoFit, `no ${size} compartment free`, { size });
+    }
+    const parcelId = `L-${randomBytes(5).toString("hex")}`;
+    const t = now();
+    this.write((tx) => {
+      assertTransition(chosen.id, chosen.state, "loading");
+      tx.insertParcel({ id: parcelId, status: "depositing", size, compartmentId: chosen.id, recipientId: null, depositorId: depositor.id, createdAt: t });
+      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: false, since: t });
+      tx.event({ type: "deposit.started", compartment: chosen.id, parcel: parcelId, actor: depositor.id, data: { size, terminal } });
+    });
+    return this.actuate(chosen.id, parcelId, "deposit");
+  }
+
+  /** The depositor names the recipient (keypad number) of a parcel now locked in. Issues the pickup code. */
+  completeDeposit(parcelId: string, recipientNumber: string, actor: string): { compartment: string; recipient: Person } {
+    const parcel = this.deps.ledger.parcel(parcelId);
+    if (!parcel || parcel.status !== "awaiting_recipient" || !parcel.compartmentId) {
+      throw new LockerError(ErrorCode.IllegalTransition, `parcel ${parcelId} is not waiting for a recipient`);
+    }
+    const recipient = /^[0-9]{2,12}$/.test(recipientNumber) ? this.deps.ledger.personByNumber(recipientNumber) : undefined;
+    if (!recipient?.active) throw new LockerError(ErrorCode.UnknownPerson, `no recipient ${recipientNumber}`);
+    const compartment = parcel.compartmentId;
+    const code = this.write((tx) => {
+      tx.updateParcel(parcelId, { recipientId: recipient.id });
+      return this.store(tx, { ...parcel, recipientId: recipient.id }, actor);
+    });
+    this.emit("codeIssued", { parcel: parcelId, person: recipient.id, compartment, code });
+    return { compartment, recipient };
+  }
+
+  // ── staff ─────────────────────────────────────────────────────────────────
+
+  /** Staff take a parcel out (expired, misdelivered): the door opens, closing it frees the compartment. */
+  openForRemoval(terminal: string, compartmentId: string, staff: Person): OpenTicket {
+    if (!staff.roles.includes("staff")) throw new LockerError(ErrorCode.Unauthorized, "staff only");
+    const compartment = this.compartment(compartmentId);
+    const parcel = compartment.parcelId ? this.deps.ledger.parcel(compartment.parcelId) : undefined;
+    if (compartment.state !== "occupied" || !parcel) {
+      throw new LockerError(ErrorCode.IllegalTransition, `${compartmentId} holds no parcel`, { state: compartment.state });
+    }
+    return this.collect(parcel, compartment, { via: "staff", credentialId: null, collectorId: staff.id, terminal });
+  }
+
+  // ── internals ─────────────────────────────────────────────────────────────
+
+  private collect(
+    parcel: Parcel,
+    compartment: Compartment,
+    how: { via: CollectVia; credentialId: number | null; collectorId: string | null; terminal: string },
+  ): OpenTicket {
+    const t = this.deps.now();
+    this.write((tx) => {
+      assertTransition(compartment.id, compartment.state, "unloading");
+      if (how.credentialId !== null) tx.setCredentialStatus(how.credentialId, "used", t);
+      tx.updateParcel(parcel.id, {
+        status: "collecting",
+        collectorId: how.collectorId,
+        collectVia: how.via,
+        collectCredential: how.credentialId,
+        collectTerminal: how.terminal,
+      });
+      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: false, since: t });
+      if (how.via === "code") this.clearFailures(tx, how.terminal);
+      tx.event({
+        type: "pickup.started",
+        compartment: compartment.id,
+        parcel: parcel.id,
+        actor: how.collectorId,
+        data: { via: how.via, terminal: how.terminal },
+      });
+    });
+    return this.actuate(compartment.id, parcel.id, "collect");
+  }
+
+  private actuate(compartment: string, parcel: string | null, purpose: "deposit" | "collect"): OpenTicket {
+    const result = this.actuation.open(compartment, this.layoutOf(compartment).lock).then((r) => {
+      if (!r.opened) this.lockFailed(compartment, purpose, r);
+      return r;
+    });
+    return { compartment, parcel, result };
+  }
+
+  /** The door never opened: out of service; the person's parcel and code stay as they were. */
+  private lockFailed(compartmentId: string, purpose: "deposit" | "collect", r: OpenResult): void {
+    const now = this.deps.now();
+    let parcelId: string | null = null;
+    try {
+      this.write((tx) => {
+        const c = this.compartment(compartmentId);
+        if (c.state !== "loading" && c.state !== "unloading") return; // the door opened late and the flow moved on
+        parcelId = c.parcelId;
+        const parcel = parcelId ? this.deps.ledger.parcel(parcelId) : undefined;
+        if (purpose === "deposit" && parcel) {
+          tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now });
+          tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "lock did not open" } });
+        } else if (parcel) {
+          if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+          tx.updateParcel(parcel.id, { status: "stored", collectorId: null, collectVia: null, collectCredential: null, collectTerminal: null });
+          tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "lock did not open" } });
+        }
+        tx.updateCompartment(c.id, {
+          state: "fault",
+          faultReason: "lock did not open",
+          failedOpens: c.failedOpens + 1,
+          parcelId: purpose === "deposit" ? null : c.parcelId,
+          since: now,
+        });
+        tx.event({ type: "compartment.fault", compartment: c.id, data: { reason: "lock did not open", attempts: r.attempts, purpose } });
+      });
+    } catch (e) {
+      this.log.error({ err: e, compartment: compartmentId }, "could not record lock fault");
+      return;
+    }
+    this.emit("openFailed", { parcel: parcelId, compartment: compartmentId, purpose });
+  }
+
+  /** Door edges from the sensors (and the reading at start). */
+  private onDoor(channel: number, state: DoorState, origin: "edge" | "start" = "edge"): void {
+    const layout = this.byChannel.get(channel);
+    if (!layout || state === "unknown") return;
+    try {
+      if (state === "open") this.waiters.opened(layout.id);
+      const done = this.write((tx) => this.doorStep(tx, layout.id, state, origin));
+      if (done) this.emit(done.kind, done.payload as never);
+    } catch (e) {
+      this.log.error({ err: e, compartment: layout.id, state }, "door change not recorded");
+    }
+  }
+
+  private doorStep(
+    tx: LedgerTx,
+    id: string,
+    state: "open" | "closed",
+    origin: "edge" | "start",
+  ):
+    | { kind: "loaded"; payload: BankEvents["loaded"][0] }
+    | { kind: "unloaded"; payload: BankEvents["unloaded"][0] }
+    | undefined {
+    const c = this.compartment(id);
+    if (c.door === state) return undefined;
+    const now = this.deps.now();
+    const expected = c.state === "loading" || c.state === "unloading" || this.waiters.expecting(id);
+    tx.updateCompartment(id, { door: state, ...(state === "open" && expected ? { doorOpened: true } : {}) });
+    tx.event({ type: state === "open" ? "door.opened" : "door.closed", compartment: id, data: origin === "start" ? { origin } : {} });
+    if (origin === "edge" && state === "open" && !expected && c.state !== "fault") {
+      tx.event({ type: "alarm.forced_open", compartment: id, parcel: c.parcelId, data: { state: c.state } });
+    }
+    if (state !== "closed" || !c.doorOpened || !c.parcelId) return undefined;
+    const parcel = this.deps.ledger.parcel(c.parcelId);
+    if (!parcel) return undefined;
+    if (c.state === "unloading") {
+      const via = (parcel.collectVia ?? "code") as CollectVia;
+      assertTransition(id, c.state, "free");
+      tx.updateParcel(parcel.id, { status: via === "staff" ? "removed" : "picked_up", closedAt: now });
+      if (via === "staff") tx.revokeParcelCredentials(parcel.id, "code", now);
+      tx.updateCompartment(id, { state: "free", parcelId: null, doorOpened: false, since: now });
+      tx.event({
+        type: via === "staff" ? "parcel.removed" : "parcel.picked_up",
+        compartment: id,
+        parcel: parcel.id,
+        actor: parcel.collectorId,
+        data: { via, terminal: parcel.collectTerminal, recipient: parcel.recipientId },
+      });
+      return { kind: "unloaded", payload: { parcel: parcel.id, compartment: id, via } };
+    }
+    if (c.state === "loading") {
+      assertTransition(id, c.state, "occupied");
+      tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
+      tx.updateParcel(parcel.id, { status: "awaiting_recipient", depositedAt: now });
+      tx.event({ type: "parcel.awaiting_recipient", compartment: id, parcel: parcel.id, actor: parcel.depositorId, data: {} });
+      return { kind: "loaded", payload: { parcel: parcel.id, compartment: id, awaitingRecipient: true } };
+    }
+    return undefined;
+  }
+
+  /** Issue the pickup code for a parcel in its compartment and record the deposit. Returns the code. */
+  private store(tx: LedgerTx, parcel: Parcel, actor: string): string {
+    const now = this.deps.now();
+    tx.revokeParcelCredentials(parcel.id, "code", now);
+    for (let i = 0; i < CODE_ATTEMPTS; i++) {
+      const code = generateCode(this.deps.config.codes.length);
+      try {
+        tx.insertCredential("code", secretHash(this.deps.deviceKey, "code", code), { parcelId: parcel.id, personId: parcel.recipientId }, now);
+      } catch (e) {
+        if ((e as LockerError).code === ErrorCode.Busy) continue; // another live code has it: draw again
+        throw e;
+      }
+      tx.updateParcel(parcel.id, { status: "stored", depositedAt: parcel.depositedAt ?? now });
+      tx.event({
+        type: "parcel.deposited",
+        compartment: parcel.compartmentId,
+        parcel: parcel.id,
+        actor,
+        data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code" },
+      });
+      return code;
+    }
+    throw new LockerError(ErrorCode.Busy, "could not draw a unique pickup code: code space nearly full");
+  }
+
+  private badAttempt(terminal: string, kind: "code" | "pin"): LockerError {
+    const { ledger, now, config } = this.deps;
+    const out = recordFailure(ledger.terminal(terminal) ?? NO_LOCKOUT, now(), config.lockout);
+    this.write((tx) => {
+      tx.setTerminal(terminal, out.state);
+      tx.event({ type: "code.rejected", data: { terminal, kind, failures: out.state.failures } });
+      if (out.lockedForMs) tx.event({ type: "terminal.locked_out", data: { terminal, ms: out.lockedForMs, failures: out.state.failures } });
+      if (out.alarm) tx.event({ type: "alarm.brute_force", data: { terminal, inWindow: out.state.windowFailures } });
+    });
+    return new LockerError(ErrorCode.InvalidCredential, `${kind} not valid`, { lockedForMs: out.lockedForMs });
+  }
+
+  private clearFailures(tx: LedgerTx, terminal: string): void {
+    const state = this.deps.ledger.terminal(terminal);
+    if (state && state.failures > 0) tx.setTerminal(terminal, recordSuccess(state));
+  }
+
+  private assertServiceable(c: Compartment): void {
+    if (c.state === "fault") {
+      throw new LockerError(ErrorCode.LockFault, `${c.id} is out of service: please go to the mailroom`, { compartment: c.id });
+    }
+    if (c.state !== "occupied") throw new LockerError(ErrorCode.Busy, `${c.id} is busy`, { compartment: c.id, state: c.state });
+  }
+
+  private unknownCompartment(id: string): LockerError {
+    const ids = this.deps.layout.map((l) => l.id);
+    return new LockerError(ErrorCode.UnknownCompartment, `no compartment ${id} (valid: ${ids[0]}..${ids[ids.length - 1]})`, { id });
+  }
+
+  private write<T>(fn: (tx: LedgerTx) => T): T {
+    return this.deps.ledger.transact(fn);
+  }
+}

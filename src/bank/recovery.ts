@@ -1,0 +1,25 @@
+// After a crash or a stop in the middle of a flow: a compartment left `loading` or `unloading`
+// whose door never opened goes back to where it was, and the person's code works again.
+// (A door that did open and is now closed was completed by the door reading at start.)
+import type { Ledger } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+
+export function recover(ledger: Ledger, now: number, log: Logger): void {
+  for (const c of ledger.compartments()) {
+    if ((c.state !== "loading" && c.state !== "unloading") || c.door === "open") continue;
+    const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
+    ledger.transact((tx) => {
+      if (c.state === "unloading") {
+        if (parcel?.collectCredential != null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+        if (parcel) tx.updateParcel(parcel.id, { status: "stored", collectorId: null, collectVia: null, collectCredential: null, collectTerminal: null });
+        tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
+        tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
+      } else {
+        if (parcel) tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now });
+        tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
+        tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
+      }
+    });
+    log.warn({ compartment: c.id, state: c.state }, "interrupted flow rolled back");
+  }
+}

@@ -1,0 +1,339 @@
+// The keypad dialogue (keys 0-9, *, #) with its display, one per terminal.
+//
+//   idle ──digits #──▶ pickup by code ──▶ "Door A07 open"
+//    │ * PIN #
+//    ▼
+//   courier: size ─▶ depositing (door opens) ─▶ door closed ─▶ recipient no. # ─▶ stored ─▶ size (next parcel)
+//   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ removing ─▶ door closed ─▶ menu
+//
+// `*` goes back one step (from idle with digits typed: clears them). No key for idleTimeoutMs: idle.
+import { SIZES, type Config, type Size } from "../config/schema.js";
+import type { Buzzer, Display } from "../drivers/types.js";
+import { ErrorCode, isLockerError, LockerError } from "../errors.js";
+import type { Person } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+import type { Bank, BankEvents, OpenTicket } from "./bank.js";
+
+const MAX_DIGITS = 12;
+
+type Mode =
+  | { m: "idle"; buf: string }
+  | { m: "pin"; buf: string }
+  | { m: "menu"; person: Person }
+  | { m: "size"; person: Person }
+  | { m: "depositing"; person: Person; parcel: string; compartment: string }
+  | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string }
+  | { m: "door"; person: Person; buf: string }
+  | { m: "removing"; person: Person; compartment: string };
+
+export interface TerminalDeps {
+  id: string;
+  bank: Bank;
+  display: Display;
+  buzzer: Buzzer;
+  sizes: readonly Size[];
+  options: Config["terminal"];
+  log: Logger;
+}
+
+export class Terminal {
+  private mode: Mode = { m: "idle", buf: "" };
+  /** Set while a result message is shown; the mode's own screen comes back when it ends. */
+  private message: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly sizes: readonly Size[];
+  private readonly onLoaded = (e: BankEvents["loaded"][0]) => this.loaded(e);
+  private readonly onUnloaded = (e: BankEvents["unloaded"][0]) => this.unloaded(e);
+  private readonly onOpenFailed = (e: BankEvents["openFailed"][0]) => this.openFailed(e);
+
+  constructor(private readonly deps: TerminalDeps) {
+    this.log = deps.log.child({ module: "terminal", terminal: deps.id });
+    this.sizes = SIZES.filter((s) => deps.sizes.includes(s));
+  }
+
+  start(): void {
+    this.deps.bank.on("loaded", this.onLoaded);
+    this.deps.bank.on("unloaded", this.onUnloaded);
+    this.deps.bank.on("openFailed", this.onOpenFailed);
+    this.render();
+  }
+
+  stop(): void {
+    this.deps.bank.off("loaded", this.onLoaded);
+    this.deps.bank.off("unloaded", this.onUnloaded);
+    this.deps.bank.off("openFailed", this.onOpenFailed);
+    clearTimeout(this.message);
+    clearTimeout(this.idleTimer);
+  }
+
+  get state(): Mode["m"] {
+    return this.mode.m;
+  }
+
+  /** Keys as they arrive from the keypad; anything but 0-9 * # is ignored. */
+  keys(keys: string): void {
+    for (const k of keys) {
+      if (!/^[0-9*#]$/.test(k)) continue;
+      this.key(k);
+    }
+  }
+
+  badge(id: string): void {
+    const busy = ["depositing", "recipient", "door", "removing"].includes(this.mode.m);
+    if (busy) return this.log.info({ mode: this.mode.m }, "badge ignored mid-flow");
+    this.dismissMessage();
+    this.armIdle();
+    try {
+      const person = this.deps.bank.personByBadge(this.deps.id, id);
+      const tickets = this.deps.bank.pickupForPerson(this.deps.id, person);
+      if (tickets.length) return this.opened(tickets);
+      if (person.roles.includes("staff")) return this.go({ m: "menu", person });
+      if (person.roles.includes("courier")) return this.go({ m: "size", person });
+      this.flash(["No parcels for you", person.name], "error", { m: "idle", buf: "" });
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
+  }
+
+  /** A QR code or barcode: a pickup code, bare or as `L:<code>`. */
+  scan(text: string): void {
+    this.dismissMessage();
+    const m = /^(?:L:)?([0-9]{4,12})$/.exec(text.trim());
+    this.mode = { m: "idle", buf: "" };
+    this.submitCode(m ? m[1]! : "");
+  }
+
+  private key(k: string): void {
+    this.dismissMessage();
+    this.armIdle();
+    const mode = this.mode;
+    switch (mode.m) {
+      case "idle":
+        if (k === "*") return this.go(mode.buf ? { m: "idle", buf: "" } : { m: "pin", buf: "" });
+        if (k === "#") return mode.buf ? this.submitCode(mode.buf) : this.render();
+        return this.digit(mode, k);
+      case "pin":
+        if (k === "*") return this.go({ m: "idle", buf: "" });
+        if (k === "#") return this.submitPin(mode.buf);
+        return this.digit(mode, k);
+      case "menu":
+        if (k === "*") return this.go({ m: "idle", buf: "" });
+        if (k === "1") return this.go({ m: "size", person: mode.person });
+        if (k === "2") return this.go({ m: "door", person: mode.person, buf: "" });
+        return this.render();
+      case "size": {
+        if (k === "*") return this.go(mode.person.roles.includes("staff") ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
+        const size = this.sizes[Number(k) - 1];
+        if (k === "#" || !size) return this.render();
+        return this.deposit(mode.person, size);
+      }
+      case "recipient":
+        if (k === "*") {
+          mode.buf = "";
+          return this.render();
+        }
+        if (k === "#") return this.submitRecipient(mode);
+        return this.digit(mode, k);
+      case "door":
+        if (k === "*") return this.go(this.home(mode.person));
+        if (k === "#") return this.submitRemoval(mode);
+        return this.digit(mode, k);
+      case "depositing":
+      case "removing":
+        return this.render(); // waiting on the door; keys only refresh the prompt
+    }
+  }
+
+  private digit(mode: { buf: string }, k: string): void {
+    if (k === "#" || k === "*") return;
+    if (mode.buf.length >= MAX_DIGITS) {
+      mode.buf = "";
+      return this.flash(["Too many digits", "Start again"], "error", this.mode);
+    }
+    mode.buf += k;
+    this.deps.buzzer.sound("key");
+    this.render();
+  }
+
+  private submitCode(code: string): void {
+    try {
+      this.opened([this.deps.bank.pickupByCode(this.deps.id, code)]);
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
+  }
+
+  private submitPin(pin: string): void {
+    try {
+      const person = this.deps.bank.personByPin(this.deps.id, pin);
+      this.deps.buzzer.sound("ok");
+      this.go(this.home(person));
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
+  }
+
+  private deposit(person: Person, size: Size): void {
+    try {
+      const t = this.deps.bank.beginDeposit(this.deps.id, size, person);
+      this.deps.buzzer.sound("ok");
+      this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment });
+    } catch (e) {
+      this.fail(e, { m: "size", person });
+    }
+  }
+
+  private submitRecipient(mode: Extract<Mode, { m: "recipient" }>): void {
+    try {
+      const { compartment } = this.deps.bank.completeDeposit(mode.parcel, mode.buf, mode.person.id);
+      this.flash([`Stored in ${compartment}`, "Recipient notified", "Next parcel: size", "* = done"], "ok", { m: "size", person: mode.person });
+    } catch (e) {
+      mode.buf = "";
+      this.fail(e, mode);
+    }
+  }
+
+  private submitRemoval(mode: Extract<Mode, { m: "door" }>): void {
+    try {
+      const c = this.deps.bank.compartmentByKeypad(mode.buf);
+      const t = this.deps.bank.openForRemoval(this.deps.id, c.id, mode.person);
+      this.go({ m: "removing", person: mode.person, compartment: t.compartment });
+    } catch (e) {
+      mode.buf = "";
+      this.fail(e, mode);
+    }
+  }
+
+  private opened(tickets: OpenTicket[]): void {
+    const ids = tickets.map((t) => t.compartment);
+    this.deps.buzzer.sound("ok");
+    const first = ids.length === 1 ? `Door ${ids[0]} open` : `Doors ${ids.slice(0, 4).join(" ")}`;
+    this.flash([first, ids.length === 1 ? "Take your parcel" : "open: take parcels", "and close the door"], undefined, { m: "idle", buf: "" });
+  }
+
+  // ── bank events ───────────────────────────────────────────────────────────
+
+  private loaded(e: BankEvents["loaded"][0]): void {
+    const mode = this.mode;
+    if (mode.m !== "depositing" || mode.parcel !== e.parcel) return;
+    this.armIdle();
+    this.go({ m: "recipient", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
+  }
+
+  private unloaded(e: BankEvents["unloaded"][0]): void {
+    const mode = this.mode;
+    if (mode.m !== "removing" || mode.compartment !== e.compartment) return;
+    this.flash([`Removed from ${e.compartment}`], "ok", this.home(mode.person));
+  }
+
+  private openFailed(e: BankEvents["openFailed"][0]): void {
+    const mode = this.mode;
+    const mine = (mode.m === "depositing" || mode.m === "removing") && mode.compartment === e.compartment;
+    if (mine) {
+      const next: Mode = mode.m === "depositing" ? { m: "size", person: mode.person } : this.home(mode.person);
+      return this.flash([`Door ${e.compartment} jammed`, mode.m === "depositing" ? "Choose size again" : "Reported"], "error", next);
+    }
+    if (mode.m === "idle" && e.purpose === "collect") {
+      this.flash([`Door ${e.compartment} jammed`, "Please go to", "the mailroom"], "error", { m: "idle", buf: "" });
+    }
+  }
+
+  // ── screen ────────────────────────────────────────────────────────────────
+
+  private home(person: Person): Mode {
+    return person.roles.includes("staff") ? { m: "menu", person } : { m: "size", person };
+  }
+
+  private go(mode: Mode): void {
+    this.mode = mode;
+    this.render();
+  }
+
+  private fail(e: unknown, next: Mode): void {
+    if (!isLockerError(e)) this.log.error({ err: e }, "terminal action failed");
+    this.flash(this.errorLines(e), "error", next);
+  }
+
+  private errorLines(e: unknown): string[] {
+    if (!(e instanceof LockerError)) return ["Sorry, error", "Please try again"];
+    switch (e.code) {
+      case ErrorCode.InvalidCredential: {
+        const ms = Number(e.context.lockedForMs ?? 0);
+        return ms ? ["Code not valid", "Too many tries:", `wait ${Math.ceil(ms / 1000)} s`] : ["Code not valid", "Try again"];
+      }
+      case ErrorCode.LockedOut:
+        return ["Too many tries", `Wait ${Math.ceil(Number(e.context.waitMs) / 1000)} s`];
+      case ErrorCode.LockFault:
+        return [`Door ${String(e.context.compartment)} faulty`, "Please go to", "the mailroom"];
+      case ErrorCode.NoFit:
+        return [`No ${String(e.context.size)} free`, "Pick another size", "or use the counter"];
+      case ErrorCode.UnknownPerson:
+        return ["Unknown recipient", "Enter number again"];
+      case ErrorCode.UnknownCompartment:
+        return ["No such door", "e.g. 107 = A07"];
+      default:
+        return [e.message];
+    }
+  }
+
+  /** Show a result for messageMs (or until a key), then `next`'s screen. */
+  private flash(lines: string[], sound: "ok" | "error" | undefined, next: Mode): void {
+    if (sound) this.deps.buzzer.sound(sound);
+    this.mode = next;
+    clearTimeout(this.message);
+    this.message = setTimeout(() => {
+      this.message = undefined;
+      this.render();
+    }, this.deps.options.messageMs);
+    this.message.unref?.();
+    this.show(lines);
+  }
+
+  private dismissMessage(): void {
+    if (!this.message) return;
+    clearTimeout(this.message);
+    this.message = undefined;
+  }
+
+  private armIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.mode.m === "idle" && !this.mode.buf) return;
+      this.log.info({ mode: this.mode.m }, "idle timeout: dialogue reset");
+      this.dismissMessage();
+      this.go({ m: "idle", buf: "" });
+    }, this.deps.options.idleTimeoutMs);
+    this.idleTimer.unref?.();
+  }
+
+  private render(): void {
+    if (this.message) return;
+    const mode = this.mode;
+    const mask = (b: string) => "*".repeat(b.length);
+    const sizes = this.sizes.map((s, i) => `${i + 1}=${s}`).join(" ");
+    switch (mode.m) {
+      case "idle":
+        return this.show(mode.buf ? ["Enter code", `Code: ${mask(mode.buf)}`, "# = OK  * = clear"] : ["Enter code", "or tap badge", "then press #"]);
+      case "pin":
+        return this.show(["Courier/staff PIN", `PIN: ${mask(mode.buf)}`, "# = OK  * = back"]);
+      case "menu":
+        return this.show([`Hello ${mode.person.name}`, "1 Deposit", "2 Remove parcel", "* = exit"]);
+      case "size":
+        return this.show(["Parcel size?", sizes, "* = back"]);
+      case "depositing":
+        return this.show([`Door ${mode.compartment} open`, "Put parcel in and", "close the door"]);
+      case "recipient":
+        return this.show([`Parcel in ${mode.compartment}`, "Recipient number?", `No: ${mode.buf}`, "# = OK"]);
+      case "door":
+        return this.show(["Remove: door no.?", "e.g. 107 = A07", `No: ${mode.buf}`, "# = OK  * = back"]);
+      case "removing":
+        return this.show([`Door ${mode.compartment} open`, "Remove parcel and", "close the door"]);
+    }
+  }
+
+  private show(lines: string[]): void {
+    const { displayLines, displayWidth } = this.deps.options;
+    this.deps.display.show(lines.slice(0, displayLines).map((l) => l.slice(0, displayWidth)));
+  }
+}

@@ -1,0 +1,49 @@
+import { readFileSync } from "node:fs";
+import type { z } from "zod";
+import { ErrorCode, LockerError } from "../errors.js";
+import { ConfigSchema, type Config } from "./schema.js";
+
+/** "bank.columns[0].compartments[3].size" */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || "(root)";
+}
+
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    if (issue.code === "unrecognized_keys") {
+      return `${formatPath(issue.path)}: unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    }
+    return `${formatPath(issue.path)}: ${issue.message}`;
+  });
+}
+
+/** Validate a parsed config object; throws LockerError(config) listing every bad field. */
+export function parseConfig(raw: unknown, source = "config"): Config {
+  const result = ConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const issues = formatIssues(result.error);
+  throw new LockerError(ErrorCode.Config, `${source}: ${issues.length} invalid field(s)`, { issues });
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new LockerError(ErrorCode.Config, `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`, {
+      issues: [`${file}: cannot be read`],
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new LockerError(ErrorCode.Config, `${file}: not valid JSON`, { issues: [`(root): ${(e as Error).message}`] });
+  }
+  return parseConfig(raw, file);
+}

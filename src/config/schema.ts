@@ -1,0 +1,171 @@
+// The single source of lockerd's configuration: types, defaults, ranges and descriptions.
+// Every object is strict: an unknown key (a typo) is an error, never silently ignored.
+import { z } from "zod";
+
+export const CONFIG_VERSION = 1;
+
+export const SIZES = ["S", "M", "L", "XL"] as const;
+export const Size = z.enum(SIZES);
+export type Size = z.infer<typeof Size>;
+
+export const ROLES = ["recipient", "courier", "staff", "technician"] as const;
+export const Role = z.enum(ROLES);
+export type Role = z.infer<typeof Role>;
+
+/** Hard cap on a solenoid pulse: longer than this and a coil overheats (typical 12 V locks). */
+export const MAX_PULSE_MS = 2000;
+
+const digits = (min: number, max: number) =>
+  z.string().regex(new RegExp(`^[0-9]{${min},${max}}$`), `expected ${min}-${max} digits`);
+
+const CompartmentSpec = z.strictObject({
+  size: Size.describe("door size class"),
+  refrigerated: z.boolean().default(false),
+  accessible: z.boolean().default(false).describe("low, reachable from a wheelchair"),
+  lock: z.int().min(0).max(1023).optional().describe("lock channel; default: position in the bank"),
+});
+
+const Column = z.strictObject({
+  id: z.string().regex(/^[A-Z]$/, "expected one capital letter"),
+  compartments: z.array(CompartmentSpec).min(1).max(99),
+});
+
+const SimHardware = z.strictObject({
+  profile: z.literal("sim"),
+  springOpen: z.boolean().default(true).describe("a door springs open when its lock is pulsed"),
+  openDelayMs: z.int().min(0).max(5000).default(40).describe("simulated time from pulse to door open"),
+  socket: z.string().min(1).optional().describe("sim socket path; default <dataDir>/sim.sock"),
+});
+
+const Hardware = z.discriminatedUnion("profile", [SimHardware]);
+
+const Locks = z.strictObject({
+  pulseMs: z.int().min(50).max(MAX_PULSE_MS).default(300),
+  maxConcurrent: z.int().min(1).max(8).default(1).describe("power budget: locks energized at once"),
+  openVerifyMs: z.int().min(100).max(30_000).default(2000).describe("door must be seen open within"),
+  retries: z.int().min(0).max(3).default(1).describe("pulses repeated when the door stays shut"),
+});
+
+const Terminal = z.strictObject({
+  id: z.string().min(1).max(64).default("keypad-1"),
+  idleTimeoutMs: z.int().min(5_000).max(600_000).default(30_000),
+  displayWidth: z.int().min(16).max(40).default(20),
+  displayLines: z.int().min(2).max(4).default(4),
+  messageMs: z.int().min(500).max(60_000).default(4000).describe("how long a result stays shown"),
+});
+
+const Codes = z.strictObject({
+  length: z.int().min(4).max(12).default(6),
+});
+
+const Lockout = z.strictObject({
+  threshold: z.int().min(1).max(100).default(5).describe("bad codes before the terminal locks"),
+  baseDelayMs: z.int().min(1000).max(3_600_000).default(30_000),
+  maxDelayMs: z.int().min(1000).max(86_400_000).default(900_000),
+  alarmThreshold: z.int().min(1).max(10_000).default(20).describe("bad codes per window that raise an alarm"),
+  alarmWindowMs: z.int().min(60_000).max(86_400_000).default(3_600_000),
+});
+
+const Policies = z.strictObject({
+  reminderHours: z.array(z.number().positive()).max(8).default([24, 48]),
+  expiryHours: z.number().positive().default(72),
+  offerLarger: z.boolean().default(true).describe("give a larger free compartment when the asked size is full"),
+});
+
+const Sync = z.strictObject({
+  enabled: z.boolean().default(false),
+  url: z.string().regex(/^mqtts?:\/\//, "expected mqtt:// or mqtts:// URL").default("mqtt://127.0.0.1:1883"),
+  topicPrefix: z.string().min(1).default("lockers"),
+});
+
+const SeedPerson = z.strictObject({
+  id: z.string().min(1).max(64),
+  name: z.string().min(1).max(120),
+  roles: z.array(Role).min(1),
+  number: digits(2, 12).optional().describe("recipient number typed by a courier"),
+  pin: digits(4, 12).optional().describe("courier / staff PIN; stored hashed"),
+  badge: z.string().regex(/^[0-9A-Fa-f]{4,32}$/, "expected hex badge id").optional(),
+  active: z.boolean().default(true),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    version: z.literal(CONFIG_VERSION),
+    device: z.strictObject({
+      site: z.string().regex(/^[a-z0-9-]{1,40}$/, "expected lowercase letters, digits, dashes"),
+      id: z.string().regex(/^[a-z0-9-]{1,40}$/, "expected lowercase letters, digits, dashes"),
+    }),
+    bank: z.strictObject({ columns: z.array(Column).min(1).max(26) }),
+    hardware: Hardware,
+    locks: Locks.prefault({}),
+    terminal: Terminal.prefault({}),
+    codes: Codes.prefault({}),
+    lockout: Lockout.prefault({}),
+    policies: Policies.prefault({}),
+    sync: Sync.prefault({}),
+    seed: z.strictObject({ people: z.array(SeedPerson).max(1000).default([]) }).prefault({}),
+    log: z.strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") }).prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const cols = new Set<string>();
+    cfg.bank.columns.forEach((c, i) => {
+      if (cols.has(c.id)) ctx.addIssue({ code: "custom", path: ["bank", "columns", i, "id"], message: `duplicate column ${c.id}` });
+      cols.add(c.id);
+    });
+    const locks = new Map<number, string>();
+    compartmentIds(cfg.bank.columns).forEach(({ id, lock }) => {
+      const other = locks.get(lock);
+      if (other) ctx.addIssue({ code: "custom", path: ["bank"], message: `${id} and ${other} share lock channel ${lock}` });
+      locks.set(lock, id);
+    });
+    if (cfg.lockout.maxDelayMs < cfg.lockout.baseDelayMs)
+      ctx.addIssue({ code: "custom", path: ["lockout", "maxDelayMs"], message: "must be >= baseDelayMs" });
+    const seen = { id: new Set<string>(), number: new Set<string>(), pin: new Set<string>(), badge: new Set<string>() };
+    cfg.seed.people.forEach((p, i) => {
+      for (const key of ["id", "number", "pin", "badge"] as const) {
+        const v = key === "badge" ? p[key]?.toUpperCase() : p[key];
+        if (v === undefined) continue;
+        if (seen[key].has(v)) ctx.addIssue({ code: "custom", path: ["seed", "people", i, key], message: `duplicate ${key}` });
+        seen[key].add(v);
+      }
+    });
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+export interface CompartmentLayout {
+  id: string;
+  column: string;
+  row: number;
+  size: Size;
+  refrigerated: boolean;
+  accessible: boolean;
+  lock: number;
+  /** What a person types on a keypad to name this door: column number then row, A07 = 107. */
+  keypadNumber: string;
+}
+
+/** The compartments a config describes, in bank order. */
+export function compartmentIds(columns: Config["bank"]["columns"]): CompartmentLayout[] {
+  const out: CompartmentLayout[] = [];
+  let position = 0;
+  columns.forEach((col, ci) => {
+    col.compartments.forEach((c, ri) => {
+      const row = ri + 1;
+      out.push({
+        id: `${col.id}${String(row).padStart(2, "0")}`,
+        column: col.id,
+        row,
+        size: c.size,
+        refrigerated: c.refrigerated,
+        accessible: c.accessible,
+        lock: c.lock ?? position,
+        keypadNumber: `${ci + 1}${String(row).padStart(2, "0")}`,
+      });
+      position++;
+    });
+  });
+  return out;
+}

@@ -1,0 +1,109 @@
+// Ledger event types and the custody hash chain. Pure.
+import { createHash } from "node:crypto";
+
+export const EVENT_TYPES = [
+  "system.started",
+  "system.stopped",
+  "system.recovered",
+  "compartment.reserved",
+  "compartment.released",
+  "lock.pulsed",
+  "compartment.fault",
+  "compartment.fault_cleared",
+  "compartment.enabled",
+  "compartment.disabled",
+  "door.opened",
+  "door.closed",
+  "assignment.failed",
+  "deposit.started",
+  "deposit.aborted",
+  "parcel.reserved",
+  "parcel.cancelled",
+  "parcel.deposited",
+  "parcel.awaiting_recipient",
+  "parcel.picked_up",
+  "parcel.removed",
+  "pickup.started",
+  "pickup.aborted",
+  "code.issued",
+  "code.rejected",
+  "code.revoked",
+  "person.seeded",
+  "terminal.locked_out",
+  "alarm.brute_force",
+  "alarm.forced_open",
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface NewEvent {
+  type: EventType;
+  compartment?: string | null;
+  parcel?: string | null;
+  actor?: string | null;
+  data?: Record<string, unknown>;
+}
+
+export interface LedgerEvent {
+  seq: number;
+  id: string;
+  ts: number;
+  type: EventType;
+  compartment: string | null;
+  parcel: string | null;
+  actor: string | null;
+  data: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export const GENESIS_HASH = "0".repeat(64);
+
+/** JSON with object keys sorted at every depth: the same event always hashes the same. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+}
+
+/** hash = sha256(prevHash + canonical event without its hash). */
+export function eventHash(e: Omit<LedgerEvent, "hash">): string {
+  const body = canonicalJson({
+    seq: e.seq,
+    id: e.id,
+    ts: e.ts,
+    type: e.type,
+    compartment: e.compartment,
+    parcel: e.parcel,
+    actor: e.actor,
+    data: e.data,
+    prevHash: e.prevHash,
+  });
+  return createHash("sha256").update(e.prevHash).update(body).digest("hex");
+}
+
+export interface ChainCheck {
+  ok: boolean;
+  checked: number;
+  /** First seq that breaks the chain (gap, wrong prevHash or wrong hash). */
+  brokenAt?: number;
+  reason?: string;
+}
+
+/** Verify a run of events in seq order, starting from the hash before the first. */
+export function verifyChain(events: Iterable<LedgerEvent>, prevHash = GENESIS_HASH, firstSeq = 1): ChainCheck {
+  let expectSeq = firstSeq;
+  let prev = prevHash;
+  let checked = 0;
+  for (const e of events) {
+    if (e.seq !== expectSeq) return { ok: false, checked, brokenAt: e.seq, reason: `gap: expected seq ${expectSeq}` };
+    if (e.prevHash !== prev) return { ok: false, checked, brokenAt: e.seq, reason: "prevHash mismatch" };
+    if (eventHash(e) !== e.hash) return { ok: false, checked, brokenAt: e.seq, reason: "hash mismatch" };
+    prev = e.hash;
+    expectSeq++;
+    checked++;
+  }
+  return { ok: true, checked };
+}

@@ -1,0 +1,54 @@
+// Per-terminal lockout after repeated bad codes. Pure: time is passed in (wall-clock ms, since the
+// state is persisted across restarts).
+export interface LockoutPolicy {
+  threshold: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  alarmThreshold: number;
+  alarmWindowMs: number;
+}
+
+export interface LockoutState {
+  /** Bad codes since the last good one. */
+  failures: number;
+  lockedUntil: number;
+  windowStart: number;
+  windowFailures: number;
+}
+
+export const NO_LOCKOUT: LockoutState = { failures: 0, lockedUntil: 0, windowStart: 0, windowFailures: 0 };
+
+/** Milliseconds left to wait, 0 when a code may be tried. A clock that jumped back never waits longer than the cap. */
+export function lockoutRemaining(state: LockoutState, now: number, policy: LockoutPolicy): number {
+  return Math.max(0, Math.min(state.lockedUntil - now, policy.maxDelayMs));
+}
+
+export interface FailureOutcome {
+  state: LockoutState;
+  /** Set when this failure locked the terminal. */
+  lockedForMs: number;
+  /** True once per window, when the failures in it reach the alarm threshold. */
+  alarm: boolean;
+}
+
+export function recordFailure(state: LockoutState, now: number, policy: LockoutPolicy): FailureOutcome {
+  const failures = state.failures + 1;
+  const inWindow = now >= state.windowStart && now - state.windowStart < policy.alarmWindowMs;
+  const windowStart = inWindow ? state.windowStart : now;
+  const windowFailures = inWindow ? state.windowFailures + 1 : 1;
+  let lockedForMs = 0;
+  if (failures >= policy.threshold) {
+    // 1st lock: base, then doubling per further failure, capped.
+    const exp = Math.min(failures - policy.threshold, 30);
+    lockedForMs = Math.min(policy.baseDelayMs * 2 ** exp, policy.maxDelayMs);
+  }
+  return {
+    state: { failures, lockedUntil: lockedForMs ? now + lockedForMs : state.lockedUntil, windowStart, windowFailures },
+    lockedForMs,
+    alarm: windowFailures === policy.alarmThreshold,
+  };
+}
+
+export function recordSuccess(state: LockoutState): LockoutState {
+  return { ...state, failures: 0, lockedUntil: 0 };
+}

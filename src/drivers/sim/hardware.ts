@@ -1,0 +1,138 @@
+// A simulated bank: lock board, door switches, keypad/badge/QR input, display and buzzer.
+// Used by `npm start`, by the tests and by the benchmarks — one instance each, no globals.
+import { EventEmitter } from "node:events";
+import { ErrorCode, LockerError } from "../../errors.js";
+import type { Buzzer, BuzzerPattern, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
+
+export interface SimEvents {
+  unlock: [channel: number, pulseMs: number];
+  display: [lines: readonly string[]];
+  buzzer: [pattern: BuzzerPattern];
+}
+
+export interface SimOptions {
+  channels: readonly number[];
+  /** Doors spring open when their lock is pulsed (real spring-loaded doors do). */
+  springOpen: boolean;
+  openDelayMs: number;
+  terminal: string;
+}
+
+export class SimDoors extends EventEmitter<DoorEvents> implements DoorSensors {
+  private readonly states = new Map<number, DoorState>();
+  constructor(channels: readonly number[]) {
+    super();
+    for (const c of channels) this.states.set(c, "closed");
+  }
+  read(channel: number): DoorState {
+    return this.states.get(channel) ?? "unknown";
+  }
+  has(channel: number): boolean {
+    return this.states.has(channel);
+  }
+  /** What a person does to a door. */
+  set(channel: number, state: "open" | "closed"): void {
+    if (!this.states.has(channel)) throw new LockerError(ErrorCode.UnknownCompartment, `no door on channel ${channel}`);
+    if (this.states.get(channel) === state) return;
+    this.states.set(channel, state);
+    this.emit("change", channel, state);
+  }
+}
+
+export class SimLockBoard implements LockDriver {
+  readonly energized = new Set<number>();
+  /** Most locks ever energized at once: the power budget check. */
+  maxEnergized = 0;
+  pulses = 0;
+  readonly jammed = new Set<number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly opts: SimOptions,
+    private readonly doors: SimDoors,
+    private readonly onUnlock: (channel: number, ms: number) => void,
+  ) {}
+
+  pulse(channel: number, ms: number): Promise<void> {
+    if (!this.doors.has(channel)) return Promise.reject(new LockerError(ErrorCode.HardwareUnavailable, `no lock on channel ${channel}`));
+    this.energized.add(channel);
+    this.maxEnergized = Math.max(this.maxEnergized, this.energized.size);
+    this.pulses++;
+    this.onUnlock(channel, ms);
+    if (this.opts.springOpen && !this.jammed.has(channel)) {
+      this.later(Math.min(this.opts.openDelayMs, ms), () => this.doors.set(channel, "open"));
+    }
+    return new Promise((resolve) => this.later(ms, () => {
+      this.energized.delete(channel);
+      resolve();
+    }));
+  }
+
+  async allOff(): Promise<void> {
+    this.energized.clear();
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.energized.clear();
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+}
+
+export class SimInput extends EventEmitter<InputEvents> {
+  constructor(private readonly terminal: string) {
+    super();
+  }
+  keys(keys: string): void {
+    this.emit("input", { kind: "keys", terminal: this.terminal, keys });
+  }
+  badge(id: string): void {
+    this.emit("input", { kind: "badge", terminal: this.terminal, id });
+  }
+  scan(text: string): void {
+    this.emit("input", { kind: "scan", terminal: this.terminal, text });
+  }
+}
+
+export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
+  readonly doors: SimDoors;
+  readonly locks: SimLockBoard;
+  readonly keypad: SimInput;
+  readonly inputs: readonly SimInput[];
+  readonly display: Display & { lines: readonly string[] };
+  readonly buzzer: Buzzer;
+
+  constructor(readonly options: SimOptions) {
+    super();
+    this.doors = new SimDoors(options.channels);
+    this.locks = new SimLockBoard(options, this.doors, (c, ms) => this.emit("unlock", c, ms));
+    this.keypad = new SimInput(options.terminal);
+    this.inputs = [this.keypad];
+    const display = {
+      lines: [] as readonly string[],
+      show: (lines: readonly string[]) => {
+        display.lines = lines;
+        this.emit("display", lines);
+      },
+    };
+    this.display = display;
+    this.buzzer = { sound: (p) => this.emit("buzzer", p) };
+  }
+
+  async start(): Promise<void> {
+    await this.locks.allOff();
+  }
+
+  async stop(): Promise<void> {
+    await this.locks.allOff();
+    this.locks.stop();
+  }
+}

@@ -1,0 +1,55 @@
+// The small interfaces every device sits behind. Simulated and real drivers both implement them;
+// the bank runtime only ever sees these.
+import type { EventEmitter } from "node:events";
+
+export type DoorState = "open" | "closed" | "unknown";
+
+/** Relays or lock-control boards that release solenoid locks. Channels are the config's `lock` numbers. */
+export interface LockDriver {
+  /** Energize one lock for `ms`, then release it. Resolves once the coil is off again. */
+  pulse(channel: number, ms: number): Promise<void>;
+  /** Release every lock now (start, exit, fault). Must not throw. */
+  allOff(): Promise<void>;
+}
+
+export interface DoorEvents {
+  change: [channel: number, state: DoorState];
+}
+
+/** Door-sense switches, one per lock channel. */
+export interface DoorSensors extends EventEmitter<DoorEvents> {
+  read(channel: number): DoorState;
+}
+
+export type Input =
+  | { kind: "keys"; terminal: string; keys: string }
+  | { kind: "badge"; terminal: string; id: string }
+  | { kind: "scan"; terminal: string; text: string };
+
+export interface InputEvents {
+  input: [Input];
+}
+
+/** Keypads, badge and QR readers: whatever a person at the bank presents. */
+export type InputSource = EventEmitter<InputEvents>;
+
+export interface Display {
+  show(lines: readonly string[]): void;
+}
+
+export type BuzzerPattern = "ok" | "error" | "alarm" | "key";
+
+export interface Buzzer {
+  sound(pattern: BuzzerPattern): void;
+}
+
+/** One bank's devices, as a hardware profile builds them. */
+export interface Hardware {
+  readonly locks: LockDriver;
+  readonly doors: DoorSensors;
+  readonly inputs: readonly InputSource[];
+  readonly display: Display;
+  readonly buzzer: Buzzer;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,508 @@
+// The one Ledger: compartments, parcels, credentials, people, terminals and the hash-chained
+// event log (which is also the outbox). Reads are methods on Ledger; writes only happen inside
+// `transact`, through a LedgerTx, so a state change and the event reporting it commit together.
+//
+//   bank ──transact(tx => { tx.updateCompartment(); tx.event() })──▶ SQLite (WAL, synchronous=FULL)
+//                                   │ after COMMIT
+//                                   ▼
+//                       onCommit listeners (sync, sim view)
+import { randomUUID } from "node:crypto";
+import Database from "better-sqlite3";
+import type { Role, Size } from "../config/schema.js";
+import type { CompartmentState } from "../domain/compartment.js";
+import type { SecretKind } from "../domain/credentials.js";
+import {
+  eventHash,
+  GENESIS_HASH,
+  verifyChain,
+  type ChainCheck,
+  type LedgerEvent,
+  type NewEvent,
+} from "../domain/events.js";
+import type { LockoutState } from "../domain/lockout.js";
+import { ErrorCode, LockerError } from "../errors.js";
+import { migrate } from "./migrations.js";
+
+export type DoorState = "open" | "closed" | "unknown";
+export type ParcelStatus =
+  | "reserved"
+  | "depositing"
+  | "awaiting_recipient"
+  | "stored"
+  | "collecting"
+  | "picked_up"
+  | "removed"
+  | "cancelled";
+export type CredentialStatus = "live" | "used" | "revoked";
+
+export interface Compartment {
+  id: string;
+  position: number;
+  size: Size;
+  refrigerated: boolean;
+  accessible: boolean;
+  state: CompartmentState;
+  enabled: boolean;
+  door: DoorState;
+  parcelId: string | null;
+  since: number;
+  doorOpened: boolean;
+  pulses: number;
+  failedOpens: number;
+  faultReason: string | null;
+}
+
+export interface Person {
+  id: string;
+  name: string;
+  roles: Role[];
+  number: string | null;
+  active: boolean;
+}
+
+export interface Parcel {
+  id: string;
+  status: ParcelStatus;
+  size: Size;
+  compartmentId: string | null;
+  recipientId: string | null;
+  depositorId: string | null;
+  createdAt: number;
+  depositedAt: number | null;
+  closedAt: number | null;
+  collectorId: string | null;
+  /** code | badge | staff | technician | server */
+  collectVia: string | null;
+  collectCredential: number | null;
+  collectTerminal: string | null;
+}
+
+export interface Credential {
+  id: number;
+  kind: SecretKind;
+  personId: string | null;
+  parcelId: string | null;
+  status: CredentialStatus;
+}
+
+type Row = Record<string, unknown>;
+
+const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
+  position: "position",
+  size: "size",
+  refrigerated: "refrigerated",
+  accessible: "accessible",
+  state: "state",
+  enabled: "enabled",
+  door: "door",
+  parcelId: "parcel_id",
+  since: "since",
+  doorOpened: "door_opened",
+  pulses: "pulses",
+  failedOpens: "failed_opens",
+  faultReason: "fault_reason",
+};
+
+const PARCEL_COLUMNS: Record<keyof Omit<Parcel, "id">, string> = {
+  status: "status",
+  size: "size",
+  compartmentId: "compartment_id",
+  recipientId: "recipient_id",
+  depositorId: "depositor_id",
+  createdAt: "created_at",
+  depositedAt: "deposited_at",
+  closedAt: "closed_at",
+  collectorId: "collector_id",
+  collectVia: "collect_via",
+  collectCredential: "collect_cred",
+  collectTerminal: "collect_term",
+};
+
+const toCompartment = (r: Row): Compartment => ({
+  id: r.id as string,
+  position: r.position as number,
+  size: r.size as Size,
+  refrigerated: r.refrigerated === 1,
+  accessible: r.accessible === 1,
+  state: r.state as CompartmentState,
+  enabled: r.enabled === 1,
+  door: r.door as DoorState,
+  parcelId: (r.parcel_id as string | null) ?? null,
+  since: r.since as number,
+  doorOpened: r.door_opened === 1,
+  pulses: r.pulses as number,
+  failedOpens: r.failed_opens as number,
+  faultReason: (r.fault_reason as string | null) ?? null,
+});
+
+const toParcel = (r: Row): Parcel => ({
+  id: r.id as string,
+  status: r.status as ParcelStatus,
+  size: r.size as Size,
+  compartmentId: (r.compartment_id as string | null) ?? null,
+  recipientId: (r.recipient_id as string | null) ?? null,
+  depositorId: (r.depositor_id as string | null) ?? null,
+  createdAt: r.created_at as number,
+  depositedAt: (r.deposited_at as number | null) ?? null,
+  closedAt: (r.closed_at as number | null) ?? null,
+  collectorId: (r.collector_id as string | null) ?? null,
+  collectVia: (r.collect_via as string | null) ?? null,
+  collectCredential: (r.collect_cred as number | null) ?? null,
+  collectTerminal: (r.collect_term as string | null) ?? null,
+});
+
+const toPerson = (r: Row): Person => ({
+  id: r.id as string,
+  name: r.name as string,
+  roles: (r.roles as string).split(",").filter(Boolean) as Role[],
+  number: (r.number as string | null) ?? null,
+  active: r.active === 1,
+});
+
+const toEvent = (r: Row): LedgerEvent => ({
+  seq: r.seq as number,
+  id: r.id as string,
+  ts: r.ts as number,
+  type: r.type as LedgerEvent["type"],
+  compartment: (r.compartment as string | null) ?? null,
+  parcel: (r.parcel as string | null) ?? null,
+  actor: (r.actor as string | null) ?? null,
+  data: JSON.parse(r.data as string) as Record<string, unknown>,
+  prevHash: r.prev_hash as string,
+  hash: r.hash as string,
+});
+
+/** SQLite booleans are integers. */
+const toSql = (v: unknown): unknown => (typeof v === "boolean" ? (v ? 1 : 0) : v);
+
+export interface LedgerOptions {
+  /** Wall-clock ms for record timestamps. */
+  now: () => number;
+  /** FULL (default): a commit is on disk before transact() returns. */
+  synchronous?: "FULL" | "NORMAL";
+}
+
+export class Ledger {
+  readonly db: Database.Database;
+  private readonly now: () => number;
+  private head: { seq: number; hash: string };
+  private pending: LedgerEvent[] = [];
+  private inTx = false;
+  private readonly listeners = new Set<(events: readonly LedgerEvent[]) => void>();
+  private readonly stmt;
+  private readonly updateCache = new Map<string, Database.Statement>();
+  readonly tx: LedgerTx;
+
+  constructor(file: string, opts: LedgerOptions) {
+    this.now = opts.now;
+    try {
+      this.db = new Database(file);
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma(`synchronous = ${opts.synchronous ?? "FULL"}`);
+      this.db.pragma("foreign_keys = ON");
+      this.db.pragma("busy_timeout = 2000");
+      migrate(this.db);
+    } catch (e) {
+      throw new LockerError(ErrorCode.Storage, `ledger ${file}: ${(e as Error).message}`, { file });
+    }
+    const db = this.db;
+    this.stmt = {
+      compartments: db.prepare("SELECT * FROM compartments ORDER BY position"),
+      compartment: db.prepare("SELECT * FROM compartments WHERE id = ?"),
+      insertCompartment: db.prepare(
+        "INSERT INTO compartments (id, position, size, refrigerated, accessible, since) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+      parcel: db.prepare("SELECT * FROM parcels WHERE id = ?"),
+      parcelsOf: db.prepare("SELECT * FROM parcels WHERE recipient_id = ? AND status = ? ORDER BY created_at"),
+      insertParcel: db.prepare(
+        "INSERT INTO parcels (id, status, size, compartment_id, recipient_id, depositor_id, created_at) VALUES (@id, @status, @size, @compartmentId, @recipientId, @depositorId, @createdAt)",
+      ),
+      person: db.prepare("SELECT * FROM people WHERE id = ?"),
+      personByNumber: db.prepare("SELECT * FROM people WHERE number = ?"),
+      upsertPerson: db.prepare(
+        `INSERT INTO people (id, name, roles, number, active, updated_at) VALUES (@id, @name, @roles, @number, @active, @now)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, roles = excluded.roles, number = excluded.number,
+           active = excluded.active, updated_at = excluded.updated_at`,
+      ),
+      credential: db.prepare("SELECT id, kind, person_id, parcel_id, status FROM credentials WHERE hash = ? AND status = 'live'"),
+      insertCredential: db.prepare(
+        "INSERT INTO credentials (kind, hash, person_id, parcel_id, created_at) VALUES (?, ?, ?, ?, ?)",
+      ),
+      setCredential: db.prepare("UPDATE credentials SET status = ?, used_at = ? WHERE id = ?"),
+      parcelCredentials: db.prepare("SELECT id, status FROM credentials WHERE parcel_id = ? AND kind = ? ORDER BY id DESC"),
+      revokeParcel: db.prepare("UPDATE credentials SET status = 'revoked', used_at = ? WHERE parcel_id = ? AND kind = ? AND status = 'live'"),
+      revokePerson: db.prepare("UPDATE credentials SET status = 'revoked', used_at = ? WHERE person_id = ? AND kind = ? AND status = 'live'"),
+      liveCodes: db.prepare("SELECT count(*) AS n FROM credentials WHERE kind = 'code' AND status = 'live'"),
+      terminal: db.prepare("SELECT * FROM terminals WHERE id = ?"),
+      setTerminal: db.prepare(
+        `INSERT INTO terminals (id, failures, locked_until, window_start, window_failures) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until,
+           window_start = excluded.window_start, window_failures = excluded.window_failures`,
+      ),
+      meta: db.prepare("SELECT value FROM meta WHERE key = ?"),
+      setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      head: db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"),
+      insertEvent: db.prepare(
+        "INSERT INTO events (seq, id, ts, type, compartment, parcel, actor, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      eventsFrom: db.prepare("SELECT * FROM events WHERE seq >= ? ORDER BY seq LIMIT ?"),
+      eventsAll: db.prepare("SELECT * FROM events ORDER BY seq"),
+      eventsOfParcel: db.prepare("SELECT * FROM events WHERE parcel = ? ORDER BY seq"),
+      count: db.prepare("SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM events WHERE published_at IS NULL) AS unpublished"),
+    };
+    const h = this.stmt.head.get() as { seq: number; hash: string } | undefined;
+    this.head = h ?? { seq: 0, hash: GENESIS_HASH };
+    this.tx = new LedgerTx(this);
+  }
+
+  // ── transactions ──────────────────────────────────────────────────────────
+
+  /**
+   * Run `fn` in one IMMEDIATE transaction. Everything it writes, state and events, commits
+   * together or not at all; listeners hear of the events only after COMMIT.
+   */
+  transact<T>(fn: (tx: LedgerTx) => T): T {
+    if (this.inTx) return fn(this.tx); // nested: part of the outer transaction
+    const savedHead = this.head;
+    this.inTx = true;
+    let result: T;
+    try {
+      result = this.db.transaction(() => fn(this.tx)).immediate();
+    } catch (e) {
+      this.head = savedHead;
+      this.pending = [];
+      throw e;
+    } finally {
+      this.inTx = false;
+    }
+    const committed = this.pending;
+    this.pending = [];
+    if (committed.length) for (const l of this.listeners) l(committed);
+    return result;
+  }
+
+  /** Called with the events of each committed transaction, in seq order. */
+  onCommit(listener: (events: readonly LedgerEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** @internal used by LedgerTx */
+  appendEvent(e: NewEvent): LedgerEvent {
+    if (!this.inTx) throw new LockerError(ErrorCode.Internal, "event outside a transaction");
+    const base = {
+      seq: this.head.seq + 1,
+      id: randomUUID(),
+      ts: this.now(),
+      type: e.type,
+      compartment: e.compartment ?? null,
+      parcel: e.parcel ?? null,
+      actor: e.actor ?? null,
+      data: e.data ?? {},
+      prevHash: this.head.hash,
+    };
+    const ev: LedgerEvent = { ...base, hash: eventHash(base) };
+    this.stmt.insertEvent.run(ev.seq, ev.id, ev.ts, ev.type, ev.compartment, ev.parcel, ev.actor, JSON.stringify(ev.data), ev.prevHash, ev.hash);
+    this.head = { seq: ev.seq, hash: ev.hash };
+    this.pending.push(ev);
+    return ev;
+  }
+
+  /** @internal used by LedgerTx */
+  requireTx(): void {
+    if (!this.inTx) throw new LockerError(ErrorCode.Internal, "ledger write outside a transaction");
+  }
+
+  /** @internal used by LedgerTx: UPDATE with a statement cached per set of columns. */
+  update(table: "compartments" | "parcels", columns: Record<string, string>, id: string, patch: Record<string, unknown>): void {
+    this.requireTx();
+    const keys = Object.keys(patch).filter((k) => patch[k] !== undefined);
+    if (!keys.length) return;
+    const cacheKey = `${table}:${keys.join(",")}`;
+    let st = this.updateCache.get(cacheKey);
+    if (!st) {
+      const sets = keys.map((k) => {
+        const col = columns[k];
+        if (!col) throw new LockerError(ErrorCode.Internal, `no column for ${table}.${k}`);
+        return `${col} = ?`;
+      });
+      st = this.db.prepare(`UPDATE ${table} SET ${sets.join(", ")} WHERE id = ?`);
+      this.updateCache.set(cacheKey, st);
+    }
+    const info = st.run(...keys.map((k) => toSql(patch[k])), id);
+    if (info.changes !== 1) throw new LockerError(ErrorCode.Internal, `${table} ${id} not found`);
+  }
+
+  /** @internal */
+  get statements() {
+    return this.stmt;
+  }
+
+  // ── reads ─────────────────────────────────────────────────────────────────
+
+  compartments(): Compartment[] {
+    return (this.stmt.compartments.all() as Row[]).map(toCompartment);
+  }
+
+  compartment(id: string): Compartment | undefined {
+    const r = this.stmt.compartment.get(id) as Row | undefined;
+    return r && toCompartment(r);
+  }
+
+  parcel(id: string): Parcel | undefined {
+    const r = this.stmt.parcel.get(id) as Row | undefined;
+    return r && toParcel(r);
+  }
+
+  parcelsOf(personId: string, status: ParcelStatus): Parcel[] {
+    return (this.stmt.parcelsOf.all(personId, status) as Row[]).map(toParcel);
+  }
+
+  person(id: string): Person | undefined {
+    const r = this.stmt.person.get(id) as Row | undefined;
+    return r && toPerson(r);
+  }
+
+  personByNumber(number: string): Person | undefined {
+    const r = this.stmt.personByNumber.get(number) as Row | undefined;
+    return r && toPerson(r);
+  }
+
+  /** The live credential whose HMAC is `hash`, if any: one index probe. */
+  liveCredential(hash: Buffer): Credential | undefined {
+    const r = this.stmt.credential.get(hash) as Row | undefined;
+    return (
+      r && {
+        id: r.id as number,
+        kind: r.kind as SecretKind,
+        personId: (r.person_id as string | null) ?? null,
+        parcelId: (r.parcel_id as string | null) ?? null,
+        status: r.status as CredentialStatus,
+      }
+    );
+  }
+
+  /** The newest credential of a kind issued for a parcel (e.g. the pickup code). */
+  parcelCredential(parcelId: string, kind: SecretKind): { id: number; status: CredentialStatus } | undefined {
+    return this.stmt.parcelCredentials.get(parcelId, kind) as { id: number; status: CredentialStatus } | undefined;
+  }
+
+  liveCodeCount(): number {
+    return (this.stmt.liveCodes.get() as { n: number }).n;
+  }
+
+  terminal(id: string): LockoutState | undefined {
+    const r = this.stmt.terminal.get(id) as Row | undefined;
+    return (
+      r && {
+        failures: r.failures as number,
+        lockedUntil: r.locked_until as number,
+        windowStart: r.window_start as number,
+        windowFailures: r.window_failures as number,
+      }
+    );
+  }
+
+  meta(key: string): string | undefined {
+    return (this.stmt.meta.get(key) as { value: string } | undefined)?.value;
+  }
+
+  get headSeq(): number {
+    return this.head.seq;
+  }
+
+  eventsFrom(seq: number, limit = 1000): LedgerEvent[] {
+    return (this.stmt.eventsFrom.all(seq, limit) as Row[]).map(toEvent);
+  }
+
+  eventsOfParcel(parcelId: string): LedgerEvent[] {
+    return (this.stmt.eventsOfParcel.all(parcelId) as Row[]).map(toEvent);
+  }
+
+  counts(): { events: number; unpublished: number } {
+    return this.stmt.count.get() as { events: number; unpublished: number };
+  }
+
+  /** Walk the whole chain from genesis. */
+  verify(): ChainCheck {
+    const rows = this.stmt.eventsAll.iterate() as IterableIterator<Row>;
+    return verifyChain((function* () {
+      for (const r of rows) yield toEvent(r);
+    })());
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** The write side of the ledger; only reachable inside Ledger.transact. */
+export class LedgerTx {
+  constructor(private readonly ledger: Ledger) {}
+
+  event(e: NewEvent): LedgerEvent {
+    return this.ledger.appendEvent(e);
+  }
+
+  insertCompartment(c: Pick<Compartment, "id" | "position" | "size" | "refrigerated" | "accessible" | "since">): void {
+    this.ledger.requireTx();
+    this.ledger.statements.insertCompartment.run(c.id, c.position, c.size, toSql(c.refrigerated), toSql(c.accessible), c.since);
+  }
+
+  updateCompartment(id: string, patch: Partial<Omit<Compartment, "id">>): void {
+    this.ledger.update("compartments", COMPARTMENT_COLUMNS, id, patch);
+  }
+
+  insertParcel(p: Pick<Parcel, "id" | "status" | "size" | "compartmentId" | "recipientId" | "depositorId" | "createdAt">): void {
+    this.ledger.requireTx();
+    this.ledger.statements.insertParcel.run(p);
+  }
+
+  updateParcel(id: string, patch: Partial<Omit<Parcel, "id">>): void {
+    this.ledger.update("parcels", PARCEL_COLUMNS, id, patch);
+  }
+
+  upsertPerson(p: Person, now: number): void {
+    this.ledger.requireTx();
+    this.ledger.statements.upsertPerson.run({ ...p, roles: p.roles.join(","), active: toSql(p.active), now });
+  }
+
+  /** Store a secret's HMAC. Throws LockerError(busy) when a live credential has the same hash. */
+  insertCredential(kind: SecretKind, hash: Buffer, owner: { personId?: string | null; parcelId?: string | null }, now: number): number {
+    this.ledger.requireTx();
+    try {
+      const info = this.ledger.statements.insertCredential.run(kind, hash, owner.personId ?? null, owner.parcelId ?? null, now);
+      return Number(info.lastInsertRowid);
+    } catch (e) {
+      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+        throw new LockerError(ErrorCode.Busy, "a live credential with this value exists", { kind });
+      }
+      throw e;
+    }
+  }
+
+  setCredentialStatus(id: number, status: CredentialStatus, at: number | null): void {
+    this.ledger.requireTx();
+    this.ledger.statements.setCredential.run(status, at, id);
+  }
+
+  revokeParcelCredentials(parcelId: string, kind: SecretKind, now: number): number {
+    this.ledger.requireTx();
+    return this.ledger.statements.revokeParcel.run(now, parcelId, kind).changes;
+  }
+
+  revokePersonCredentials(personId: string, kind: SecretKind, now: number): number {
+    this.ledger.requireTx();
+    return this.ledger.statements.revokePerson.run(now, personId, kind).changes;
+  }
+
+  setTerminal(id: string, s: LockoutState): void {
+    this.ledger.requireTx();
+    this.ledger.statements.setTerminal.run(id, s.failures, s.lockedUntil, s.windowStart, s.windowFailures);
+  }
+
+  setMeta(key: string, value: string): void {
+    this.ledger.requireTx();
+    this.ledger.statements.setMeta.run(key, value);
+  }
+}

@@ -1,0 +1,108 @@
+// Versioned schema. PRAGMA user_version holds the number of migrations applied; each migration runs
+// in its own transaction. Append new migrations; never edit a released one.
+import type Database from "better-sqlite3";
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: the first ledger
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+
+  CREATE TABLE compartments (
+    id            TEXT PRIMARY KEY,
+    position      INTEGER NOT NULL,
+    size          TEXT NOT NULL,
+    refrigerated  INTEGER NOT NULL DEFAULT 0,
+    accessible    INTEGER NOT NULL DEFAULT 0,
+    state         TEXT NOT NULL DEFAULT 'free',
+    enabled       INTEGER NOT NULL DEFAULT 1,
+    door          TEXT NOT NULL DEFAULT 'unknown',
+    parcel_id     TEXT,
+    since         INTEGER NOT NULL,
+    door_opened   INTEGER NOT NULL DEFAULT 0,  -- door seen open since the current unlock
+    pulses        INTEGER NOT NULL DEFAULT 0,
+    failed_opens  INTEGER NOT NULL DEFAULT 0,
+    fault_reason  TEXT
+  ) STRICT;
+
+  CREATE TABLE people (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    roles      TEXT NOT NULL,               -- comma-separated Role values
+    number     TEXT UNIQUE,                 -- recipient number typed on the keypad
+    active     INTEGER NOT NULL DEFAULT 1,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE parcels (
+    id             TEXT PRIMARY KEY,
+    status         TEXT NOT NULL,
+    size           TEXT NOT NULL,
+    compartment_id TEXT,
+    recipient_id   TEXT,
+    depositor_id   TEXT,
+    created_at     INTEGER NOT NULL,
+    deposited_at   INTEGER,
+    closed_at      INTEGER,
+    -- who is taking it out, and with what, while the door is open for a pickup or removal
+    collector_id   TEXT,
+    collect_via    TEXT,
+    collect_cred   INTEGER,
+    collect_term   TEXT
+  ) STRICT;
+  CREATE INDEX parcels_recipient ON parcels(recipient_id, status);
+
+  -- Codes, PINs and badge ids, only as HMAC-SHA256 under the device key.
+  CREATE TABLE credentials (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,               -- code | pin | badge
+    hash       BLOB NOT NULL,
+    person_id  TEXT,
+    parcel_id  TEXT,
+    status     TEXT NOT NULL DEFAULT 'live', -- live | used | revoked
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER
+  ) STRICT;
+  CREATE UNIQUE INDEX credentials_live ON credentials(hash) WHERE status = 'live';
+  CREATE INDEX credentials_parcel ON credentials(parcel_id) WHERE parcel_id IS NOT NULL;
+  CREATE INDEX credentials_person ON credentials(person_id) WHERE person_id IS NOT NULL;
+
+  CREATE TABLE terminals (
+    id              TEXT PRIMARY KEY,
+    failures        INTEGER NOT NULL,
+    locked_until    INTEGER NOT NULL,
+    window_start    INTEGER NOT NULL,
+    window_failures INTEGER NOT NULL
+  ) STRICT;
+
+  -- The custody log and the outbox: gap-free seq, hash chain, published_at set on PUBACK.
+  CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    ts           INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    compartment  TEXT,
+    parcel       TEXT,
+    actor        TEXT,
+    data         TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    published_at INTEGER
+  ) STRICT;
+  CREATE INDEX events_unpublished ON events(seq) WHERE published_at IS NULL;
+  CREATE INDEX events_parcel ON events(parcel) WHERE parcel IS NOT NULL;
+  `,
+];
+
+export function migrate(db: Database.Database): { from: number; to: number } {
+  const from = db.pragma("user_version", { simple: true }) as number;
+  if (from > MIGRATIONS.length) {
+    throw new Error(`ledger schema ${from} is newer than this lockerd (${MIGRATIONS.length}): refusing to downgrade`);
+  }
+  for (let v = from; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return { from, to: MIGRATIONS.length };
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// lockerd: the entry point. Arguments, config, the runtime, signals and exit codes.
+//   0 stopped cleanly · 64 bad arguments · 70 internal error · 73 data directory unusable
+//   75 data directory in use by another lockerd · 78 bad config
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadConfig } from "./config/load.js";
+import { ErrorCode, isLockerError } from "./errors.js";
+import { createLogger } from "./log.js";
+import { Runtime } from "./runtime.js";
+
+export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 75, config: 78 } as const;
+
+const HELP = `lockerd — smart parcel locker bank daemon
+
+Usage: lockerd [--config FILE] [--data DIR]
+
+  --config FILE   bank configuration (default: config.example.json)
+  --data DIR      data directory: ledger, device key, sockets (default: ./data)
+  --help          this text
+  --version       the version
+
+Exit codes: 0 clean stop, 64 bad arguments, 70 internal error, 73 data directory
+unusable, 75 data directory in use, 78 bad configuration.
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        config: { type: "string" },
+        data: { type: "string" },
+        help: { type: "boolean" },
+        version: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    process.stderr.write(`lockerd: ${(e as Error).message}\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  if (args.help) {
+    process.stdout.write(HELP);
+    return EXIT.ok;
+  }
+  if (args.version) {
+    process.stdout.write(`lockerd ${version()}\n`);
+    return EXIT.ok;
+  }
+
+  const configFile = resolve(args.config ?? "config.example.json");
+  let config;
+  try {
+    config = loadConfig(configFile);
+  } catch (e) {
+    const issues = isLockerError(e) ? ((e.context.issues as string[] | undefined) ?? [e.message]) : [String(e)];
+    process.stderr.write(`lockerd: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`);
+    return EXIT.config;
+  }
+
+  const log = createLogger(config.log.level);
+  const runtime = new Runtime({ config, dataDir: resolve(args.data ?? "data"), log, version: version() });
+
+  let exiting = false;
+  const shutdown = (reason: string, code: number) => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ reason }, "stopping");
+    runtime
+      .stop(reason)
+      .catch((e: unknown) => log.error({ err: e }, "stop failed"))
+      .finally(() => {
+        log.info({ exitCode: code }, "stopped");
+        log.flush();
+        process.exitCode = code;
+        setImmediate(() => process.exit(code));
+      });
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM", EXIT.ok));
+  process.on("SIGINT", () => shutdown("SIGINT", EXIT.ok));
+  process.on("uncaughtException", (e) => {
+    log.fatal({ err: e }, "uncaught exception: relays off, exiting");
+    shutdown("uncaughtException", EXIT.software);
+  });
+  process.on("unhandledRejection", (e) => {
+    log.fatal({ err: e }, "unhandled rejection: relays off, exiting");
+    shutdown("unhandledRejection", EXIT.software);
+  });
+
+  try {
+    await runtime.start();
+  } catch (e) {
+    log.fatal({ err: e }, "start failed");
+    await runtime.stop("start failed").catch(() => {});
+    process.stderr.write(`lockerd: ${(e as Error).message}\n`);
+    if (isLockerError(e, ErrorCode.Busy)) return EXIT.tempFail;
+    if (isLockerError(e, ErrorCode.Storage)) return EXIT.cantCreate;
+    return EXIT.software;
+  }
+  log.info(
+    { device: `${config.device.site}/${config.device.id}`, dataDir: resolve(args.data ?? "data"), simSocket: runtime.simPath, ms: Math.round(performance.now()) },
+    runtime.simPath ? `ready: simulated bank; sim socket ${runtime.simPath}` : "ready",
+  );
+  return -1; // keep running
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e: unknown) => {
+    process.stderr.write(`lockerd: ${String(e)}\n`);
+    process.exit(EXIT.software);
+  },
+);

@@ -1,0 +1,156 @@
+// Builds one bank from a config and a data directory: ledger, hardware, bank, terminal and (sim
+// profile) the simulator socket. main.ts owns the process; tests and benchmarks build the same
+// runtime in-process. Constructors only store; start() brings things up, stop() takes them down in
+// reverse order, relays last off.
+import { join } from "node:path";
+import { compartmentIds, type CompartmentLayout, type Config } from "./config/schema.js";
+import { Bank } from "./bank/bank.js";
+import { Terminal } from "./bank/terminal.js";
+import { SimHardware } from "./drivers/sim/hardware.js";
+import type { Hardware, Input } from "./drivers/types.js";
+import { ensureDataDir, loadDeviceKey, takePidLock } from "./ledger/datadir.js";
+import { Ledger } from "./ledger/ledger.js";
+import type { Logger } from "./log.js";
+import type { CompartmentView } from "./sim/protocol.js";
+import { SimSocket } from "./sim/socket.js";
+
+export interface RuntimeOptions {
+  config: Config;
+  dataDir: string;
+  log: Logger;
+  version: string;
+  /** Wall clock for records (tests pass a controlled one). */
+  now?: () => number;
+  /** Open the sim socket (sim profile). Default true. */
+  simSocket?: boolean;
+  /** Ledger durability; benchmarks of the durable path keep FULL. */
+  synchronous?: "FULL" | "NORMAL";
+}
+
+export class Runtime {
+  readonly layout: readonly CompartmentLayout[];
+  ledger!: Ledger;
+  hardware!: Hardware;
+  bank!: Bank;
+  terminal!: Terminal;
+  sim: SimSocket | undefined;
+  simPath: string | undefined;
+  readonly startedAt: number;
+  private releaseLock: (() => void) | undefined;
+  private readonly now: () => number;
+  private stopping: Promise<void> | undefined;
+  private readonly onInput = (input: Input) => this.input(input);
+
+  constructor(private readonly opts: RuntimeOptions) {
+    this.layout = compartmentIds(opts.config.bank.columns);
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
+  }
+
+  async start(): Promise<void> {
+    const { config, dataDir, log } = this.opts;
+    ensureDataDir(dataDir);
+    this.releaseLock = takePidLock(dataDir);
+    const deviceKey = loadDeviceKey(dataDir);
+    this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
+    this.hardware = this.buildHardware(config);
+    await this.hardware.start(); // every relay off before anything else
+    this.bank = new Bank({ ledger: this.ledger, hardware: this.hardware, layout: this.layout, config, deviceKey, log, now: this.now });
+    this.terminal = new Terminal({
+      id: config.terminal.id,
+      bank: this.bank,
+      display: this.hardware.display,
+      buzzer: this.hardware.buzzer,
+      sizes: this.layout.map((l) => l.size),
+      options: config.terminal,
+      log,
+    });
+    await this.bank.start();
+    if (this.hardware instanceof SimHardware && this.opts.simSocket !== false) {
+      this.simPath = config.hardware.socket ?? join(dataDir, "sim.sock");
+      const sim = new SimSocket({
+        path: this.simPath,
+        hardware: this.hardware,
+        layout: this.layout,
+        snapshot: () => this.snapshot(),
+        device: `${config.device.site}/${config.device.id}`,
+        terminal: config.terminal.id,
+        log,
+      });
+      await sim.start();
+      this.sim = sim;
+      this.ledger.onCommit((events) => {
+        if (events.some((e) => e.compartment)) sim.stateChanged();
+      });
+      // Only the simulated bank shows a code this way: it stands in for the server's SMS/e-mail.
+      this.bank.on("codeIssued", (n) => sim.broadcast({ ev: "notify", ...n }));
+    }
+    for (const source of this.hardware.inputs) source.on("input", this.onInput);
+    this.terminal.start();
+    this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
+  }
+
+  /** Idempotent. Inputs stop first, relays go off, the ledger closes last. */
+  stop(reason = "stop"): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  snapshot(): CompartmentView[] {
+    return this.ledger.compartments().map((c) => ({
+      id: c.id,
+      size: c.size,
+      state: c.state,
+      enabled: c.enabled,
+      door: c.door,
+      parcel: c.parcelId,
+      since: c.since,
+    }));
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    const { log } = this.opts;
+    for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
+    this.terminal?.stop();
+    await this.sim?.stop();
+    this.bank?.stop();
+    try {
+      await this.hardware?.stop();
+    } catch (e) {
+      log.error({ err: e }, "hardware stop failed");
+    }
+    if (this.ledger?.db.open) {
+      try {
+        this.ledger.transact((tx) => tx.event({ type: "system.stopped", data: { reason } }));
+      } catch (e) {
+        log.error({ err: e }, "could not record stop");
+      }
+      this.ledger.close();
+    }
+    this.releaseLock?.();
+  }
+
+  private input(input: Input): void {
+    switch (input.kind) {
+      case "keys":
+        return this.terminal.keys(input.keys);
+      case "badge":
+        return this.terminal.badge(input.id);
+      case "scan":
+        return this.terminal.scan(input.text);
+    }
+  }
+
+  private buildHardware(config: Config): Hardware {
+    const hw = config.hardware;
+    switch (hw.profile) {
+      case "sim":
+        return new SimHardware({
+          channels: this.layout.map((l) => l.lock),
+          springOpen: hw.springOpen,
+          openDelayMs: hw.openDelayMs,
+          terminal: config.terminal.id,
+        });
+    }
+  }
+}
