@@ -34,8 +34,11 @@ export interface ActuationDeps {
   doors: DoorWatch;
   log: Logger;
   options: ActuationOptions;
-  /** Called after each pulse, so the ledger can count it (wear) and record it. */
-  onPulse: (compartment: string, attempt: number, pulseMs: number, error?: unknown) => void;
+  /**
+   * Called before every pulse after the first, so the ledger counts it (wear) and records it. The
+   * first pulse is recorded by the caller in the same transaction as the fact that authorized it.
+   */
+  beforeRetry: (compartment: string, attempt: number, pulseMs: number) => void;
 }
 
 interface Slot {
@@ -52,6 +55,10 @@ export class ActuationQueue {
     this.pulseMs = Math.min(deps.options.pulseMs, MAX_PULSE_MS);
   }
 
+  get pulseLength(): number {
+    return this.pulseMs;
+  }
+
   get depth(): number {
     return this.waiting.length + this.active;
   }
@@ -63,6 +70,7 @@ export class ActuationQueue {
     for (let attempt = 1; attempt <= retries + 1; attempt++) {
       let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
       error = undefined;
+      if (attempt > 1) this.deps.beforeRetry(compartment, attempt, this.pulseMs);
       try {
         // The verify window starts with the pulse, not while waiting for the power budget.
         await this.withBudget(() => {
@@ -77,7 +85,6 @@ export class ActuationQueue {
         return { opened: false, attempts: attempt, error };
       }
       if (error !== undefined) this.deps.log.warn({ compartment, channel, attempt, err: error }, "lock pulse failed");
-      this.deps.onPulse(compartment, attempt, this.pulseMs, error);
       if (error === undefined && watch && (await watch.promise)) return { opened: true, attempts: attempt };
       watch?.cancel();
       this.deps.log.warn({ compartment, attempt }, "door not seen open after pulse");

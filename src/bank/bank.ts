@@ -76,14 +76,10 @@ export class Bank extends EventEmitter<BankEvents> {
       doors: this.waiters,
       log: this.log,
       options: deps.config.locks,
-      onPulse: (compartment, attempt, pulseMs, error) =>
+      beforeRetry: (compartment, attempt, pulseMs) =>
         this.write((tx) => {
           tx.updateCompartment(compartment, { pulses: this.compartment(compartment).pulses + 1 });
-          tx.event({
-            type: "lock.pulsed",
-            compartment,
-            data: { attempt, pulseMs, ...(error ? { error: String((error as Error).message ?? error) } : {}) },
-          });
+          tx.event({ type: "lock.retried", compartment, data: { attempt, pulseMs } });
         }),
     });
   }
@@ -198,8 +194,14 @@ export class Bank extends EventEmitter<BankEvents> {
     this.write((tx) => {
       assertTransition(chosen.id, chosen.state, "loading");
       tx.insertParcel({ id: parcelId, status: "depositing", size, compartmentId: chosen.id, recipientId: null, depositorId: depositor.id, createdAt: t });
-      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: false, since: t });
-      tx.event({ type: "deposit.started", compartment: chosen.id, parcel: parcelId, actor: depositor.id, data: { size, terminal } });
+      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: false, since: t, pulses: chosen.pulses + 1 });
+      tx.event({
+        type: "deposit.started",
+        compartment: chosen.id,
+        parcel: parcelId,
+        actor: depositor.id,
+        data: { size, terminal, pulseMs: this.actuation.pulseLength },
+      });
     });
     return this.actuate(chosen.id, parcelId, "deposit");
   }
@@ -252,14 +254,14 @@ export class Bank extends EventEmitter<BankEvents> {
         collectCredential: how.credentialId,
         collectTerminal: how.terminal,
       });
-      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: false, since: t });
+      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: false, since: t, pulses: compartment.pulses + 1 });
       if (how.via === "code") this.clearFailures(tx, how.terminal);
       tx.event({
         type: "pickup.started",
         compartment: compartment.id,
         parcel: parcel.id,
         actor: how.collectorId,
-        data: { via: how.via, terminal: how.terminal },
+        data: { via: how.via, terminal: how.terminal, pulseMs: this.actuation.pulseLength },
       });
     });
     return this.actuate(compartment.id, parcel.id, "collect");
@@ -298,7 +300,8 @@ export class Bank extends EventEmitter<BankEvents> {
           parcelId: purpose === "deposit" ? null : c.parcelId,
           since: now,
         });
-        tx.event({ type: "compartment.fault", compartment: c.id, data: { reason: "lock did not open", attempts: r.attempts, purpose } });
+        const error = r.error === undefined ? {} : { error: r.error instanceof Error ? r.error.message : String(r.error) };
+        tx.event({ type: "compartment.fault", compartment: c.id, data: { reason: "lock did not open", attempts: r.attempts, purpose, ...error } });
       });
     } catch (e) {
       this.log.error({ err: e, compartment: compartmentId }, "could not record lock fault");

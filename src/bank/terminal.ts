@@ -17,13 +17,13 @@ import type { Bank, BankEvents, OpenTicket } from "./bank.js";
 const MAX_DIGITS = 12;
 
 type Mode =
-  | { m: "idle"; buf: string }
-  | { m: "pin"; buf: string }
+  | { m: "idle"; buf: string; spoiled?: boolean }
+  | { m: "pin"; buf: string; spoiled?: boolean }
   | { m: "menu"; person: Person }
   | { m: "size"; person: Person }
   | { m: "depositing"; person: Person; parcel: string; compartment: string }
-  | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string }
-  | { m: "door"; person: Person; buf: string }
+  | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
+  | { m: "door"; person: Person; buf: string; spoiled?: boolean }
   | { m: "removing"; person: Person; compartment: string };
 
 export interface TerminalDeps {
@@ -105,9 +105,17 @@ export class Terminal {
   }
 
   private key(k: string): void {
-    this.dismissMessage();
     this.armIdle();
     const mode = this.mode;
+    if ("spoiled" in mode && mode.spoiled) {
+      if (k === "#" || k === "*") {
+        mode.spoiled = false;
+        this.dismissMessage();
+        this.render();
+      }
+      return;
+    }
+    this.dismissMessage();
     switch (mode.m) {
       case "idle":
         if (k === "*") return this.go(mode.buf ? { m: "idle", buf: "" } : { m: "pin", buf: "" });
@@ -145,11 +153,13 @@ export class Terminal {
     }
   }
 
-  private digit(mode: { buf: string }, k: string): void {
-    if (k === "#" || k === "*") return;
+  /** A digit into the current entry. An overlong entry is spoiled: further digits are ignored until # or *. */
+  private digit(mode: { buf: string; spoiled?: boolean }, k: string): void {
+    if (mode.spoiled) return;
     if (mode.buf.length >= MAX_DIGITS) {
       mode.buf = "";
-      return this.flash(["Too many digits", "Start again"], "error", this.mode);
+      mode.spoiled = true;
+      return this.flash(["Too many digits", "Press * or #", "and start again"], "error", this.mode);
     }
     mode.buf += k;
     this.deps.buzzer.sound("key");

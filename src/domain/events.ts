@@ -7,7 +7,7 @@ export const EVENT_TYPES = [
   "system.recovered",
   "compartment.reserved",
   "compartment.released",
-  "lock.pulsed",
+  "lock.retried",
   "compartment.fault",
   "compartment.fault_cleared",
   "compartment.enabled",

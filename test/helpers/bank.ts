@@ -1,0 +1,63 @@
+// An in-process bank on the simulated hardware, with a temporary data directory, for tests that
+// need a controlled clock. Same Runtime as the daemon builds; no sim socket.
+import { parseConfig } from "../../src/config/load.js";
+import type { SimHardware } from "../../src/drivers/sim/hardware.js";
+import { silentLogger } from "../../src/log.js";
+import { Runtime } from "../../src/runtime.js";
+import { exampleConfig, removeDir, tempDir } from "./daemon.js";
+
+export interface TestBank {
+  rt: Runtime;
+  hw: SimHardware;
+  dir: string;
+  /** Display lines now. */
+  screen: () => string;
+  events: (type?: string) => ReturnType<Runtime["ledger"]["eventsFrom"]>;
+  close: () => Promise<void>;
+}
+
+export async function testBank(patch?: (cfg: Record<string, any>) => void, dir = tempDir()): Promise<TestBank> {
+  const raw = exampleConfig() as Record<string, any>;
+  raw.locks = { ...raw.locks, pulseMs: 100, openVerifyMs: 500 };
+  patch?.(raw);
+  const config = parseConfig(raw);
+  const rt = new Runtime({ config, dataDir: `${dir}/data`, log: silentLogger(), version: "test", simSocket: false });
+  await rt.start();
+  const hw = rt.hardware as SimHardware;
+  return {
+    rt,
+    hw,
+    dir,
+    screen: () => hw.display.lines.join(" | "),
+    events: (type) => rt.ledger.eventsFrom(1, 1_000_000).filter((e) => !type || e.type === type),
+    close: async () => {
+      await rt.stop();
+      removeDir(dir);
+    },
+  };
+}
+
+/** Courier deposit through the keypad; the sim door springs open, the test closes it. Returns the code. */
+export async function keypadDeposit(
+  b: TestBank,
+  advance: (ms: number) => Promise<void>,
+  opts: { size?: string; recipient?: string } = {},
+): Promise<{ compartment: string; code: string; parcel: string }> {
+  let notified: { compartment: string; code: string; parcel: string } | undefined;
+  const listener = (n: { compartment: string; code: string; parcel: string }) => (notified = n);
+  b.rt.bank.on("codeIssued", listener);
+  try {
+    b.hw.keypad.keys("*2468#");
+    b.hw.keypad.keys(opts.size ?? "1");
+    const loading = b.rt.ledger.compartments().find((c) => c.state === "loading");
+    if (!loading) throw new Error(`no compartment opened: ${b.screen()}`);
+    await advance(200); // spring opens, pulse ends
+    b.hw.doors.set(b.rt.bank.layoutOf(loading.id).lock, "closed");
+    b.hw.keypad.keys(`${opts.recipient ?? "1001"}#`);
+    if (!notified) throw new Error(`no code issued: ${b.screen()}`);
+    b.hw.keypad.keys("*");
+    return notified;
+  } finally {
+    b.rt.bank.off("codeIssued", listener);
+  }
+}
