@@ -149,6 +149,7 @@ export class Runtime {
           channels: this.layout.map((l) => l.lock),
           springOpen: hw.springOpen,
           openDelayMs: hw.openDelayMs,
+          timeScale: hw.timeScale,
           terminal: config.terminal.id,
         });
     }

@@ -194,7 +194,8 @@ export class Bank extends EventEmitter<BankEvents> {
     this.write((tx) => {
       assertTransition(chosen.id, chosen.state, "loading");
       tx.insertParcel({ id: parcelId, status: "depositing", size, compartmentId: chosen.id, recipientId: null, depositorId: depositor.id, createdAt: t });
-      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: false, since: t, pulses: chosen.pulses + 1 });
+      // A door already standing open counts as opened: closing it completes the flow.
+      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: chosen.door === "open", since: t, pulses: chosen.pulses + 1 });
       tx.event({
         type: "deposit.started",
         compartment: chosen.id,
@@ -254,7 +255,7 @@ export class Bank extends EventEmitter<BankEvents> {
         collectCredential: how.credentialId,
         collectTerminal: how.terminal,
       });
-      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: false, since: t, pulses: compartment.pulses + 1 });
+      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: compartment.door === "open", since: t, pulses: compartment.pulses + 1 });
       if (how.via === "code") this.clearFailures(tx, how.terminal);
       tx.event({
         type: "pickup.started",

@@ -35,6 +35,7 @@ const SimHardware = z.strictObject({
   springOpen: z.boolean().default(true).describe("a door springs open when its lock is pulsed"),
   openDelayMs: z.int().min(0).max(5000).default(40).describe("simulated time from pulse to door open"),
   socket: z.string().min(1).optional().describe("sim socket path; default <dataDir>/sim.sock"),
+  timeScale: z.number().min(0).max(1).default(1).describe("simulated coil time / real time (benchmarks: 0)"),
 });
 
 const Hardware = z.discriminatedUnion("profile", [SimHardware]);
@@ -107,30 +108,46 @@ export const ConfigSchema = z
     seed: z.strictObject({ people: z.array(SeedPerson).max(1000).default([]) }).prefault({}),
     log: z.strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") }).prefault({}),
   })
-  .superRefine((cfg, ctx) => {
-    const cols = new Set<string>();
-    cfg.bank.columns.forEach((c, i) => {
-      if (cols.has(c.id)) ctx.addIssue({ code: "custom", path: ["bank", "columns", i, "id"], message: `duplicate column ${c.id}` });
-      cols.add(c.id);
-    });
-    const locks = new Map<number, string>();
-    compartmentIds(cfg.bank.columns).forEach(({ id, lock }) => {
-      const other = locks.get(lock);
-      if (other) ctx.addIssue({ code: "custom", path: ["bank"], message: `${id} and ${other} share lock channel ${lock}` });
-      locks.set(lock, id);
-    });
-    if (cfg.lockout.maxDelayMs < cfg.lockout.baseDelayMs)
-      ctx.addIssue({ code: "custom", path: ["lockout", "maxDelayMs"], message: "must be >= baseDelayMs" });
-    const seen = { id: new Set<string>(), number: new Set<string>(), pin: new Set<string>(), badge: new Set<string>() };
-    cfg.seed.people.forEach((p, i) => {
-      for (const key of ["id", "number", "pin", "badge"] as const) {
-        const v = key === "badge" ? p[key]?.toUpperCase() : p[key];
-        if (v === undefined) continue;
-        if (seen[key].has(v)) ctx.addIssue({ code: "custom", path: ["seed", "people", i, key], message: `duplicate ${key}` });
-        seen[key].add(v);
-      }
-    });
-  });
+  // Cross-field rules. `when: () => true` runs them even when a field elsewhere has the wrong type,
+  // so one pass names every bad field; the value may then be partly malformed, hence the guards.
+  .superRefine(
+    (cfg, ctx) => {
+      if (typeof cfg !== "object" || cfg === null) return;
+      const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
+      const columns = list<{ id?: unknown; compartments?: unknown }>(cfg.bank?.columns);
+      const cols = new Set<unknown>();
+      columns.forEach((c, i) => {
+        if (cols.has(c?.id)) ctx.addIssue({ code: "custom", path: ["bank", "columns", i, "id"], message: `duplicate column ${String(c.id)}` });
+        cols.add(c?.id);
+      });
+      const locks = new Map<number, string>();
+      let position = 0;
+      columns.forEach((col) =>
+        list<{ lock?: unknown }>(col?.compartments).forEach((c, ri) => {
+          const lock = typeof c?.lock === "number" ? c.lock : position;
+          const id = `${String(col.id)}${String(ri + 1).padStart(2, "0")}`;
+          const other = locks.get(lock);
+          if (other) ctx.addIssue({ code: "custom", path: ["bank"], message: `${id} and ${other} share lock channel ${lock}` });
+          locks.set(lock, id);
+          position++;
+        }),
+      );
+      const lockout = cfg.lockout as Partial<Config["lockout"]> | undefined;
+      if (typeof lockout?.maxDelayMs === "number" && typeof lockout.baseDelayMs === "number" && lockout.maxDelayMs < lockout.baseDelayMs)
+        ctx.addIssue({ code: "custom", path: ["lockout", "maxDelayMs"], message: "must be >= baseDelayMs" });
+      const seen = { id: new Set<string>(), number: new Set<string>(), pin: new Set<string>(), badge: new Set<string>() };
+      list<Record<string, unknown>>(cfg.seed?.people).forEach((p, i) => {
+        for (const key of ["id", "number", "pin", "badge"] as const) {
+          const raw = p?.[key];
+          if (typeof raw !== "string") continue;
+          const v = key === "badge" ? raw.toUpperCase() : raw;
+          if (seen[key].has(v)) ctx.addIssue({ code: "custom", path: ["seed", "people", i, key], message: `duplicate ${key}` });
+          seen[key].add(v);
+        }
+      });
+    },
+    { when: () => true },
+  );
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -58,14 +58,29 @@ export interface LedgerEvent {
 
 export const GENESIS_HASH = "0".repeat(64);
 
-/** JSON with object keys sorted at every depth: the same event always hashes the same. */
+/**
+ * JSON with object keys sorted at every depth: the same event always hashes the same. Otherwise
+ * exactly JSON.stringify's rules (toJSON, undefined and functions dropped from objects and turned
+ * to null in arrays, non-finite numbers to null), so that the stored text parses back to a value
+ * with the same canonical form.
+ */
 export function canonicalJson(value: unknown): string {
+  return canonical(value) ?? "null";
+}
+
+function canonical(value: unknown): string | undefined {
+  if (value !== null && typeof value === "object" && typeof (value as { toJSON?: unknown }).toJSON === "function") {
+    value = (value as { toJSON: () => unknown }).toJSON();
+  }
+  if (value === undefined || typeof value === "function" || typeof value === "symbol") return undefined;
   if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  if (Array.isArray(value)) return `[${value.map((v) => canonical(v) ?? "null").join(",")}]`;
+  const parts: string[] = [];
+  for (const k of Object.keys(value).sort()) {
+    const v = canonical((value as Record<string, unknown>)[k]);
+    if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`);
+  }
+  return `{${parts.join(",")}}`;
 }
 
 /** hash = sha256(prevHash + canonical event without its hash). */

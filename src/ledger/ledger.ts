@@ -12,6 +12,7 @@ import type { Role, Size } from "../config/schema.js";
 import type { CompartmentState } from "../domain/compartment.js";
 import type { SecretKind } from "../domain/credentials.js";
 import {
+  canonicalJson,
   eventHash,
   GENESIS_HASH,
   verifyChain,
@@ -86,6 +87,9 @@ export interface Credential {
 }
 
 type Row = Record<string, unknown>;
+
+const CHECKPOINT_IDLE_MS = 1000;
+const CHECKPOINT_EVERY = 500;
 
 const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   position: "position",
@@ -191,6 +195,8 @@ export class Ledger {
   private readonly listeners = new Set<(events: readonly LedgerEvent[]) => void>();
   private readonly stmt;
   private readonly updateCache = new Map<string, Database.Statement>();
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private commitsSinceCheckpoint = 0;
   readonly tx: LedgerTx;
 
   constructor(file: string, opts: LedgerOptions) {
@@ -201,6 +207,7 @@ export class Ledger {
       this.db.pragma(`synchronous = ${opts.synchronous ?? "FULL"}`);
       this.db.pragma("foreign_keys = ON");
       this.db.pragma("busy_timeout = 2000");
+      this.db.pragma("wal_autocheckpoint = 0");
       migrate(this.db);
     } catch (e) {
       throw new LockerError(ErrorCode.Storage, `ledger ${file}: ${(e as Error).message}`, { file });
@@ -277,8 +284,32 @@ export class Ledger {
     }
     const committed = this.pending;
     this.pending = [];
+    this.scheduleCheckpoint();
     if (committed.length) for (const l of this.listeners) l(committed);
     return result;
+  }
+
+  /**
+   * SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold, putting a
+   * database-file fsync on whatever decision made that commit (an unlock). Instead checkpoints run
+   * when the ledger has been idle for a second, or after CHECKPOINT_EVERY commits, off the
+   * caller's path (setImmediate: after the lock has been told to fire).
+   */
+  private scheduleCheckpoint(): void {
+    clearTimeout(this.checkpointTimer);
+    if (++this.commitsSinceCheckpoint >= CHECKPOINT_EVERY) {
+      this.checkpointTimer = undefined;
+      setImmediate(() => this.checkpoint());
+      return;
+    }
+    this.checkpointTimer = setTimeout(() => this.checkpoint(), CHECKPOINT_IDLE_MS);
+    this.checkpointTimer.unref();
+  }
+
+  checkpoint(): void {
+    clearTimeout(this.checkpointTimer);
+    this.commitsSinceCheckpoint = 0;
+    if (this.db.open && !this.inTx) this.db.pragma("wal_checkpoint(PASSIVE)");
   }
 
   /** Called with the events of each committed transaction, in seq order. */
@@ -301,8 +332,11 @@ export class Ledger {
       data: e.data ?? {},
       prevHash: this.head.hash,
     };
+    // Stored as canonical JSON, which parses back to data with the same canonical form and hash.
+    const text = canonicalJson(base.data);
+    base.data = JSON.parse(text) as Record<string, unknown>;
     const ev: LedgerEvent = { ...base, hash: eventHash(base) };
-    this.stmt.insertEvent.run(ev.seq, ev.id, ev.ts, ev.type, ev.compartment, ev.parcel, ev.actor, JSON.stringify(ev.data), ev.prevHash, ev.hash);
+    this.stmt.insertEvent.run(ev.seq, ev.id, ev.ts, ev.type, ev.compartment, ev.parcel, ev.actor, text, ev.prevHash, ev.hash);
     this.head = { seq: ev.seq, hash: ev.hash };
     this.pending.push(ev);
     return ev;
@@ -432,6 +466,7 @@ export class Ledger {
   }
 
   close(): void {
+    clearTimeout(this.checkpointTimer);
     if (this.db.open) this.db.close();
   }
 }

@@ -40,7 +40,7 @@ export async function testBank(patch?: (cfg: Record<string, any>) => void, dir =
 /** Courier deposit through the keypad; the sim door springs open, the test closes it. Returns the code. */
 export async function keypadDeposit(
   b: TestBank,
-  advance: (ms: number) => Promise<void>,
+  advance: (ms: number) => Promise<unknown>,
   opts: { size?: string; recipient?: string } = {},
 ): Promise<{ compartment: string; code: string; parcel: string }> {
   let notified: { compartment: string; code: string; parcel: string } | undefined;

@@ -69,9 +69,8 @@ describe("canonicalJson", () => {
     expect(canonicalJson({ a: null })).not.toBe(canonicalJson({}));
   });
 
-  // BUG (see report): canonicalJson is hashed, JSON.stringify is stored; they disagree for values
-  // JSON does not represent directly, so a stored event no longer matches its hash.
-  it.fails("agrees with its own JSON round-trip for a Date and an undefined array element", () => {
+  // canonicalJson follows JSON's rules for values JSON does not represent directly.
+  it("agrees with its own JSON round-trip for a Date and an undefined array element", () => {
     for (const v of [{ at: new Date(0) }, { xs: [1, undefined] }]) {
       expect(canonicalJson(v)).toBe(canonicalJson(JSON.parse(JSON.stringify(v))));
     }
