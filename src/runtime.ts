@@ -85,6 +85,15 @@ export class Runtime {
       // Only the simulated bank shows a code this way: it stands in for the server's SMS/e-mail.
       this.bank.on("codeIssued", (n) => sim.broadcast({ ev: "notify", ...n }));
     }
+    // Alarms are heard at the bank (buzzer), logged, and shown on the sim socket; the ledger has them too.
+    this.ledger.onCommit((events) => {
+      for (const e of events) {
+        if (!e.type.startsWith("alarm.")) continue;
+        log.warn({ alarm: e.type, compartment: e.compartment, data: e.data }, "alarm");
+        this.hardware.buzzer.sound("alarm");
+        this.sim?.broadcast({ ev: "alarm", type: e.type, compartment: e.compartment, data: e.data });
+      }
+    });
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));

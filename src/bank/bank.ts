@@ -14,14 +14,24 @@ import { generateCode, secretHash } from "../domain/credentials.js";
 import { lockoutRemaining, NO_LOCKOUT, recordFailure, recordSuccess } from "../domain/lockout.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
-import type { Compartment, Ledger, LedgerTx, Parcel, Person } from "../ledger/ledger.js";
+import type { Compartment, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
+import type { EventType } from "../domain/events.js";
 import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
-import { recover } from "./recovery.js";
+import { recover, undoCollect } from "./recovery.js";
 import { seedPeople, syncLayout } from "./setup.js";
 
-export type CollectVia = "code" | "badge" | "staff";
+/** How a parcel leaves: recipient's code or badge, staff removal, or the depositor taking it back. */
+export type CollectVia = "code" | "badge" | "staff" | "return";
+
+/** What closing the door after each kind of collection makes of the parcel. */
+const COLLECT_OUTCOME = {
+  code: { status: "picked_up", event: "parcel.picked_up" },
+  badge: { status: "picked_up", event: "parcel.picked_up" },
+  staff: { status: "removed", event: "parcel.removed" },
+  return: { status: "cancelled", event: "parcel.cancelled" },
+} as const satisfies Record<CollectVia, { status: ParcelStatus; event: EventType }>;
 
 export interface BankEvents {
   /** A deposit door closed on a parcel. awaitingRecipient: the depositor must still name the recipient. */
@@ -31,7 +41,7 @@ export interface BankEvents {
   /** A lock was pulsed (with retries) and the door never opened: the compartment is now in fault. */
   openFailed: [{ parcel: string | null; compartment: string; purpose: "deposit" | "collect" }];
   /** A fresh pickup code, in clear, for whoever must deliver it (sim notify, sealed for the server). */
-  codeIssued: [{ parcel: string; person: string; compartment: string; code: string }];
+  codeIssued: [{ parcel: string; person: string; name: string; compartment: string; code: string }];
 }
 
 export interface BankDeps {
@@ -220,8 +230,17 @@ export class Bank extends EventEmitter<BankEvents> {
       tx.updateParcel(parcelId, { recipientId: recipient.id });
       return this.store(tx, { ...parcel, recipientId: recipient.id }, actor);
     });
-    this.emit("codeIssued", { parcel: parcelId, person: recipient.id, compartment, code });
+    this.emit("codeIssued", { parcel: parcelId, person: recipient.id, name: recipient.name, compartment, code });
     return { compartment, recipient };
+  }
+
+  /** The depositor changes their mind before naming a recipient: the door opens to take the parcel back. */
+  cancelDeposit(terminal: string, parcelId: string, depositor: Person): OpenTicket {
+    const parcel = this.deps.ledger.parcel(parcelId);
+    if (!parcel || parcel.status !== "awaiting_recipient" || !parcel.compartmentId || parcel.depositorId !== depositor.id) {
+      throw new LockerError(ErrorCode.IllegalTransition, `parcel ${parcelId} cannot be taken back`);
+    }
+    return this.collect(parcel, this.compartment(parcel.compartmentId), { via: "return", credentialId: null, collectorId: depositor.id, terminal });
   }
 
   // ── staff ─────────────────────────────────────────────────────────────────
@@ -290,8 +309,7 @@ export class Bank extends EventEmitter<BankEvents> {
           tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now });
           tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "lock did not open" } });
         } else if (parcel) {
-          if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
-          tx.updateParcel(parcel.id, { status: "stored", collectorId: null, collectVia: null, collectCredential: null, collectTerminal: null });
+          undoCollect(tx, parcel);
           tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "lock did not open" } });
         }
         tx.updateCompartment(c.id, {
@@ -347,12 +365,13 @@ export class Bank extends EventEmitter<BankEvents> {
     if (!parcel) return undefined;
     if (c.state === "unloading") {
       const via = (parcel.collectVia ?? "code") as CollectVia;
+      const outcome = COLLECT_OUTCOME[via];
       assertTransition(id, c.state, "free");
-      tx.updateParcel(parcel.id, { status: via === "staff" ? "removed" : "picked_up", closedAt: now });
-      if (via === "staff") tx.revokeParcelCredentials(parcel.id, "code", now);
+      tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now, ...(via === "return" ? { compartmentId: null } : {}) });
+      if (via !== "code" && via !== "badge") tx.revokeParcelCredentials(parcel.id, "code", now);
       tx.updateCompartment(id, { state: "free", parcelId: null, doorOpened: false, since: now });
       tx.event({
-        type: via === "staff" ? "parcel.removed" : "parcel.picked_up",
+        type: outcome.event,
         compartment: id,
         parcel: parcel.id,
         actor: parcel.collectorId,

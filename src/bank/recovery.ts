@@ -1,7 +1,7 @@
 // After a crash or a stop in the middle of a flow: a compartment left `loading` or `unloading`
 // whose door never opened goes back to where it was, and the person's code works again.
 // (A door that did open and is now closed was completed by the door reading at start.)
-import type { Ledger } from "../ledger/ledger.js";
+import type { Ledger, LedgerTx, Parcel } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 
 export function recover(ledger: Ledger, now: number, log: Logger): void {
@@ -10,8 +10,7 @@ export function recover(ledger: Ledger, now: number, log: Logger): void {
     const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
     ledger.transact((tx) => {
       if (c.state === "unloading") {
-        if (parcel?.collectCredential != null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
-        if (parcel) tx.updateParcel(parcel.id, { status: "stored", collectorId: null, collectVia: null, collectCredential: null, collectTerminal: null });
+        if (parcel) undoCollect(tx, parcel);
         tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
         tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
       } else {
@@ -22,4 +21,16 @@ export function recover(ledger: Ledger, now: number, log: Logger): void {
     });
     log.warn({ compartment: c.id, state: c.state }, "interrupted flow rolled back");
   }
+}
+
+/** A collection whose door never opened: the parcel is back where it was and its code works again. */
+export function undoCollect(tx: LedgerTx, parcel: Parcel): void {
+  if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+  tx.updateParcel(parcel.id, {
+    status: parcel.collectVia === "return" ? "awaiting_recipient" : "stored",
+    collectorId: null,
+    collectVia: null,
+    collectCredential: null,
+    collectTerminal: null,
+  });
 }

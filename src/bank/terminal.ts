@@ -4,7 +4,8 @@
 //    │ * PIN #
 //    ▼
 //   courier: size ─▶ depositing (door opens) ─▶ door closed ─▶ recipient no. # ─▶ stored ─▶ size (next parcel)
-//   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ removing ─▶ door closed ─▶ menu
+//                                                              └ * ─▶ taking (door reopens, parcel back) ─▶ size
+//   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ taking ─▶ door closed ─▶ menu
 //
 // `*` goes back one step (from idle with digits typed: clears them). No key for idleTimeoutMs: idle.
 import { SIZES, type Config, type Size } from "../config/schema.js";
@@ -15,6 +16,8 @@ import type { Logger } from "../log.js";
 import type { Bank, BankEvents, OpenTicket } from "./bank.js";
 
 const MAX_DIGITS = 12;
+/** After a deposit the courier's session stays open this long for the next parcel, then the keypad is the public's again. */
+const NEXT_PARCEL_MS = 10_000;
 
 type Mode =
   | { m: "idle"; buf: string; spoiled?: boolean }
@@ -24,7 +27,7 @@ type Mode =
   | { m: "depositing"; person: Person; parcel: string; compartment: string }
   | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
   | { m: "door"; person: Person; buf: string; spoiled?: boolean }
-  | { m: "removing"; person: Person; compartment: string };
+  | { m: "taking"; person: Person; compartment: string; why: "remove" | "return" };
 
 export interface TerminalDeps {
   id: string;
@@ -80,7 +83,7 @@ export class Terminal {
   }
 
   badge(id: string): void {
-    const busy = ["depositing", "recipient", "door", "removing"].includes(this.mode.m);
+    const busy = ["depositing", "recipient", "door", "taking"].includes(this.mode.m);
     if (busy) return this.log.info({ mode: this.mode.m }, "badge ignored mid-flow");
     this.dismissMessage();
     this.armIdle();
@@ -138,6 +141,7 @@ export class Terminal {
       }
       case "recipient":
         if (k === "*") {
+          if (!mode.buf) return this.takeBack(mode);
           mode.buf = "";
           return this.render();
         }
@@ -148,7 +152,7 @@ export class Terminal {
         if (k === "#") return this.submitRemoval(mode);
         return this.digit(mode, k);
       case "depositing":
-      case "removing":
+      case "taking":
         return this.render(); // waiting on the door; keys only refresh the prompt
     }
   }
@@ -198,6 +202,7 @@ export class Terminal {
     try {
       const { compartment } = this.deps.bank.completeDeposit(mode.parcel, mode.buf, mode.person.id);
       this.flash([`Stored in ${compartment}`, "Recipient notified", "Next parcel: size", "* = done"], "ok", { m: "size", person: mode.person });
+      this.armIdle(NEXT_PARCEL_MS);
     } catch (e) {
       mode.buf = "";
       this.fail(e, mode);
@@ -208,9 +213,18 @@ export class Terminal {
     try {
       const c = this.deps.bank.compartmentByKeypad(mode.buf);
       const t = this.deps.bank.openForRemoval(this.deps.id, c.id, mode.person);
-      this.go({ m: "removing", person: mode.person, compartment: t.compartment });
+      this.go({ m: "taking", person: mode.person, compartment: t.compartment, why: "remove" });
     } catch (e) {
       mode.buf = "";
+      this.fail(e, mode);
+    }
+  }
+
+  private takeBack(mode: Extract<Mode, { m: "recipient" }>): void {
+    try {
+      const t = this.deps.bank.cancelDeposit(this.deps.id, mode.parcel, mode.person);
+      this.go({ m: "taking", person: mode.person, compartment: t.compartment, why: "return" });
+    } catch (e) {
       this.fail(e, mode);
     }
   }
@@ -233,13 +247,16 @@ export class Terminal {
 
   private unloaded(e: BankEvents["unloaded"][0]): void {
     const mode = this.mode;
-    if (mode.m !== "removing" || mode.compartment !== e.compartment) return;
-    this.flash([`Removed from ${e.compartment}`], "ok", this.home(mode.person));
+    if (mode.m === "taking" && mode.compartment === e.compartment) {
+      if (mode.why === "return") return this.flash(["Deposit cancelled", `${e.compartment} is free`], "ok", { m: "size", person: mode.person });
+      return this.flash([`Removed from ${e.compartment}`], "ok", this.home(mode.person));
+    }
+    if (mode.m === "idle" && (e.via === "code" || e.via === "badge")) this.flash(["Thank you"], undefined, mode);
   }
 
   private openFailed(e: BankEvents["openFailed"][0]): void {
     const mode = this.mode;
-    const mine = (mode.m === "depositing" || mode.m === "removing") && mode.compartment === e.compartment;
+    const mine = (mode.m === "depositing" || mode.m === "taking") && mode.compartment === e.compartment;
     if (mine) {
       const next: Mode = mode.m === "depositing" ? { m: "size", person: mode.person } : this.home(mode.person);
       return this.flash([`Door ${e.compartment} jammed`, mode.m === "depositing" ? "Choose size again" : "Reported"], "error", next);
@@ -306,14 +323,14 @@ export class Terminal {
     this.message = undefined;
   }
 
-  private armIdle(): void {
+  private armIdle(ms = this.deps.options.idleTimeoutMs): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (this.mode.m === "idle" && !this.mode.buf) return;
       this.log.info({ mode: this.mode.m }, "idle timeout: dialogue reset");
       this.dismissMessage();
       this.go({ m: "idle", buf: "" });
-    }, this.deps.options.idleTimeoutMs);
+    }, ms);
     this.idleTimer.unref?.();
   }
 
@@ -334,11 +351,11 @@ export class Terminal {
       case "depositing":
         return this.show([`Door ${mode.compartment} open`, "Put parcel in and", "close the door"]);
       case "recipient":
-        return this.show([`Parcel in ${mode.compartment}`, "Recipient number?", `No: ${mode.buf}`, "# = OK"]);
+        return this.show([`Parcel in ${mode.compartment}`, "Recipient number?", `No: ${mode.buf}`, mode.buf ? "# = OK  * = clear" : "#=OK  *=take back"]);
       case "door":
         return this.show(["Remove: door no.?", "e.g. 107 = A07", `No: ${mode.buf}`, "# = OK  * = back"]);
-      case "removing":
-        return this.show([`Door ${mode.compartment} open`, "Remove parcel and", "close the door"]);
+      case "taking":
+        return this.show([`Door ${mode.compartment} open`, mode.why === "return" ? "Take parcel back," : "Remove parcel and", "close the door"]);
     }
   }
 

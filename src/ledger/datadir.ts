@@ -59,7 +59,7 @@ export function takePidLock(dir: string): () => void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = Number.parseInt(readFileSync(file, "utf8"), 10);
-      if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
+      if (Number.isInteger(pid) && (pid === process.pid || alive(pid))) {
         throw new LockerError(ErrorCode.Busy, `data directory ${dir} is in use by lockerd pid ${pid}`, { pid });
       }
       unlinkSync(file);

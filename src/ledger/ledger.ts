@@ -90,6 +90,8 @@ type Row = Record<string, unknown>;
 
 const CHECKPOINT_IDLE_MS = 1000;
 const CHECKPOINT_EVERY = 500;
+/** SQLite page cache. better-sqlite3 defaults to 16 MiB; a bank's working set is far smaller, and the OS page cache holds the rest. */
+const CACHE_KIB = 4096;
 
 const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   position: "position",
@@ -208,6 +210,7 @@ export class Ledger {
       this.db.pragma("foreign_keys = ON");
       this.db.pragma("busy_timeout = 2000");
       this.db.pragma("wal_autocheckpoint = 0");
+      this.db.pragma(`cache_size = -${CACHE_KIB}`);
       migrate(this.db);
     } catch (e) {
       throw new LockerError(ErrorCode.Storage, `ledger ${file}: ${(e as Error).message}`, { file });

@@ -42,7 +42,8 @@ export const SimEvent = z.discriminatedUnion("ev", [
   z.object({ ev: z.literal("buzzer"), pattern: z.string() }),
   z.object({ ev: z.literal("door"), compartment: z.string(), state: z.string() }),
   z.object({ ev: z.literal("state"), compartments: z.array(CompartmentView) }),
-  z.object({ ev: z.literal("notify"), person: z.string(), parcel: z.string(), compartment: z.string(), code: z.string() }),
+  z.object({ ev: z.literal("notify"), person: z.string(), name: z.string().optional(), parcel: z.string(), compartment: z.string(), code: z.string() }),
+  z.object({ ev: z.literal("alarm"), type: z.string(), compartment: z.string().nullable(), data: z.record(z.string(), z.unknown()) }),
   z.object({ ev: z.literal("error"), message: z.string() }),
 ]);
 export type SimEvent = z.infer<typeof SimEvent>;

@@ -101,6 +101,8 @@ export class SimSocket {
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.clients.delete(socket));
     this.send(socket, `${JSON.stringify({ ev: "hello", device: this.deps.device, terminal: this.deps.terminal } satisfies SimEvent)}\n`);
+    // What the keypad shows now, so a new client is not blank until the next change.
+    this.send(socket, `${JSON.stringify({ ev: "display", lines: [...this.deps.hardware.display.lines] } satisfies SimEvent)}\n`);
   }
 
   private handle(socket: Socket, line: string): void {

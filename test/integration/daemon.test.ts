@@ -129,6 +129,22 @@ describe("lockerd on the simulated bank", () => {
     expect(sim.since(again).filter((e) => e.ev === "unlock")).toEqual([]);
   });
 
+  it("shows a new client the keypad's current display and broadcasts alarms", async () => {
+    const { d, sim } = await daemon();
+    expect(sim.events[1]).toEqual({ ev: "display", lines: ["Enter code", "or tap badge", "then press #"] });
+    const late = await SimClient.connect(d.socket);
+    cleanups.push(() => late.close());
+    sim.send({ op: "keys", keys: "42" });
+    await late.waitFor(displayHas("Code: **"));
+    const other = await SimClient.connect(d.socket);
+    cleanups.push(() => other.close());
+    expect(other.events[1]).toMatchObject({ ev: "display", lines: expect.arrayContaining(["Code: **"]) });
+    sim.send({ op: "door", compartment: "B05", state: "open" }); // nobody unlocked it
+    await other.waitFor((e) => e.ev === "alarm" && e.type === "alarm.forced_open" && e.compartment === "B05");
+    await other.waitFor((e) => e.ev === "buzzer" && e.pattern === "alarm");
+    expect(d.output()).toMatch(/"alarm":"alarm.forced_open"/);
+  });
+
   it("refuses bad input with a clear error and changes nothing", async () => {
     const { d, sim } = await daemon();
     const before = await sim.state();

@@ -111,6 +111,55 @@ describe("bank runtime", () => {
     expect(b.rt.ledger.parcel(c.parcelId!)).toMatchObject({ status: "stored", recipientId: "p-1002" });
   });
 
+  it("lets the courier take a parcel back before naming a recipient", async () => {
+    const b = (bank = await testBank());
+    b.hw.keypad.keys("*2468#1");
+    await advance(200);
+    const c = b.rt.ledger.compartments().find((x) => x.state === "loading")!;
+    const parcel = c.parcelId!;
+    b.hw.doors.set(lockOf(b, c.id), "closed");
+    expect(b.screen()).toContain("*=take back");
+    b.hw.keypad.keys("*");
+    expect(b.screen()).toContain(`Door ${c.id} open`);
+    await advance(200);
+    b.hw.doors.set(lockOf(b, c.id), "closed");
+    expect(b.screen()).toContain("Deposit cancelled");
+    expect(b.rt.ledger.compartment(c.id)).toMatchObject({ state: "free", parcelId: null });
+    expect(b.rt.ledger.parcel(parcel)).toMatchObject({ status: "cancelled", compartmentId: null });
+    expect(b.events().filter((e) => e.parcel === parcel).map((e) => e.type)).toEqual([
+      "deposit.started",
+      "parcel.awaiting_recipient",
+      "pickup.started",
+      "parcel.cancelled",
+    ]);
+  });
+
+  it("ends the courier's next-parcel session sooner than the ordinary idle timeout", async () => {
+    const b = (bank = await testBank());
+    b.hw.keypad.keys("*2468#1");
+    await advance(200);
+    const c = b.rt.ledger.compartments().find((x) => x.state === "loading")!;
+    b.hw.doors.set(lockOf(b, c.id), "closed");
+    b.hw.keypad.keys("1001#");
+    expect(b.screen()).toContain(`Stored in ${c.id}`);
+    await advance(10_500);
+    expect(b.screen()).toContain("Enter code");
+    b.hw.keypad.keys("1"); // a recipient's first digit is a code, not a size
+    expect(b.screen()).toContain("Code: *");
+    expect(b.rt.ledger.compartments().filter((x) => x.state === "loading")).toHaveLength(0);
+  });
+
+  it("thanks the recipient when the door closes after a pickup", async () => {
+    const b = (bank = await testBank());
+    const { compartment, code } = await keypadDeposit(b, advance);
+    await advance(5000);
+    b.hw.keypad.keys(`${code}#`);
+    expect(b.screen()).toContain(`Door ${compartment} open`);
+    await advance(200);
+    b.hw.doors.set(lockOf(b, compartment), "closed");
+    expect(b.screen()).toBe("Thank you");
+  });
+
   it("resets the dialogue after the idle timeout", async () => {
     const b = (bank = await testBank());
     b.hw.keypad.keys("*24");

@@ -1,0 +1,224 @@
+// npm run bench: one JSON object per line, {metric, value, unit, floor, target}, each figure beside a
+// floor measured in the same run on the same machine. Each benchmark runs in its own child process
+// so one does not inflate another's memory or warm another's caches.
+//
+//   node dist/scripts/bench.js            all of them
+//   node dist/scripts/bench.js latency    one (latency | startup | rss)
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { parseConfig } from "../src/config/load.js";
+import { secretHash } from "../src/domain/credentials.js";
+import { loadDeviceKey } from "../src/ledger/datadir.js";
+import type { SimHardware } from "../src/drivers/sim/hardware.js";
+import { silentLogger } from "../src/log.js";
+import { Runtime } from "../src/runtime.js";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const SELF = new URL(import.meta.url).pathname;
+const MAIN = join(ROOT, "dist/src/main.js");
+const exampleConfig = JSON.parse(readFileSync(join(ROOT, "config.example.json"), "utf8")) as Record<string, unknown>;
+
+interface Line {
+  metric: string;
+  value: number;
+  unit: string;
+  floor: number | null;
+  target: number | null;
+  note?: string;
+}
+
+const emit = (l: Line) => process.stdout.write(`${JSON.stringify(l)}\n`);
+const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+const median = (xs: number[]) => pct([...xs].sort((a, b) => a - b), 50);
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
+}
+
+async function benchBank(dir: string, patch: (cfg: Record<string, any>) => void, synchronous: "FULL" | "NORMAL") {
+  const raw = structuredClone(exampleConfig) as Record<string, any>;
+  raw.log = { level: "error" };
+  raw.hardware = { ...raw.hardware, openDelayMs: 0, timeScale: 0 };
+  raw.locks = { ...raw.locks, pulseMs: 50 };
+  patch(raw);
+  const rt = new Runtime({ config: parseConfig(raw), dataDir: join(dir, "data"), log: silentLogger(), version: "bench", simSocket: false, synchronous });
+  await rt.start();
+  const hw = rt.hardware as SimHardware;
+  const courier = rt.ledger.person("courier-1")!;
+  const codes: string[] = [];
+  rt.bank.on("codeIssued", (n) => codes.push(n.code));
+  /** Resolves when a door is seen open (the simulated spring). */
+  const opened = (compartment: string) =>
+    new Promise<void>((resolve) => {
+      const lock = rt.bank.layoutOf(compartment).lock;
+      if (hw.doors.read(lock) === "open") return resolve();
+      const on = (ch: number, state: string) => {
+        if (ch !== lock || state !== "open") return;
+        hw.doors.off("change", on);
+        resolve();
+      };
+      hw.doors.on("change", on);
+    });
+  /** A courier deposit through the bank's own methods; returns the pickup code. */
+  const deposit = async (): Promise<{ code: string; compartment: string }> => {
+    const t = rt.bank.beginDeposit("bench", "S", courier);
+    if (!(await t.result).opened) throw new Error("deposit door did not open");
+    hw.doors.set(rt.bank.layoutOf(t.compartment).lock, "closed");
+    rt.bank.completeDeposit(t.parcel!, "1001", courier.id);
+    return { code: codes.pop()!, compartment: t.compartment };
+  };
+  return { rt, hw, deposit, opened };
+}
+
+/** Decision latency: keypad '#' reaching the bank → unlock command reaching the lock driver. */
+async function latency(): Promise<void> {
+  const dir = tmp();
+  const LIVE_CODES = 100_000;
+  const PEOPLE = 50_000;
+  const SAMPLES = 3000;
+  try {
+    // 8-digit codes: 100,000 live 6-digit codes would let one random guess in ten open a door.
+    const { rt, hw, deposit, opened } = await benchBank(dir, (cfg) => (cfg.codes = { length: 8 }), "FULL");
+    const key = loadDeviceKey(join(dir, "data")); // the bank's own key, as its codes are hashed
+    const now = Date.now();
+    rt.ledger.transact((tx) => {
+      for (let i = 0; i < PEOPLE; i++) {
+        const id = `bench-${i}`;
+        tx.upsertPerson({ id, name: `Person ${i}`, roles: ["recipient"], number: String(100_000 + i), active: true }, now);
+        tx.insertCredential("badge", secretHash(key, "badge", (0x10000000 + i).toString(16)), { personId: id }, now);
+      }
+      for (let i = 0; i < LIVE_CODES; i++) {
+        tx.insertCredential("code", secretHash(key, "code", String(10_000_000 + i * 7)), { parcelId: `bench-parcel-${i}`, personId: `bench-${i % PEOPLE}` }, now);
+      }
+    });
+    const live = rt.ledger.liveCodeCount();
+    let t1 = 0;
+    hw.on("unlock", () => (t1 = performance.now()));
+    const samples: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const { code, compartment } = await deposit();
+      hw.keypad.keys(code); // the digits arrive first; the clock starts with '#'
+      t1 = 0;
+      const t0 = performance.now();
+      hw.keypad.keys("#");
+      if (!t1) throw new Error(`pickup did not reach the lock: ${hw.display.lines.join(" | ")}`);
+      samples.push(t1 - t0);
+      await opened(compartment);
+      hw.doors.set(rt.bank.layoutOf(compartment).lock, "closed");
+    }
+    await rt.stop();
+    // Floor: one durable (WAL, synchronous=FULL) single-row commit in the same directory.
+    const db = new Database(join(dir, "floor.db"));
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.exec("CREATE TABLE t (x INTEGER)");
+    const ins = db.prepare("INSERT INTO t VALUES (?)");
+    const floor: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const t0 = performance.now();
+      ins.run(i);
+      floor.push(performance.now() - t0);
+    }
+    db.close();
+    samples.sort((a, b) => a - b);
+    floor.sort((a, b) => a - b);
+    const note = `${live} live codes, ${PEOPLE} people with badges, ${SAMPLES} pickups; floor: one durable SQLite commit`;
+    emit({ metric: "decision_latency_p50", value: round(pct(samples, 50)), unit: "ms", floor: round(pct(floor, 50)), target: null, note });
+    emit({ metric: "decision_latency_p99", value: round(pct(samples, 99)), unit: "ms", floor: round(pct(floor, 99)), target: 2, note });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Start to ready of the compiled daemon (data directory already initialised), against node loading the same dependencies. */
+async function startup(): Promise<void> {
+  const dir = tmp();
+  const RUNS = 7;
+  try {
+    const cfg = join(dir, "config.json");
+    writeFileSync(cfg, JSON.stringify({ ...exampleConfig, log: { level: "info" } }));
+    const once = () =>
+      new Promise<number>((resolve, reject) => {
+        const t0 = performance.now();
+        const child = spawn(process.execPath, [MAIN, "--config", cfg, "--data", join(dir, "data")], { stdio: ["ignore", "pipe", "inherit"] });
+        let out = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => {
+          out += d;
+          if (out.includes('"ready')) {
+            const ms = performance.now() - t0;
+            child.kill("SIGTERM");
+            child.on("exit", () => resolve(ms));
+          }
+        });
+        child.on("exit", (code) => (out.includes('"ready') ? undefined : reject(new Error(`exit ${code}: ${out}`))));
+      });
+    await once(); // first start creates the ledger; the figure is for an ordinary (re)start
+    const runs: number[] = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await once());
+    const floors: number[] = [];
+    const deps = "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m)))";
+    for (let i = 0; i < RUNS; i++) {
+      const t0 = performance.now();
+      spawnSync(process.execPath, ["--input-type=module", "-e", deps], { cwd: ROOT });
+      floors.push(performance.now() - t0);
+    }
+    const floor = median(floors);
+    emit({ metric: "start_to_ready", value: round(median(runs), 1), unit: "ms", floor: round(floor, 1), target: round(floor * 1.5, 1), note: `median of ${RUNS}; floor: node importing better-sqlite3, zod, pino and exiting` });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** RSS after 10,000 deposit + pickup cycles through the keypad, against node with the dependencies loaded. */
+async function rss(): Promise<void> {
+  const dir = tmp();
+  const PICKUPS = 10_000;
+  try {
+    const { rt, hw, deposit, opened } = await benchBank(dir, () => {}, "NORMAL");
+    for (let i = 0; i < PICKUPS; i++) {
+      const { code, compartment } = await deposit();
+      hw.keypad.keys(`${code}#`);
+      await opened(compartment);
+      hw.doors.set(rt.bank.layoutOf(compartment).lock, "closed");
+    }
+    const picked = rt.ledger.counts().events;
+    globalThis.gc?.();
+    const mem = process.memoryUsage();
+    const value = mem.rss / 2 ** 20;
+    if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify(mem)}\n`);
+    await rt.stop();
+    const floorRun = spawnSync(
+      process.execPath,
+      ["--expose-gc", "--input-type=module", "-e", "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); const D = (await import('better-sqlite3')).default; new D(':memory:'); gc(); console.log(process.memoryUsage().rss)"],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    const floor = Number(floorRun.stdout.trim()) / 2 ** 20;
+    emit({ metric: "rss_after_10k_pickups", value: round(value, 1), unit: "MB", floor: round(floor, 1), target: 75, note: `${PICKUPS} pickups, ${picked} ledger events; floor: node with the dependencies loaded` });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const MODES: Record<string, () => Promise<void>> = { latency, startup, rss };
+
+async function main(): Promise<void> {
+  const mode = process.argv[2];
+  if (mode) {
+    const run = MODES[mode];
+    if (!run) throw new Error(`unknown benchmark ${mode}; one of ${Object.keys(MODES).join(", ")}`);
+    return run();
+  }
+  for (const m of Object.keys(MODES)) {
+    const r = spawnSync(process.execPath, ["--expose-gc", SELF, m], { stdio: ["ignore", "inherit", "inherit"] });
+    if (r.status !== 0) throw new Error(`benchmark ${m} failed (${r.status})`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
