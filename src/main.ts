@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 // lockerd: the entry point. Arguments, config, the runtime, signals and exit codes.
 //   0 stopped cleanly · 64 bad arguments · 70 internal error · 73 data directory unusable
 //   75 data directory in use by another lockerd · 78 bad config
@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "./config/load.js";
+import { compartmentIds } from "./config/schema.js";
 import { ErrorCode, isLockerError } from "./errors.js";
 import { createLogger } from "./log.js";
 import { Runtime } from "./runtime.js";
@@ -14,10 +15,11 @@ export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 
 
 const HELP = `lockerd — smart parcel locker bank daemon
 
-Usage: lockerd [--config FILE] [--data DIR]
+Usage: lockerd [--config FILE] [--data DIR] [--check-config]
 
   --config FILE   bank configuration (default: config.example.json)
   --data DIR      data directory: ledger, device key, sockets (default: ./data)
+  --check-config  validate the configuration, print a summary and exit (0 or 78)
   --help          this text
   --version       the version
 
@@ -39,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: "string" },
         data: { type: "string" },
         help: { type: "boolean" },
+        "check-config": { type: "boolean" },
         version: { type: "boolean" },
       },
       strict: true,
@@ -65,6 +68,15 @@ async function main(argv: string[]): Promise<number> {
     const issues = isLockerError(e) ? ((e.context.issues as string[] | undefined) ?? [e.message]) : [String(e)];
     process.stderr.write(`lockerd: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`);
     return EXIT.config;
+  }
+
+  if (args["check-config"]) {
+    const layout = compartmentIds(config.bank.columns);
+    const count = new Map<string, number>();
+    for (const c of layout) count.set(c.size, (count.get(c.size) ?? 0) + 1);
+    const sizes = [...count].map(([size, n]) => `${n} ${size}`);
+    process.stdout.write(`${configFile}: OK — ${config.device.site}/${config.device.id}, ${layout.length} compartments (${sizes.join(", ")}), hardware ${config.hardware.profile}\n`);
+    return EXIT.ok;
   }
 
   const log = createLogger(config.log.level);

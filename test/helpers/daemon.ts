@@ -61,6 +61,15 @@ export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<str
   return { child, dir, dataDir, configFile, socket: join(dataDir, "sim.sock"), output: () => out, exited };
 }
 
+/** Resolves once the daemon's output (its log lines) matches. */
+export async function waitForOutput(d: Daemon, re: RegExp, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!re.test(d.output())) {
+    if (Date.now() > until) throw new Error(`daemon output never matched ${re}:\n${d.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
   if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill(signal);
   return d.exited;

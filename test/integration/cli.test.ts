@@ -24,6 +24,12 @@ describe("lockerd command line", () => {
     expect(version.stdout.trim()).toBe(`lockerd ${pkg.version}`);
   });
 
+  it("checks a config without starting (--check-config)", () => {
+    const r = run(["--check-config"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/OK — hq\/bank-01, 24 compartments \(12 S, 8 M, 4 L\), hardware sim/);
+  });
+
   it("exits 64 on an unknown argument", () => {
     const r = run(["--colour"]);
     expect(r.code).toBe(64);
