@@ -90,8 +90,8 @@ type Row = Record<string, unknown>;
 
 const CHECKPOINT_IDLE_MS = 1000;
 const CHECKPOINT_EVERY = 500;
-/** SQLite page cache. better-sqlite3 defaults to 16 MiB; a bank's working set is far smaller, and the OS page cache holds the rest. */
-const CACHE_KIB = 4096;
+/** SQLite page cache. better-sqlite3 defaults to 16 MiB; the unlock path touches a few index pages, the OS page cache holds the rest, and RSS stays low. */
+const CACHE_KIB = 2048;
 
 const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   position: "position",
