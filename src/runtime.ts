@@ -39,7 +39,7 @@ export class Runtime {
   private releaseLock: (() => void) | undefined;
   private readonly now: () => number;
   private stopping: Promise<void> | undefined;
-  private readonly onInput = (input: Input) => this.input(input);
+  private readonly onInput = (input: Input) => this.terminal.input(input);
 
   constructor(private readonly opts: RuntimeOptions) {
     this.layout = compartmentIds(opts.config.bank.columns);
@@ -137,17 +137,6 @@ export class Runtime {
       this.ledger.close();
     }
     this.releaseLock?.();
-  }
-
-  private input(input: Input): void {
-    switch (input.kind) {
-      case "keys":
-        return this.terminal.keys(input.keys);
-      case "badge":
-        return this.terminal.badge(input.id);
-      case "scan":
-        return this.terminal.scan(input.text);
-    }
   }
 
   private buildHardware(config: Config): Hardware {

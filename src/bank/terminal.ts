@@ -9,7 +9,7 @@
 //
 // `*` goes back one step (from idle with digits typed: clears them). No key for idleTimeoutMs: idle.
 import { SIZES, type Config, type Size } from "../config/schema.js";
-import type { Buzzer, Display } from "../drivers/types.js";
+import type { Buzzer, Display, Input } from "../drivers/types.js";
 import { ErrorCode, isLockerError, LockerError } from "../errors.js";
 import type { Person } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
@@ -72,6 +72,18 @@ export class Terminal {
 
   get state(): Mode["m"] {
     return this.mode.m;
+  }
+
+  /** Whatever a person presented at this terminal's devices. */
+  input(input: Input): void {
+    switch (input.kind) {
+      case "keys":
+        return this.keys(input.keys);
+      case "badge":
+        return this.badge(input.id);
+      case "scan":
+        return this.scan(input.text);
+    }
   }
 
   /** Keys as they arrive from the keypad; anything but 0-9 * # is ignored. */
