@@ -1,6 +1,9 @@
 // Pure parts of `npm run sim`: key mapping, command parsing, event formatting and the screen layout.
 // No I/O here: scripts/sim.ts owns the socket, the child daemon and the terminal.
+import { clean, fitLine as line, layoutGrid, legend, type Seg } from "../src/cli/grid.js";
 import { MAX_KEYS_PER_LINE, SimRequest, type CompartmentView, type SimEvent } from "../src/sim/protocol.js";
+
+export { clean };
 
 // ── input ───────────────────────────────────────────────────────────────────
 
@@ -146,11 +149,6 @@ export interface LogEntry {
   count: number;
 }
 
-/** Text from the daemon is shown raw: strip control characters so it cannot drive the terminal. */
-export function clean(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
-}
-
 export function describe(ev: SimEvent): { text: string; kind: LogKind } | undefined {
   switch (ev.ev) {
     case "unlock":
@@ -223,72 +221,12 @@ export interface ViewModel {
   status: { text: string; error: boolean } | undefined;
 }
 
-/** A run of text with an optional SGR style ("32", "1;35"). */
-type Seg = [text: string, style?: string];
-
-const STATE_STYLE: Record<string, string> = {
-  free: "32",
-  reserved: "36",
-  loading: "33",
-  unloading: "33",
-  occupied: "34",
-  fault: "1;31",
-  disabled: "2",
-};
-const SHORT: Record<string, string> = { free: "free", reserved: "resv", loading: "load", unloading: "unld", occupied: "occ", fault: "FLT", disabled: "off" };
 const LOG_STYLE: Record<LogKind, string | undefined> = { unlock: "36", buzzer: "2", door: "33", notify: "1;35", error: "31", local: "2" };
 const HELP = "0-9*# keys | :open :close :jam :unjam A07 :badge HEX :scan TEXT :state | q quit";
-const FULL_CELL = 21;
-const SHORT_CELL = 13;
-const GAP = 2;
-const PANEL = 30;
+const PANEL = 30; // the keypad panel's share of the width, legend included
 
 function label(c: CompartmentView): string {
   return c.enabled ? c.state : "disabled";
-}
-
-/** Segments → exactly `width` visible columns (truncated or padded), styled if `color`. */
-function line(segs: Seg[], width: number, color: boolean): string {
-  let out = "";
-  let left = width;
-  for (const [raw, style] of segs) {
-    if (left <= 0) break;
-    const chars = Array.from(clean(raw)).slice(0, left);
-    left -= chars.length;
-    const text = chars.join("");
-    out += color && style && text ? `\x1b[${style}m${text}\x1b[0m` : text;
-  }
-  return out + " ".repeat(left);
-}
-
-function cell(c: CompartmentView | undefined, full: boolean): Seg[] {
-  const w = full ? FULL_CELL : SHORT_CELL;
-  if (!c) return [[" ".repeat(w)]];
-  const state = label(c);
-  const style = STATE_STYLE[state] ?? "1;31";
-  const open = c.door === "open";
-  const door: Seg = c.door === "closed" ? ["▯"] : open ? [full ? "OPEN" : "O", "1;7"] : ["?", "1;31"];
-  const name = full ? state.padEnd(9) : (SHORT[state] ?? state.slice(0, 4)).padEnd(4);
-  const used = 3 + 1 + 2 + 1 + name.length + 1 + door[0].length;
-  return [[`${c.id} ${c.size.padEnd(2)} `], [name, style], [" "], door, [" ".repeat(Math.max(0, w - used))]];
-}
-
-/** The compartments as columns (A, B, …) of rows (01…); columns that do not fit are left out. */
-function grid(m: ViewModel, width: number): { rows: Seg[][]; width: number; hidden: number } {
-  const cols = new Map<string, CompartmentView[]>();
-  for (const c of m.compartments) {
-    const key = c.id.slice(0, 1);
-    cols.set(key, [...(cols.get(key) ?? []), c]);
-  }
-  const columns = [...cols.values()].map((list) => [...list].sort((a, b) => a.id.localeCompare(b.id)));
-  const fits = (w: number) => Math.max(1, Math.floor((width - PANEL + GAP) / (w + GAP)));
-  const full = fits(FULL_CELL) >= columns.length;
-  const cw = full ? FULL_CELL : SHORT_CELL;
-  const shown = columns.slice(0, fits(cw));
-  const height = Math.max(0, ...shown.map((c) => c.length));
-  const rows: Seg[][] = [];
-  for (let r = 0; r < height; r++) rows.push(shown.flatMap((col, i) => [...(i ? [[" ".repeat(GAP)] as Seg] : []), ...cell(col[r], full)]));
-  return { rows, width: shown.length * (cw + GAP) - GAP, hidden: columns.length - shown.length };
 }
 
 /** The keypad LCD, the last pickup code and the legend, stacked. */
@@ -304,18 +242,19 @@ function panel(m: ViewModel): Seg[][] {
   const lc = m.lastCode;
   out.push(lc ? [["last code "], [lc.code, "1;35"], [` → ${lc.compartment}`]] : [["last code: none yet", "2"]]);
   out.push(lc ? [[`  for ${lc.person}`, "2"]] : [[""]], [[""]]);
-  const legend = (states: string[]): Seg[] => states.flatMap((s) => [[s, STATE_STYLE[s]], [" "]] as Seg[]);
-  out.push(legend(["free", "reserved", "loading", "occupied"]), [...legend(["fault", "disabled"]), ["▯ shut "], ["OPEN", "1;7"]]);
+  out.push(...legend(PANEL - 2));
   return out;
 }
 
 /** The whole screen: exactly `rows` lines of `cols` columns, plus where the cursor goes (command mode). */
 export function render(m: ViewModel, cols: number, rows: number, color: boolean): { lines: string[]; cursor?: { row: number; col: number } } {
-  const g = grid(m, cols);
+  const g = layoutGrid(m.compartments, cols - PANEL);
   const p = panel(m);
-  const title = `lockerd sim | ${m.device || "connecting…"} | ${m.info}${g.hidden ? ` | ${g.hidden} column(s) hidden: widen the terminal` : ""}`;
-  const out: string[] = [line([[` ${title}`.padEnd(cols), "7"]], cols, color)];
   const middle = Math.min(Math.max(g.rows.length, p.length), Math.max(0, rows - 5));
+  const cut = Math.max(0, g.rows.length - middle);
+  const hidden = [g.hiddenColumns ? `${g.hiddenColumns} column(s) hidden: widen the terminal` : "", cut ? `${cut} row(s) hidden: enlarge the terminal` : ""];
+  const title = [`lockerd sim`, m.device || "connecting…", m.info, ...hidden.filter(Boolean)].join(" | ");
+  const out: string[] = [line([[` ${title}`.padEnd(cols), "7"]], cols, color)];
   for (let r = 0; r < middle; r++) {
     const left = g.rows[r] ?? [];
     const pad = " ".repeat((left.length ? 0 : g.width) + 3);

@@ -5,7 +5,9 @@
 import { join } from "node:path";
 import { compartmentIds, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
+import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
+import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
 import { ensureDataDir, loadDeviceKey, takePidLock } from "./ledger/datadir.js";
@@ -23,6 +25,8 @@ export interface RuntimeOptions {
   now?: () => number;
   /** Open the sim socket (sim profile). Default true. */
   simSocket?: boolean;
+  /** Open the admin socket for lockerctl. Default true. */
+  adminSocket?: boolean;
   /** Ledger durability; benchmarks of the durable path keep FULL. */
   synchronous?: "FULL" | "NORMAL";
 }
@@ -33,6 +37,9 @@ export class Runtime {
   hardware!: Hardware;
   bank!: Bank;
   terminal!: Terminal;
+  technician!: Technician;
+  admin: AdminServer | undefined;
+  adminPath: string | undefined;
   sim: SimSocket | undefined;
   simPath: string | undefined;
   readonly startedAt: number;
@@ -66,6 +73,27 @@ export class Runtime {
       log,
     });
     await this.bank.start();
+    this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
+    if (this.opts.adminSocket !== false) {
+      // Under systemd (RuntimeDirectory=lockerd) the socket lives in /run/lockerd, where lockerctl looks first.
+      this.adminPath = config.admin.socket ?? join(process.env.RUNTIME_DIRECTORY ?? dataDir, "admin.sock");
+      const admin = new AdminServer({
+        path: this.adminPath,
+        group: config.admin.group,
+        dataDir,
+        config,
+        version: this.opts.version,
+        startedAt: this.startedAt,
+        ledger: this.ledger,
+        bank: this.bank,
+        technician: this.technician,
+        hardware: this.hardware,
+        now: this.now,
+        log,
+      });
+      await admin.start();
+      this.admin = admin;
+    }
     if (this.hardware instanceof SimHardware && this.opts.simSocket !== false) {
       this.simPath = config.hardware.socket ?? join(dataDir, "sim.sock");
       const sim = new SimSocket({
@@ -121,6 +149,7 @@ export class Runtime {
     const { log } = this.opts;
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
     this.terminal?.stop();
+    await this.admin?.stop();
     await this.sim?.stop();
     this.bank?.stop();
     try {

@@ -367,7 +367,7 @@ export class Bank extends EventEmitter<BankEvents> {
       const via = (parcel.collectVia ?? "code") as CollectVia;
       const outcome = COLLECT_OUTCOME[via];
       assertTransition(id, c.state, "free");
-      tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now, ...(via === "return" ? { compartmentId: null } : {}) });
+      tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now });
       if (via !== "code" && via !== "badge") tx.revokeParcelCredentials(parcel.id, "code", now);
       tx.updateCompartment(id, { state: "free", parcelId: null, doorOpened: false, since: now });
       tx.event({

@@ -79,6 +79,11 @@ const Sync = z.strictObject({
   topicPrefix: z.string().min(1).default("lockers"),
 });
 
+const Admin = z.strictObject({
+  socket: z.string().min(1).optional().describe("lockerctl's socket; default $RUNTIME_DIRECTORY/admin.sock under systemd, else <dataDir>/admin.sock"),
+  group: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a group name").default("lockerd-admin"),
+});
+
 const SeedPerson = z.strictObject({
   id: z.string().min(1).max(64),
   name: z.string().min(1).max(120),
@@ -105,6 +110,7 @@ export const ConfigSchema = z
     lockout: Lockout.prefault({}),
     policies: Policies.prefault({}),
     sync: Sync.prefault({}),
+    admin: Admin.prefault({}),
     seed: z.strictObject({ people: z.array(SeedPerson).max(1000).default([]) }).prefault({}),
     log: z.strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") }).prefault({}),
   })

@@ -30,6 +30,7 @@ export const EVENT_TYPES = [
   "code.revoked",
   "person.seeded",
   "terminal.locked_out",
+  "admin.open",
   "alarm.brute_force",
   "alarm.forced_open",
 ] as const;

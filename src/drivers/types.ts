@@ -43,8 +43,17 @@ export interface Buzzer {
   sound(pattern: BuzzerPattern): void;
 }
 
+export interface DeviceHealth {
+  name: string;
+  kind: "locks" | "doors" | "reader" | "display" | "buzzer";
+  health: "ok" | "degraded" | "faulted" | "absent";
+  detail: string;
+}
+
 /** One bank's devices, as a hardware profile builds them. */
 export interface Hardware {
+  /** Each device and whether it answers (status, selftest). */
+  health(): DeviceHealth[];
   readonly locks: LockDriver;
   readonly doors: DoorSensors;
   readonly inputs: readonly InputSource[];

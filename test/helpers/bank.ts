@@ -21,7 +21,7 @@ export async function testBank(patch?: (cfg: Record<string, any>) => void, dir =
   raw.locks = { ...raw.locks, pulseMs: 100, openVerifyMs: 500 };
   patch?.(raw);
   const config = parseConfig(raw);
-  const rt = new Runtime({ config, dataDir: `${dir}/data`, log: silentLogger(), version: "test", simSocket: false });
+  const rt = new Runtime({ config, dataDir: `${dir}/data`, log: silentLogger(), version: "test", simSocket: false, adminSocket: false });
   await rt.start();
   const hw = rt.hardware as SimHardware;
   return {

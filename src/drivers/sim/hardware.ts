@@ -2,7 +2,7 @@
 // Used by `npm start`, by the tests and by the benchmarks — one instance each, no globals.
 import { EventEmitter } from "node:events";
 import { ErrorCode, LockerError } from "../../errors.js";
-import type { Buzzer, BuzzerPattern, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
+import type { Buzzer, BuzzerPattern, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
 
 export interface SimEvents {
   unlock: [channel: number, pulseMs: number];
@@ -128,6 +128,22 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
     };
     this.display = display;
     this.buzzer = { sound: (p) => this.emit("buzzer", p) };
+  }
+
+  health(): DeviceHealth[] {
+    const jammed = [...this.locks.jammed];
+    return [
+      {
+        name: "sim lock board",
+        kind: "locks",
+        health: "ok",
+        detail: `${this.options.channels.length} channels${jammed.length ? `, jammed (simulated): ${jammed.join(", ")}` : ""}`,
+      },
+      { name: "sim door switches", kind: "doors", health: "ok", detail: `${this.options.channels.length} inputs` },
+      { name: "sim keypad/badge/QR", kind: "reader", health: "ok", detail: `terminal ${this.options.terminal}` },
+      { name: "sim display", kind: "display", health: "ok", detail: "4x20" },
+      { name: "sim buzzer", kind: "buzzer", health: "ok", detail: "" },
+    ];
   }
 
   async start(): Promise<void> {

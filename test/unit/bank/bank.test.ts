@@ -125,7 +125,7 @@ describe("bank runtime", () => {
     b.hw.doors.set(lockOf(b, c.id), "closed");
     expect(b.screen()).toContain("Deposit cancelled");
     expect(b.rt.ledger.compartment(c.id)).toMatchObject({ state: "free", parcelId: null });
-    expect(b.rt.ledger.parcel(parcel)).toMatchObject({ status: "cancelled", compartmentId: null });
+    expect(b.rt.ledger.parcel(parcel)).toMatchObject({ status: "cancelled", compartmentId: c.id }); // where it was, for the record
     expect(b.events().filter((e) => e.parcel === parcel).map((e) => e.type)).toEqual([
       "deposit.started",
       "parcel.awaiting_recipient",

@@ -1,0 +1,316 @@
+// The admin socket lockerctl talks to: a unix socket (0660, group lockerd-admin), JSON lines in,
+// one reply per request, plus stream lines for --follow / --watch. A bad request gets an error
+// reply and never disturbs the daemon.
+//
+//   lockerctl ──line──▶ JSON + zod ──▶ run(cmd) ──▶ Technician / Bank / Ledger ──▶ reply line
+//                                         └── follow/watch: ledger commits, door edges ──▶ stream lines
+import { chmodSync, chownSync, existsSync, lstatSync, readFileSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { formatIssues } from "../config/load.js";
+import type { Config } from "../config/schema.js";
+import type { Bank } from "../bank/bank.js";
+import type { Technician } from "../bank/technician.js";
+import type { LedgerEvent } from "../domain/events.js";
+import type { DoorState, Hardware } from "../drivers/types.js";
+import { ErrorCode, isLockerError, toErrorBody } from "../errors.js";
+import type { Ledger } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+import { computeStats } from "./stats.js";
+import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StreamItem } from "./protocol.js";
+
+export interface AdminDeps {
+  path: string;
+  group: string;
+  dataDir: string;
+  config: Config;
+  version: string;
+  startedAt: number;
+  ledger: Ledger;
+  bank: Bank;
+  technician: Technician;
+  hardware: Hardware;
+  now: () => number;
+  log: Logger;
+}
+
+const WATCH_EVENTS = 20;
+
+export class AdminServer {
+  private server: Server | undefined;
+  private readonly clients = new Set<Socket>();
+  private readonly log: Logger;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.log = deps.log.child({ module: "admin" });
+  }
+
+  async start(): Promise<void> {
+    const { path } = this.deps;
+    if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path); // left by a crash; the pid lock says we own it
+    this.server = createServer((s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(path, () => resolve());
+    });
+    chmodSync(path, 0o660);
+    this.applyGroup();
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.destroy();
+    this.clients.clear();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Technicians reach the socket through group membership, not through root. */
+  private applyGroup(): void {
+    const { group, path } = this.deps;
+    const line = readFileSync("/etc/group", "utf8").split("\n").find((l) => l.split(":")[0] === group);
+    const gid = line ? Number(line.split(":")[2]) : NaN;
+    if (!Number.isInteger(gid)) {
+      this.log.warn({ group, path }, "admin group missing: only the daemon's own user and group can use lockerctl");
+      return;
+    }
+    try {
+      chownSync(path, -1, gid);
+    } catch (e) {
+      this.log.warn({ group, err: e }, "cannot give the admin socket to its group");
+    }
+  }
+
+  private accept(socket: Socket): void {
+    this.clients.add(socket);
+    socket.setEncoding("utf8");
+    const cleanups: (() => void)[] = [];
+    let buf = "";
+    socket.on("data", (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim()) void this.handle(socket, line, cleanups);
+      }
+      if (buf.length > MAX_REQUEST_BYTES) {
+        this.send(socket, { id: null, ok: false, error: { code: ErrorCode.BadInput, message: `request longer than ${MAX_REQUEST_BYTES} bytes` } });
+        socket.end();
+        buf = "";
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      this.clients.delete(socket);
+      for (const c of cleanups.splice(0)) c();
+    });
+  }
+
+  private async handle(socket: Socket, line: string, cleanups: (() => void)[]): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch {
+      return this.send(socket, { id: null, ok: false, error: { code: ErrorCode.BadInput, message: "not JSON: expected one JSON object per line" } });
+    }
+    const id = typeof (raw as { id?: unknown })?.id === "number" ? (raw as { id: number }).id : null;
+    const parsed = AdminRequest.safeParse(raw);
+    if (!parsed.success) {
+      return this.send(socket, { id, ok: false, error: { code: ErrorCode.BadInput, message: formatIssues(parsed.error).join("; ") } });
+    }
+    const req = parsed.data;
+    try {
+      const result = await this.run(req, (item) => this.send(socket, { id: req.id, stream: item }), cleanups);
+      this.send(socket, { id: req.id, ok: true, result });
+    } catch (e) {
+      if (!isLockerError(e)) this.log.error({ err: e, cmd: req.cmd }, "admin command failed");
+      const body = toErrorBody(e);
+      this.send(socket, { id: req.id, ok: false, error: isLockerError(e) ? { ...body, context: e.context } : body });
+    }
+  }
+
+  private async run(req: AdminRequest, stream: (item: StreamItem) => void, cleanups: (() => void)[]): Promise<unknown> {
+    const { technician, ledger } = this.deps;
+    this.log.info({ cmd: req.cmd, user: req.user }, "admin request");
+    switch (req.cmd) {
+      case "status":
+        return this.status();
+      case "compartments":
+        return { compartments: this.rows() };
+      case "open":
+        return technician.open(req.args.compartment, { user: req.user, reason: req.args.reason });
+      case "disable":
+      case "enable": {
+        technician.setEnabled(req.args.compartment, req.cmd === "enable", { user: req.user, reason: req.args.reason });
+        return { compartment: this.deps.bank.compartmentByKeypad(req.args.compartment).id, enabled: req.cmd === "enable" };
+      }
+      case "relay-test":
+        return { results: await technician.relayTest(req.args.compartments, { user: req.user, reason: req.args.reason }) };
+      case "sensors": {
+        if (req.args.watch) {
+          const onDoor = (channel: number, door: DoorState) => {
+            const id = this.deps.bank.compartments().find((c) => this.deps.bank.layoutOf(c.id).lock === channel)?.id;
+            if (id) stream({ kind: "door", compartment: id, door, ts: this.deps.now() });
+          };
+          this.deps.hardware.doors.on("change", onDoor);
+          cleanups.push(() => this.deps.hardware.doors.off("change", onDoor));
+        }
+        return { doors: technician.sensors() };
+      }
+      case "selftest":
+        return this.selftest();
+      case "events": {
+        const { sinceSeq, sinceTs, type, limit, follow } = req.args;
+        const match = (e: LedgerEvent) => !type || (type.endsWith(".") ? e.type.startsWith(type) : e.type === type);
+        const events = this.findEvents(sinceSeq, sinceTs, match, limit);
+        if (follow) {
+          cleanups.push(ledger.onCommit((evs) => evs.filter(match).forEach((e) => stream({ kind: "event", event: view(e) }))));
+        }
+        return { events: events.map(view) };
+      }
+      case "sync":
+        return this.sync();
+      case "stats":
+        return computeStats(ledger, { now: this.deps.now(), days: req.args.days });
+      case "watch": {
+        let queued = false;
+        cleanups.push(
+          ledger.onCommit((evs) => {
+            for (const e of evs) stream({ kind: "event", event: view(e) });
+            if (queued) return;
+            queued = true;
+            setImmediate(() => {
+              queued = false;
+              stream({ kind: "compartments", compartments: this.rows(), alarms: this.alarmsView() });
+            });
+          }),
+        );
+        const recent = ledger.eventsFrom(Math.max(1, ledger.headSeq - WATCH_EVENTS + 1), WATCH_EVENTS).map(view);
+        return { device: this.device(), compartments: this.rows(), alarms: this.alarmsView(), events: recent };
+      }
+    }
+  }
+
+  private findEvents(sinceSeq: number | undefined, sinceTs: number | undefined, match: (e: LedgerEvent) => boolean, limit: number): LedgerEvent[] {
+    const { ledger } = this.deps;
+    const out: LedgerEvent[] = [];
+    if (sinceSeq === undefined && sinceTs === undefined) {
+      // The newest `limit` matching events, oldest first.
+      for (let to = ledger.headSeq; to >= 1 && out.length < limit; to -= 1000) {
+        const page = ledger.eventsFrom(Math.max(1, to - 999), 1000).filter(match);
+        out.unshift(...page.slice(-(limit - out.length)));
+      }
+      return out;
+    }
+    for (let from = sinceSeq ?? 1; out.length < limit; ) {
+      const page = ledger.eventsFrom(from, 1000);
+      if (!page.length) break;
+      for (const e of page) if ((sinceTs === undefined || e.ts >= sinceTs) && match(e) && out.length < limit) out.push(e);
+      from = page[page.length - 1]!.seq + 1;
+    }
+    return out;
+  }
+
+  private device(): string {
+    return `${this.deps.config.device.site}/${this.deps.config.device.id}`;
+  }
+
+  private rows(): CompartmentRow[] {
+    const { bank, ledger, now } = this.deps;
+    const t = now();
+    return bank.compartments().map((c) => {
+      const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
+      return {
+        id: c.id,
+        keypad: bank.layoutOf(c.id).keypadNumber,
+        size: c.size,
+        state: c.state,
+        door: c.door,
+        enabled: c.enabled,
+        parcel: c.parcelId,
+        parcelAgeMs: parcel ? t - (parcel.depositedAt ?? parcel.createdAt) : null,
+        since: c.since,
+        pulses: c.pulses,
+        failedOpens: c.failedOpens,
+        faultReason: c.faultReason,
+      };
+    });
+  }
+
+  private alarmsView(): Alarm[] {
+    return this.deps.technician.alarms();
+  }
+
+  private sync(): StatusResult["sync"] {
+    const { config, ledger } = this.deps;
+    return {
+      enabled: config.sync.enabled,
+      connected: false, // no server link in this build yet: the outbox only fills
+      url: config.sync.enabled ? config.sync.url : null,
+      backlog: ledger.counts().unpublished,
+      lastAckAt: null,
+      headSeq: ledger.headSeq,
+    };
+  }
+
+  private status(): StatusResult {
+    const { config, version, startedAt, hardware, now, bank } = this.deps;
+    const counts: Record<string, number> = {};
+    for (const c of bank.compartments()) {
+      counts[c.state] = (counts[c.state] ?? 0) + 1;
+      if (!c.enabled) counts.disabled = (counts.disabled ?? 0) + 1;
+    }
+    const t = now();
+    return {
+      device: `${config.device.site}/${config.device.id}`,
+      version,
+      pid: process.pid,
+      startedAt,
+      uptimeMs: t - startedAt,
+      now: t,
+      devices: hardware.health(),
+      sync: this.sync(),
+      alarms: this.alarmsView(),
+      counts,
+    };
+  }
+
+  private selftest(): { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] } {
+    const { hardware, ledger, dataDir, config, technician } = this.deps;
+    const checks: { name: string; ok: boolean; detail: string }[] = [];
+    for (const d of hardware.health()) checks.push({ name: d.name, ok: d.health === "ok", detail: `${d.health}${d.detail ? `: ${d.detail}` : ""}` });
+    const unknown = technician.sensors().filter((s) => s.door === "unknown");
+    checks.push({ name: "door sensors read", ok: unknown.length === 0, detail: unknown.length ? `no reading: ${unknown.map((s) => s.compartment).join(", ")}` : "every door reads open or closed" });
+    const integrity = ledger.db.pragma("quick_check", { simple: true });
+    checks.push({ name: "ledger integrity", ok: integrity === "ok", detail: String(integrity) });
+    const chain = ledger.verify();
+    checks.push({ name: "custody chain", ok: chain.ok, detail: chain.ok ? `${chain.checked} events verify` : `broken at seq ${chain.brokenAt}: ${chain.reason}` });
+    const dirMode = statSync(dataDir).mode & 0o777;
+    const keyMode = statSync(join(dataDir, "device.key")).mode & 0o777;
+    checks.push({ name: "data directory", ok: dirMode === 0o700 && keyMode === 0o600, detail: `dir ${dirMode.toString(8)}, device.key ${keyMode.toString(8)}` });
+    const fs = statfsSync(dataDir);
+    const freeMb = Math.floor((fs.bavail * fs.bsize) / 2 ** 20);
+    checks.push({ name: "disk space", ok: freeMb >= 100, detail: `${freeMb} MB free` });
+    checks.push(
+      config.sync.enabled
+        ? { name: "server link", ok: false, detail: "sync enabled but no server link in this build" }
+        : { name: "server link", ok: true, detail: "disabled in config" },
+    );
+    return { ok: checks.every((c) => c.ok), checks };
+  }
+
+  private send(socket: Socket, reply: unknown): void {
+    if (socket.destroyed) return;
+    if (socket.writableLength > 4 * 2 ** 20) {
+      this.log.warn("admin client not reading: dropped");
+      socket.destroy();
+      return;
+    }
+    socket.write(`${JSON.stringify(reply)}\n`);
+  }
+}
+
+function view(e: LedgerEvent) {
+  return { seq: e.seq, id: e.id, ts: e.ts, type: e.type, compartment: e.compartment, parcel: e.parcel, actor: e.actor, data: e.data };
+}
+

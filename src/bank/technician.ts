@@ -1,0 +1,160 @@
+// What a technician does to the bank through lockerctl: open a door, take a compartment out of
+// service or back in, test every lock, read the sensors, see what is wrong. Every change is an
+// audited ledger event naming the OS user and the reason, committed before the lock fires.
+import type { DoorState, Hardware } from "../drivers/types.js";
+import { ErrorCode, LockerError } from "../errors.js";
+import type { Ledger } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+import type { OpenResult } from "./actuation.js";
+import type { Bank } from "./bank.js";
+
+export interface TechnicianDeps {
+  bank: Bank;
+  ledger: Ledger;
+  hardware: Hardware;
+  now: () => number;
+  log: Logger;
+}
+
+export interface Actor {
+  user: string;
+  reason: string;
+}
+
+export interface OpenReport {
+  compartment: string;
+  opened: boolean;
+  attempts: number;
+  /** Pulse start to door seen open. */
+  ms: number | null;
+  error: string | null;
+}
+
+export interface OpenAlarm {
+  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient";
+  compartment: string | null;
+  since: number;
+  detail: string;
+}
+
+const FORCED_OPEN_WINDOW_MS = 24 * 3600_000;
+
+export class Technician {
+  private readonly log: Logger;
+
+  constructor(private readonly deps: TechnicianDeps) {
+    this.log = deps.log.child({ module: "technician" });
+  }
+
+  /** Open one door (remote override for a technician), whatever the compartment holds. */
+  async open(entry: string, who: Actor): Promise<OpenReport> {
+    const c = this.deps.bank.compartmentByKeypad(entry);
+    this.deps.ledger.transact((tx) => {
+      tx.updateCompartment(c.id, { pulses: c.pulses + 1 });
+      tx.event({ type: "admin.open", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state } });
+    });
+    return this.pulse(c.id, who);
+  }
+
+  /** Pulse each lock in turn (the queue keeps the power budget) and report whether its door opened. */
+  async relayTest(entries: readonly string[], who: Actor): Promise<OpenReport[]> {
+    const ids = entries.length
+      ? entries.map((e) => this.deps.bank.compartmentByKeypad(e).id)
+      : this.deps.bank.compartments().filter((c) => !c.parcelId && c.state !== "loading" && c.state !== "unloading").map((c) => c.id);
+    const reports: OpenReport[] = [];
+    for (const id of ids) {
+      const c = this.deps.bank.compartment(id);
+      this.deps.ledger.transact((tx) => {
+        tx.updateCompartment(id, { pulses: c.pulses + 1 });
+        tx.event({ type: "admin.open", compartment: id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state, test: true } });
+      });
+      reports.push(await this.pulse(id, who));
+    }
+    return reports;
+  }
+
+  /** Out of service (not assigned to new parcels) or back in; enabling also clears a fault. */
+  setEnabled(entry: string, enabled: boolean, who: { user: string; reason?: string }): void {
+    const c = this.deps.bank.compartmentByKeypad(entry);
+    if (!enabled && (c.state === "loading" || c.state === "unloading")) {
+      throw new LockerError(ErrorCode.Busy, `${c.id} is in use (${c.state}); try again when its door is closed`);
+    }
+    const now = this.deps.now();
+    this.deps.ledger.transact((tx) => {
+      tx.updateCompartment(c.id, { enabled });
+      tx.event({ type: enabled ? "compartment.enabled" : "compartment.disabled", compartment: c.id, actor: who.user, data: { reason: who.reason ?? null } });
+      if (enabled && c.state === "fault") {
+        tx.updateCompartment(c.id, { state: c.parcelId ? "occupied" : "free", faultReason: null, since: now });
+        tx.event({ type: "compartment.fault_cleared", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { was: c.faultReason } });
+      }
+    });
+  }
+
+  sensors(): { compartment: string; channel: number; door: DoorState }[] {
+    return this.deps.bank.compartments().map((c) => {
+      const channel = this.deps.bank.layoutOf(c.id).lock;
+      return { compartment: c.id, channel, door: this.deps.hardware.doors.read(channel) };
+    });
+  }
+
+  /** What needs a person's attention now. */
+  alarms(): OpenAlarm[] {
+    const now = this.deps.now();
+    const out: OpenAlarm[] = [];
+    for (const c of this.deps.bank.compartments()) {
+      if (c.state === "fault") out.push({ kind: "fault", compartment: c.id, since: c.since, detail: c.faultReason ?? "fault" });
+      if (c.door === "open" && c.state !== "loading" && c.state !== "unloading") {
+        out.push({ kind: "door_open", compartment: c.id, since: this.lastEventTs("door.opened", c.id) ?? c.since, detail: "door open outside a flow" });
+      }
+      const parcel = c.parcelId ? this.deps.ledger.parcel(c.parcelId) : undefined;
+      if (parcel?.status === "awaiting_recipient") {
+        out.push({ kind: "no_recipient", compartment: c.id, since: parcel.depositedAt ?? c.since, detail: `parcel ${parcel.id} has no recipient` });
+      }
+    }
+    const lockouts = this.deps.ledger.db
+      .prepare("SELECT id, locked_until FROM terminals WHERE locked_until > ?")
+      .all(now) as { id: string; locked_until: number }[];
+    for (const t of lockouts) out.push({ kind: "lockout", compartment: null, since: now, detail: `${t.id} locked for ${Math.ceil((t.locked_until - now) / 1000)} s` });
+    const forced = this.deps.ledger.db
+      .prepare("SELECT compartment, max(ts) AS ts FROM events WHERE type = 'alarm.forced_open' AND ts > ? GROUP BY compartment")
+      .all(now - FORCED_OPEN_WINDOW_MS) as { compartment: string; ts: number }[];
+    for (const f of forced) out.push({ kind: "forced_open", compartment: f.compartment, since: f.ts, detail: "door opened without an unlock" });
+    return out.sort((a, b) => a.since - b.since);
+  }
+
+  private lastEventTs(type: string, compartment: string): number | undefined {
+    const r = this.deps.ledger.db
+      .prepare("SELECT ts FROM events WHERE type = ? AND compartment = ? ORDER BY seq DESC LIMIT 1")
+      .get(type, compartment) as { ts: number } | undefined;
+    return r?.ts;
+  }
+
+  private async pulse(id: string, who: Actor): Promise<OpenReport> {
+    const t0 = performance.now();
+    let openedAt: number | null = null;
+    const onDoor = (channel: number, state: DoorState) => {
+      if (state === "open" && channel === this.deps.bank.layoutOf(id).lock && openedAt === null) openedAt = performance.now();
+    };
+    this.deps.hardware.doors.on("change", onDoor);
+    let r: OpenResult;
+    try {
+      r = await this.deps.bank.actuation.open(id, this.deps.bank.layoutOf(id).lock);
+    } finally {
+      this.deps.hardware.doors.off("change", onDoor);
+    }
+    const error = r.error === undefined ? null : r.error instanceof Error ? r.error.message : String(r.error);
+    if (!r.opened) this.markFault(id, who, r, error);
+    this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts }, "technician pulse");
+    return { compartment: id, opened: r.opened, attempts: r.attempts, ms: r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null, error };
+  }
+
+  private markFault(id: string, who: Actor, r: OpenResult, error: string | null): void {
+    const now = this.deps.now();
+    this.deps.ledger.transact((tx) => {
+      const c = this.deps.bank.compartment(id);
+      if (c.state === "loading" || c.state === "unloading") return; // a flow owns it; its own failure path runs
+      tx.updateCompartment(id, { state: "fault", faultReason: "lock did not open (technician)", failedOpens: c.failedOpens + 1, since: now });
+      tx.event({ type: "compartment.fault", compartment: id, actor: who.user, data: { reason: "lock did not open", attempts: r.attempts, purpose: "technician", ...(error ? { error } : {}) } });
+    });
+  }
+}

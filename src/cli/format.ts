@@ -1,0 +1,127 @@
+// Human output for lockerctl: short, fits an 80-column SSH terminal, colour only when asked.
+import type { z } from "zod";
+import { clean } from "./grid.js";
+import type { Alarm, CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult } from "../admin/protocol.js";
+
+export interface Style {
+  color: boolean;
+}
+
+const CODES = { red: "31", green: "32", yellow: "33", blue: "34", cyan: "36", dim: "2", bold: "1" } as const;
+export type Paint = keyof typeof CODES;
+
+export function paint(s: Style, c: Paint, text: string): string {
+  return s.color ? `\x1b[${CODES[c]}m${text}\x1b[0m` : text;
+}
+
+export { clean } from "./grid.js";
+
+export function duration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${s % 60}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+export function time(ts: number): string {
+  const d = new Date(ts);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+const STATE_COLOR: Record<string, Paint> = { free: "green", reserved: "cyan", loading: "yellow", unloading: "yellow", occupied: "blue", fault: "red" };
+
+function table(rows: string[][], style: Style, colorOf?: (row: number, col: number) => Paint | undefined): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows
+    .map((r, i) =>
+      r
+        .map((cell, c) => {
+          const padded = c === r.length - 1 ? cell : cell.padEnd(widths[c]!);
+          if (i === 0) return paint(style, "bold", padded);
+          const col = colorOf?.(i - 1, c);
+          return col ? paint(style, col, padded) : padded;
+        })
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export function formatAlarms(alarms: Alarm[], now: number, style: Style): string {
+  if (!alarms.length) return paint(style, "green", "no open alarms");
+  return alarms
+    .map((a) => `${paint(style, "red", a.kind.padEnd(12))} ${(a.compartment ?? "-").padEnd(4)} ${duration(now - a.since).padStart(8)} ago  ${clean(a.detail)}`)
+    .join("\n");
+}
+
+export function formatStatus(s: StatusResult, style: Style): string {
+  const lines = [
+    `${paint(style, "bold", s.device)}  lockerd ${s.version}  pid ${s.pid}  up ${duration(s.uptimeMs)}`,
+    `compartments: ${Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ")}`,
+    "",
+    paint(style, "bold", "devices"),
+    ...s.devices.map((d) => `  ${(d.health === "ok" ? paint(style, "green", "ok") : paint(style, "red", d.health)).padEnd(style.color ? 17 : 8)} ${d.name}${d.detail ? `: ${clean(d.detail)}` : ""}`),
+    "",
+    paint(style, "bold", "sync"),
+    s.sync.enabled
+      ? `  ${s.sync.connected ? paint(style, "green", "connected") : paint(style, "red", "not connected")} ${s.sync.url ?? ""}  backlog ${s.sync.backlog}  last ack ${s.sync.lastAckAt ? time(s.sync.lastAckAt) : "never"}`
+      : `  disabled in config (offline bank); ${s.sync.backlog} events kept for the server, head seq ${s.sync.headSeq}`,
+    "",
+    paint(style, "bold", "alarms"),
+    formatAlarms(s.alarms, s.now, style).replace(/^/gm, "  "),
+  ];
+  return lines.join("\n");
+}
+
+export function formatCompartments(rows: CompartmentRow[], style: Style): string {
+  const body = rows.map((r) => [
+    r.id,
+    r.keypad,
+    r.size,
+    r.state,
+    r.door,
+    r.enabled ? "yes" : "NO",
+    r.parcelAgeMs === null ? "" : duration(r.parcelAgeMs),
+    String(r.pulses),
+    r.failedOpens ? String(r.failedOpens) : "",
+    clean(r.faultReason ?? ""),
+  ]);
+  return table([["ID", "KEY", "SIZE", "STATE", "DOOR", "ENABLED", "PARCEL AGE", "PULSES", "FAILED", "FAULT"], ...body], style, (row, col) => {
+    if (col === 3) return STATE_COLOR[rows[row]!.state];
+    if (col === 5 && !rows[row]!.enabled) return "red";
+    if (col === 4 && rows[row]!.door === "open") return "yellow";
+    return undefined;
+  });
+}
+
+export function formatOpenReports(r: z.infer<typeof RelayTestResult>, style: Style): string {
+  if (!r.results.length) return "nothing to test";
+  const body = r.results.map((x) => [x.compartment, x.opened ? "opened" : "DID NOT OPEN", String(x.attempts), x.ms === null ? "" : `${x.ms} ms`, clean(x.error ?? "")]);
+  return table([["ID", "DOOR", "PULSES", "OPENED AFTER", "ERROR"], ...body], style, (row, col) => (col === 1 ? (r.results[row]!.opened ? "green" : "red") : undefined));
+}
+
+export function formatSensors(r: z.infer<typeof SensorsResult>, style: Style): string {
+  return table(
+    [["ID", "CHANNEL", "DOOR"], ...r.doors.map((d) => [d.compartment, String(d.channel), d.door])],
+    style,
+    (row, col) => (col === 2 ? (r.doors[row]!.door === "open" ? "yellow" : r.doors[row]!.door === "closed" ? "green" : "red") : undefined),
+  );
+}
+
+export function formatSelftest(r: z.infer<typeof SelftestResult>, style: Style): string {
+  const lines = r.checks.map((c) => `${c.ok ? paint(style, "green", "PASS") : paint(style, "red", "FAIL")}  ${c.name}: ${clean(c.detail)}`);
+  lines.push(r.ok ? paint(style, "green", "selftest passed") : paint(style, "red", `selftest FAILED (${r.checks.filter((c) => !c.ok).length} check(s))`));
+  return lines.join("\n");
+}
+
+export function formatEvent(e: z.infer<typeof LedgerEventView>, style: Style): string {
+  const color: Paint | undefined = e.type.startsWith("alarm.") || e.type === "compartment.fault" ? "red" : e.type.startsWith("admin.") ? "yellow" : undefined;
+  const type = color ? paint(style, color, e.type.padEnd(24)) : e.type.padEnd(24);
+  const data = Object.keys(e.data).length ? ` ${clean(JSON.stringify(e.data))}` : "";
+  const line = `${String(e.seq).padStart(6)} ${time(e.ts)} ${type} ${(e.compartment ?? "").padEnd(4)} ${clean(e.actor ?? "")}${data}`;
+  return line;
+}
