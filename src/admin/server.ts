@@ -4,8 +4,7 @@
 //
 //   lockerctl ──line──▶ JSON + zod ──▶ run(cmd) ──▶ Technician / Bank / Ledger ──▶ reply line
 //                                         └── follow/watch: ledger commits, door edges ──▶ stream lines
-import { chmodSync, chownSync, existsSync, lstatSync, readFileSync, statfsSync, statSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import { chownSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatIssues } from "../config/load.js";
 import type { Config } from "../config/schema.js";
@@ -15,6 +14,7 @@ import type { LedgerEvent } from "../domain/events.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, isLockerError, toErrorBody } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
 import { computeStats } from "./stats.js";
 import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StreamItem } from "./protocol.js";
@@ -37,32 +37,29 @@ export interface AdminDeps {
 const WATCH_EVENTS = 20;
 
 export class AdminServer {
-  private server: Server | undefined;
-  private readonly clients = new Set<Socket>();
+  private readonly lines: LineServer;
   private readonly log: Logger;
 
   constructor(private readonly deps: AdminDeps) {
     this.log = deps.log.child({ module: "admin" });
+    this.lines = new LineServer({
+      path: deps.path,
+      mode: 0o660,
+      maxLineBytes: MAX_REQUEST_BYTES,
+      maxBacklogBytes: 4 * 2 ** 20,
+      log: this.log,
+      onMessage: (client, value) => void this.handle(client, value),
+      onBadLine: (client, message) => client.send({ id: null, ok: false, error: { code: ErrorCode.BadInput, message } }),
+    });
   }
 
   async start(): Promise<void> {
-    const { path } = this.deps;
-    if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path); // left by a crash; the pid lock says we own it
-    this.server = createServer((s) => this.accept(s));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", reject);
-      this.server!.listen(path, () => resolve());
-    });
-    chmodSync(path, 0o660);
+    await this.lines.start();
     this.applyGroup();
   }
 
-  async stop(): Promise<void> {
-    for (const c of this.clients) c.destroy();
-    this.clients.clear();
-    const server = this.server;
-    this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  stop(): Promise<void> {
+    return this.lines.stop();
   }
 
   /** Technicians reach the socket through group membership, not through root. */
@@ -81,55 +78,24 @@ export class AdminServer {
     }
   }
 
-  private accept(socket: Socket): void {
-    this.clients.add(socket);
-    socket.setEncoding("utf8");
-    const cleanups: (() => void)[] = [];
-    let buf = "";
-    socket.on("data", (chunk: string) => {
-      buf += chunk;
-      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) void this.handle(socket, line, cleanups);
-      }
-      if (buf.length > MAX_REQUEST_BYTES) {
-        this.send(socket, { id: null, ok: false, error: { code: ErrorCode.BadInput, message: `request longer than ${MAX_REQUEST_BYTES} bytes` } });
-        socket.end();
-        buf = "";
-      }
-    });
-    socket.on("error", () => socket.destroy());
-    socket.on("close", () => {
-      this.clients.delete(socket);
-      for (const c of cleanups.splice(0)) c();
-    });
-  }
-
-  private async handle(socket: Socket, line: string, cleanups: (() => void)[]): Promise<void> {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(line);
-    } catch {
-      return this.send(socket, { id: null, ok: false, error: { code: ErrorCode.BadInput, message: "not JSON: expected one JSON object per line" } });
-    }
+  private async handle(client: LineClient, raw: unknown): Promise<void> {
     const id = typeof (raw as { id?: unknown })?.id === "number" ? (raw as { id: number }).id : null;
     const parsed = AdminRequest.safeParse(raw);
     if (!parsed.success) {
-      return this.send(socket, { id, ok: false, error: { code: ErrorCode.BadInput, message: formatIssues(parsed.error).join("; ") } });
+      return client.send({ id, ok: false, error: { code: ErrorCode.BadInput, message: formatIssues(parsed.error).join("; ") } });
     }
     const req = parsed.data;
     try {
-      const result = await this.run(req, (item) => this.send(socket, { id: req.id, stream: item }), cleanups);
-      this.send(socket, { id: req.id, ok: true, result });
+      const result = await this.run(req, (item) => client.send({ id: req.id, stream: item }), (fn) => client.onClose(fn));
+      client.send({ id: req.id, ok: true, result });
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e, cmd: req.cmd }, "admin command failed");
       const body = toErrorBody(e);
-      this.send(socket, { id: req.id, ok: false, error: isLockerError(e) ? { ...body, context: e.context } : body });
+      client.send({ id: req.id, ok: false, error: isLockerError(e) ? { ...body, context: e.context } : body });
     }
   }
 
-  private async run(req: AdminRequest, stream: (item: StreamItem) => void, cleanups: (() => void)[]): Promise<unknown> {
+  private async run(req: AdminRequest, stream: (item: StreamItem) => void, onClose: (fn: () => void) => void): Promise<unknown> {
     const { technician, ledger } = this.deps;
     this.log.info({ cmd: req.cmd, user: req.user }, "admin request");
     switch (req.cmd) {
@@ -153,7 +119,7 @@ export class AdminServer {
             if (id) stream({ kind: "door", compartment: id, door, ts: this.deps.now() });
           };
           this.deps.hardware.doors.on("change", onDoor);
-          cleanups.push(() => this.deps.hardware.doors.off("change", onDoor));
+          onClose(() => this.deps.hardware.doors.off("change", onDoor));
         }
         return { doors: technician.sensors() };
       }
@@ -164,7 +130,7 @@ export class AdminServer {
         const match = (e: LedgerEvent) => !type || (type.endsWith(".") ? e.type.startsWith(type) : e.type === type);
         const events = this.findEvents(sinceSeq, sinceTs, match, limit);
         if (follow) {
-          cleanups.push(ledger.onCommit((evs) => evs.filter(match).forEach((e) => stream({ kind: "event", event: view(e) }))));
+          onClose(ledger.onCommit((evs) => evs.filter(match).forEach((e) => stream({ kind: "event", event: view(e) }))));
         }
         return { events: events.map(view) };
       }
@@ -174,7 +140,7 @@ export class AdminServer {
         return computeStats(ledger, { now: this.deps.now(), days: req.args.days });
       case "watch": {
         let queued = false;
-        cleanups.push(
+        onClose(
           ledger.onCommit((evs) => {
             for (const e of evs) stream({ kind: "event", event: view(e) });
             if (queued) return;
@@ -297,16 +263,6 @@ export class AdminServer {
         : { name: "server link", ok: true, detail: "disabled in config" },
     );
     return { ok: checks.every((c) => c.ok), checks };
-  }
-
-  private send(socket: Socket, reply: unknown): void {
-    if (socket.destroyed) return;
-    if (socket.writableLength > 4 * 2 ** 20) {
-      this.log.warn("admin client not reading: dropped");
-      socket.destroy();
-      return;
-    }
-    socket.write(`${JSON.stringify(reply)}\n`);
   }
 }
 

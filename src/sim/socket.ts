@@ -3,12 +3,11 @@
 //
 //   client ──line──▶ parse + zod ──▶ SimHardware (keys, badge, door…) ──▶ the bank, as from real devices
 //   client ◀─line── broadcast ◀── SimHardware / bank events
-import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
 import type { CompartmentLayout } from "../config/schema.js";
 import type { SimHardware } from "../drivers/sim/hardware.js";
 import { formatIssues } from "../config/load.js";
 import { ErrorCode, isLockerError, LockerError } from "../errors.js";
+import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
 import { MAX_LINE_BYTES, SimRequest, type CompartmentView, type SimEvent } from "./protocol.js";
 
@@ -26,8 +25,7 @@ export interface SimSocketDeps {
 }
 
 export class SimSocket {
-  private server: Server | undefined;
-  private readonly clients = new Set<Socket>();
+  private readonly lines: LineServer;
   private readonly byId = new Map<string, CompartmentLayout>();
   private readonly byChannel = new Map<number, string>();
   private stateQueued = false;
@@ -39,39 +37,43 @@ export class SimSocket {
       this.byId.set(l.id, l);
       this.byChannel.set(l.lock, l.id);
     }
+    this.lines = new LineServer({
+      path: deps.path,
+      mode: 0o600,
+      maxLineBytes: MAX_LINE_BYTES,
+      maxBacklogBytes: MAX_BACKLOG,
+      log: this.log,
+      onMessage: (client, value) => this.handle(client, value),
+      onBadLine: (client, reason) => this.reply(client, reason),
+      onConnect: (client) => {
+        client.send({ ev: "hello", device: deps.device, terminal: deps.terminal } satisfies SimEvent);
+        // What the keypad shows now, so a new client is not blank until the next change.
+        client.send({ ev: "display", lines: [...deps.hardware.display.lines] } satisfies SimEvent);
+      },
+    });
   }
 
   async start(): Promise<void> {
-    const { path, hardware } = this.deps;
-    if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path); // left by a crash; the pid lock says we own it
+    const { hardware } = this.deps;
+    const name = (channel: number) => this.byChannel.get(channel) ?? String(channel);
     hardware.on("display", (lines) => this.broadcast({ ev: "display", lines: [...lines] }));
     hardware.on("buzzer", (pattern) => this.broadcast({ ev: "buzzer", pattern }));
-    hardware.on("unlock", (channel, pulseMs) => this.broadcast({ ev: "unlock", compartment: this.byChannel.get(channel) ?? String(channel), pulseMs }));
-    hardware.doors.on("change", (channel, state) => this.broadcast({ ev: "door", compartment: this.byChannel.get(channel) ?? String(channel), state }));
-    this.server = createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", reject);
-      this.server!.listen(path, () => resolve());
-    });
-    chmodSync(path, 0o600);
+    hardware.on("unlock", (channel, pulseMs) => this.broadcast({ ev: "unlock", compartment: name(channel), pulseMs }));
+    hardware.doors.on("change", (channel, state) => this.broadcast({ ev: "door", compartment: name(channel), state }));
+    await this.lines.start();
   }
 
-  async stop(): Promise<void> {
-    for (const c of this.clients) c.destroy();
-    this.clients.clear();
-    const server = this.server;
-    this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  stop(): Promise<void> {
+    return this.lines.stop();
   }
 
   broadcast(event: SimEvent): void {
-    const line = `${JSON.stringify(event)}\n`;
-    for (const c of this.clients) this.send(c, line);
+    this.lines.broadcast(event);
   }
 
   /** Coalesced: many changes in one tick send one state. */
   stateChanged(): void {
-    if (this.stateQueued || !this.clients.size) return;
+    if (this.stateQueued || !this.lines.clientCount) return;
     this.stateQueued = true;
     setImmediate(() => {
       this.stateQueued = false;
@@ -79,42 +81,9 @@ export class SimSocket {
     });
   }
 
-  private accept(socket: Socket): void {
-    this.clients.add(socket);
-    socket.setEncoding("utf8");
-    let buf = "";
-    let discarding = false;
-    socket.on("data", (chunk: string) => {
-      buf += chunk;
-      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (discarding) discarding = false;
-        else this.handle(socket, line);
-      }
-      if (buf.length > MAX_LINE_BYTES) {
-        if (!discarding) this.reply(socket, `line longer than ${MAX_LINE_BYTES} bytes: discarded`);
-        discarding = true;
-        buf = "";
-      }
-    });
-    socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.clients.delete(socket));
-    this.send(socket, `${JSON.stringify({ ev: "hello", device: this.deps.device, terminal: this.deps.terminal } satisfies SimEvent)}\n`);
-    // What the keypad shows now, so a new client is not blank until the next change.
-    this.send(socket, `${JSON.stringify({ ev: "display", lines: [...this.deps.hardware.display.lines] } satisfies SimEvent)}\n`);
-  }
-
-  private handle(socket: Socket, line: string): void {
-    if (!line.trim()) return;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(line);
-    } catch {
-      return this.reply(socket, "not JSON: expected one JSON object per line");
-    }
+  private handle(client: LineClient, raw: unknown): void {
     const parsed = SimRequest.safeParse(raw);
-    if (!parsed.success) return this.reply(socket, formatIssues(parsed.error).join("; "));
+    if (!parsed.success) return this.reply(client, formatIssues(parsed.error).join("; "));
     const req = parsed.data;
     const { hardware } = this.deps;
     try {
@@ -134,11 +103,11 @@ export class SimSocket {
           return;
         }
         case "state":
-          return this.send(socket, `${JSON.stringify({ ev: "state", compartments: this.deps.snapshot() } satisfies SimEvent)}\n`);
+          return client.send({ ev: "state", compartments: this.deps.snapshot() } satisfies SimEvent);
       }
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e, op: req.op }, "sim request failed");
-      this.reply(socket, isLockerError(e) ? e.message : "internal error");
+      this.reply(client, isLockerError(e) ? e.message : "internal error");
     }
   }
 
@@ -151,19 +120,8 @@ export class SimSocket {
     return l.lock;
   }
 
-  private reply(socket: Socket, message: string): void {
+  private reply(client: LineClient, message: string): void {
     this.log.warn({ message }, "bad sim request");
-    this.send(socket, `${JSON.stringify({ ev: "error", message } satisfies SimEvent)}\n`);
-  }
-
-  private send(socket: Socket, line: string): void {
-    if (socket.destroyed) return;
-    if (socket.writableLength > MAX_BACKLOG) {
-      this.log.warn("sim client not reading: dropped");
-      socket.destroy();
-      return;
-    }
-    socket.write(line);
+    client.send({ ev: "error", message } satisfies SimEvent);
   }
 }
-

@@ -150,3 +150,21 @@ export class SimClient {
 }
 
 export const displayHas = (text: string) => (e: SimEvent) => e.ev === "display" && e.lines.some((l) => l.includes(text));
+
+/** A courier deposits a small parcel for recipient 1001; returns where it went and the code sent to them. */
+export async function courierDeposit(sim: SimClient, recipient = "1001"): Promise<{ compartment: string; code: string; parcel: string }> {
+  sim.send({ op: "keys", keys: "*2468#" });
+  await sim.waitFor(displayHas("Parcel size?"));
+  const m = sim.mark();
+  sim.send({ op: "keys", keys: "1" });
+  const unlock = await sim.waitFor<"unlock">((e) => e.ev === "unlock", { from: m });
+  await sim.waitFor((e) => e.ev === "door" && e.compartment === unlock.compartment && e.state === "open", { from: m });
+  sim.send({ op: "door", compartment: unlock.compartment, state: "closed" });
+  await sim.waitFor(displayHas("Recipient number?"), { from: m });
+  sim.send({ op: "keys", keys: `${recipient}#` });
+  const notify = await sim.waitFor<"notify">((e) => e.ev === "notify", { from: m });
+  await sim.waitFor(displayHas(`Stored in ${unlock.compartment}`), { from: m });
+  sim.send({ op: "keys", keys: "*" }); // courier done
+  await sim.waitFor(displayHas("Enter code"), { from: m });
+  return { compartment: unlock.compartment, code: notify.code, parcel: notify.parcel };
+}

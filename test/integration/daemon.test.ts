@@ -3,7 +3,7 @@ import Database from "better-sqlite3";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Ledger } from "../../src/ledger/ledger.js";
-import { displayHas, removeDir, SimClient, startDaemon, stopDaemon, waitForOutput, type Daemon } from "../helpers/daemon.js";
+import { courierDeposit, displayHas, removeDir, SimClient, startDaemon, stopDaemon, waitForOutput, type Daemon } from "../helpers/daemon.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -19,24 +19,6 @@ async function daemon(opts: Parameters<typeof startDaemon>[0] = {}): Promise<{ d
     if (!opts.dir) removeDir(d.dir);
   });
   return { d, sim };
-}
-
-/** A courier deposits a small parcel for recipient 1001; returns where it went and the code sent to them. */
-async function courierDeposit(sim: SimClient, recipient = "1001"): Promise<{ compartment: string; code: string; parcel: string }> {
-  sim.send({ op: "keys", keys: "*2468#" });
-  await sim.waitFor(displayHas("Parcel size?"));
-  const m = sim.mark();
-  sim.send({ op: "keys", keys: "1" });
-  const unlock = await sim.waitFor<"unlock">((e) => e.ev === "unlock", { from: m });
-  await sim.waitFor((e) => e.ev === "door" && e.compartment === unlock.compartment && e.state === "open", { from: m });
-  sim.send({ op: "door", compartment: unlock.compartment, state: "closed" });
-  await sim.waitFor(displayHas("Recipient number?"), { from: m });
-  sim.send({ op: "keys", keys: `${recipient}#` });
-  const notify = await sim.waitFor<"notify">((e) => e.ev === "notify", { from: m });
-  await sim.waitFor(displayHas(`Stored in ${unlock.compartment}`), { from: m });
-  sim.send({ op: "keys", keys: "*" }); // courier done
-  await sim.waitFor(displayHas("Enter code"), { from: m });
-  return { compartment: unlock.compartment, code: notify.code, parcel: notify.parcel };
 }
 
 function readEvents(dataDir: string): { seq: number; type: string; compartment: string | null; parcel: string | null; actor: string | null }[] {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus } from "../../src/admin/protocol.js";
 import { StatsResult } from "../../src/admin/stats.js";
-import { displayHas, removeDir, ROOT, SimClient, startDaemon, stopDaemon, type Daemon } from "../helpers/daemon.js";
+import { courierDeposit, removeDir, ROOT, SimClient, startDaemon, stopDaemon, type Daemon } from "../helpers/daemon.js";
 
 const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
 let d: Daemon;
@@ -29,20 +29,7 @@ function ctlJson<T>(schema: z.ZodType<T>, args: string[]): T {
   return schema.parse(JSON.parse(r.out));
 }
 
-async function deposit(): Promise<{ compartment: string; code: string }> {
-  sim.send({ op: "keys", keys: "*2468#" });
-  await sim.waitFor(displayHas("Parcel size?"));
-  const m = sim.mark();
-  sim.send({ op: "keys", keys: "1" });
-  const unlock = await sim.waitFor<"unlock">((e) => e.ev === "unlock", { from: m });
-  await sim.waitFor((e) => e.ev === "door" && e.compartment === unlock.compartment && e.state === "open", { from: m });
-  sim.send({ op: "door", compartment: unlock.compartment, state: "closed" });
-  await sim.waitFor(displayHas("Recipient number?"), { from: m });
-  sim.send({ op: "keys", keys: "1001#" });
-  const notify = await sim.waitFor<"notify">((e) => e.ev === "notify", { from: m });
-  sim.send({ op: "keys", keys: "*" });
-  return { compartment: unlock.compartment, code: notify.code };
-}
+const deposit = () => courierDeposit(sim);
 
 beforeAll(async () => {
   d = await startDaemon();

@@ -1,0 +1,114 @@
+// A unix-socket server speaking JSON lines, shared by the simulator socket and the admin socket.
+// It frames lines, parses JSON, bounds what one client may send (an overlong line is discarded
+// and answered once) and what it may leave unread (a client that stops reading is dropped), and
+// removes a stale socket file left by a crash (the data directory's pid lock says it is ours).
+import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Logger } from "../log.js";
+
+export interface LineClient {
+  send(value: unknown): void;
+  /** Run when the client goes (stream subscriptions). */
+  onClose(fn: () => void): void;
+}
+
+export interface LineServerOptions {
+  path: string;
+  mode: number;
+  maxLineBytes: number;
+  /** Bytes queued to a client that does not read before it is dropped. */
+  maxBacklogBytes: number;
+  log: Logger;
+  /** A parsed line, or `undefined` with the reason when the line was not JSON / too long. */
+  onMessage: (client: LineClient, value: unknown) => void;
+  onBadLine: (client: LineClient, reason: string) => void;
+  onConnect?: (client: LineClient) => void;
+}
+
+export class LineServer {
+  private server: Server | undefined;
+  private readonly sockets = new Map<Socket, LineClient>();
+
+  constructor(private readonly opts: LineServerOptions) {}
+
+  get clientCount(): number {
+    return this.sockets.size;
+  }
+
+  async start(): Promise<void> {
+    const { path, mode } = this.opts;
+    if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
+    const server = createServer((s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+    this.server = server;
+    chmodSync(path, mode);
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets.keys()) s.destroy();
+    this.sockets.clear();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  broadcast(value: unknown): void {
+    const line = `${JSON.stringify(value)}\n`;
+    for (const s of this.sockets.keys()) this.write(s, line);
+  }
+
+  private accept(socket: Socket): void {
+    const cleanups: (() => void)[] = [];
+    const client: LineClient = {
+      send: (value) => this.write(socket, `${JSON.stringify(value)}\n`),
+      onClose: (fn) => cleanups.push(fn),
+    };
+    this.sockets.set(socket, client);
+    socket.setEncoding("utf8");
+    let buf = "";
+    let discarding = false;
+    socket.on("data", (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (discarding) discarding = false;
+        else if (line.trim()) this.line(client, line);
+      }
+      if (buf.length > this.opts.maxLineBytes) {
+        if (!discarding) this.opts.onBadLine(client, `line longer than ${this.opts.maxLineBytes} bytes: discarded`);
+        discarding = true;
+        buf = "";
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      this.sockets.delete(socket);
+      for (const fn of cleanups.splice(0)) fn();
+    });
+    this.opts.onConnect?.(client);
+  }
+
+  private line(client: LineClient, line: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return this.opts.onBadLine(client, "not JSON: expected one JSON object per line");
+    }
+    this.opts.onMessage(client, value);
+  }
+
+  private write(socket: Socket, line: string): void {
+    if (socket.destroyed) return;
+    if (socket.writableLength > this.opts.maxBacklogBytes) {
+      this.opts.log.warn({ path: this.opts.path }, "client not reading: dropped");
+      socket.destroy();
+      return;
+    }
+    socket.write(line);
+  }
+}
