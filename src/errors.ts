@@ -13,6 +13,7 @@ export const ErrorCode = {
   // state
   IllegalTransition: "illegal_transition",
   NoFit: "no_fit",
+  ParcelExpired: "parcel_expired",
   Busy: "busy",
   CompartmentDisabled: "compartment_disabled",
   // hardware

@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { compartmentIds, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
+import { DeadlineScheduler } from "./bank/deadlines.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
@@ -38,6 +39,7 @@ export class Runtime {
   bank!: Bank;
   terminal!: Terminal;
   technician!: Technician;
+  deadlines!: DeadlineScheduler;
   admin: AdminServer | undefined;
   adminPath: string | undefined;
   sim: SimSocket | undefined;
@@ -73,6 +75,8 @@ export class Runtime {
       log,
     });
     await this.bank.start();
+    this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log });
+    this.deadlines.start();
     this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
     if (this.opts.adminSocket !== false) {
       // Under systemd (RuntimeDirectory=lockerd) the socket lives in /run/lockerd, where lockerctl looks first.
@@ -149,6 +153,7 @@ export class Runtime {
     const { log } = this.opts;
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
     this.terminal?.stop();
+    this.deadlines?.stop();
     await this.admin?.stop();
     await this.sim?.stop();
     this.bank?.stop();

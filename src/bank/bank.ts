@@ -11,6 +11,7 @@ import type { CompartmentLayout, Config, Size } from "../config/schema.js";
 import { assignCompartment } from "../domain/assignment.js";
 import { assertTransition } from "../domain/compartment.js";
 import { generateCode, secretHash } from "../domain/credentials.js";
+import { noticesFor } from "../domain/deadlines.js";
 import { lockoutRemaining, NO_LOCKOUT, recordFailure, recordSuccess } from "../domain/lockout.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
@@ -151,6 +152,7 @@ export class Bank extends EventEmitter<BankEvents> {
     if (!cred || cred.kind !== "code" || !parcel || parcel.status !== "stored" || !parcel.compartmentId) {
       throw this.badAttempt(terminal, "code");
     }
+    if (parcel.expiredAt !== null) throw expired(parcel);
     const compartment = this.compartment(parcel.compartmentId);
     this.assertServiceable(compartment);
     return this.collect(parcel, compartment, { via: "code", credentialId: cred.id, collectorId: parcel.recipientId, terminal });
@@ -180,8 +182,10 @@ export class Bank extends EventEmitter<BankEvents> {
   /** A badge tap: every compartment holding a parcel for this person, one after the other. */
   pickupForPerson(terminal: string, person: Person): OpenTicket[] {
     const parcels = this.deps.ledger.parcelsOf(person.id, "stored");
+    const live = parcels.filter((p) => p.expiredAt === null);
+    if (parcels.length && !live.length) throw expired(parcels[0]!);
     const tickets: OpenTicket[] = [];
-    for (const parcel of parcels) {
+    for (const parcel of live) {
       const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
       if (!compartment || compartment.state !== "occupied") continue;
       tickets.push(this.collect(parcel, compartment, { via: "badge", credentialId: null, collectorId: person.id, terminal }));
@@ -370,6 +374,7 @@ export class Bank extends EventEmitter<BankEvents> {
       tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now });
       if (via !== "code" && via !== "badge") tx.revokeParcelCredentials(parcel.id, "code", now);
       tx.updateCompartment(id, { state: "free", parcelId: null, doorOpened: false, since: now });
+      tx.voidDeadlines(parcel.id, now);
       tx.event({
         type: outcome.event,
         compartment: id,
@@ -409,6 +414,10 @@ export class Bank extends EventEmitter<BankEvents> {
         actor,
         data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code" },
       });
+      const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
+      for (const n of noticesFor(this.deps.config.policies, parcel.depositedAt ?? now, parcel.size, compartment?.refrigerated ?? false)) {
+        tx.insertDeadline({ parcelId: parcel.id, ...n });
+      }
       return code;
     }
     throw new LockerError(ErrorCode.Busy, "could not draw a unique pickup code: code space nearly full");
@@ -446,4 +455,10 @@ export class Bank extends EventEmitter<BankEvents> {
   private write<T>(fn: (tx: LedgerTx) => T): T {
     return this.deps.ledger.transact(fn);
   }
+}
+
+function expired(parcel: Parcel): LockerError {
+  return new LockerError(ErrorCode.ParcelExpired, `parcel ${parcel.id} passed its pickup deadline: please see the mailroom`, {
+    compartment: parcel.compartmentId,
+  });
 }

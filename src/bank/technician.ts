@@ -31,7 +31,7 @@ export interface OpenReport {
 }
 
 export interface OpenAlarm {
-  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient";
+  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient" | "expired";
   compartment: string | null;
   since: number;
   detail: string;
@@ -107,6 +107,9 @@ export class Technician {
         out.push({ kind: "door_open", compartment: c.id, since: this.lastEventTs("door.opened", c.id) ?? c.since, detail: "door open outside a flow" });
       }
       const parcel = c.parcelId ? this.deps.ledger.parcel(c.parcelId) : undefined;
+      if (parcel?.expiredAt != null && parcel.status === "stored") {
+        out.push({ kind: "expired", compartment: c.id, since: parcel.expiredAt, detail: `parcel ${parcel.id} expired: remove it (staff)` });
+      }
       if (parcel?.status === "awaiting_recipient") {
         out.push({ kind: "no_recipient", compartment: c.id, since: parcel.depositedAt ?? c.since, detail: `parcel ${parcel.id} has no recipient` });
       }

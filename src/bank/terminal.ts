@@ -305,6 +305,8 @@ export class Terminal {
         return ["Too many tries", `Wait ${Math.ceil(Number(e.context.waitMs) / 1000)} s`];
       case ErrorCode.LockFault:
         return [`Door ${String(e.context.compartment)} faulty`, "Please go to", "the mailroom"];
+      case ErrorCode.ParcelExpired:
+        return ["Pickup time over", "Please ask the", "mailroom staff"];
       case ErrorCode.NoFit:
         return [`No ${String(e.context.size)} free`, "Pick another size", "or use the counter"];
       case ErrorCode.UnknownPerson:

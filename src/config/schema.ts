@@ -68,8 +68,10 @@ const Lockout = z.strictObject({
 });
 
 const Policies = z.strictObject({
-  reminderHours: z.array(z.number().positive()).max(8).default([24, 48]),
-  expiryHours: z.number().positive().default(72),
+  reminderHours: z.array(z.number().positive()).max(8).default([24, 48]).describe("notices after deposit; the last before expiry escalates"),
+  expiryHours: z.number().positive().default(72).describe("after this a parcel stays locked for staff to remove"),
+  expiryHoursBySize: z.partialRecord(Size, z.number().positive()).optional(),
+  refrigeratedExpiryHours: z.number().positive().optional(),
   offerLarger: z.boolean().default(true).describe("give a larger free compartment when the asked size is full"),
 });
 

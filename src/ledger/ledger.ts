@@ -20,6 +20,7 @@ import {
   type LedgerEvent,
   type NewEvent,
 } from "../domain/events.js";
+import type { NoticeKind } from "../domain/deadlines.js";
 import type { LockoutState } from "../domain/lockout.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import { migrate } from "./migrations.js";
@@ -76,6 +77,15 @@ export interface Parcel {
   collectVia: string | null;
   collectCredential: number | null;
   collectTerminal: string | null;
+  /** Set when the parcel passed its expiry: its code no longer opens; staff remove it. */
+  expiredAt: number | null;
+}
+
+export interface Deadline {
+  parcelId: string;
+  stage: number;
+  kind: NoticeKind;
+  dueAt: number;
 }
 
 export interface Credential {
@@ -122,6 +132,7 @@ const PARCEL_COLUMNS: Record<keyof Omit<Parcel, "id">, string> = {
   collectVia: "collect_via",
   collectCredential: "collect_cred",
   collectTerminal: "collect_term",
+  expiredAt: "expired_at",
 };
 
 const toCompartment = (r: Row): Compartment => ({
@@ -155,6 +166,7 @@ const toParcel = (r: Row): Parcel => ({
   collectVia: (r.collect_via as string | null) ?? null,
   collectCredential: (r.collect_cred as number | null) ?? null,
   collectTerminal: (r.collect_term as string | null) ?? null,
+  expiredAt: (r.expired_at as number | null) ?? null,
 });
 
 const toPerson = (r: Row): Person => ({
@@ -250,6 +262,13 @@ export class Ledger {
            window_start = excluded.window_start, window_failures = excluded.window_failures`,
       ),
       meta: db.prepare("SELECT value FROM meta WHERE key = ?"),
+      insertDeadline: db.prepare("INSERT INTO deadlines (parcel_id, stage, kind, due_at) VALUES (?, ?, ?, ?)"),
+      closeDeadline: db.prepare("UPDATE deadlines SET sent_at = ?, outcome = ? WHERE parcel_id = ? AND stage = ? AND sent_at IS NULL"),
+      voidDeadlines: db.prepare("UPDATE deadlines SET sent_at = ?, outcome = 'void' WHERE parcel_id = ? AND sent_at IS NULL"),
+      dueDeadlines: db.prepare(
+        "SELECT parcel_id, stage, kind, due_at FROM deadlines WHERE sent_at IS NULL AND parcel_id IN (SELECT parcel_id FROM deadlines WHERE sent_at IS NULL AND due_at <= ?) ORDER BY parcel_id, stage",
+      ),
+      nextDeadline: db.prepare("SELECT min(due_at) AS due FROM deadlines WHERE sent_at IS NULL"),
       setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       head: db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"),
       insertEvent: db.prepare(
@@ -440,6 +459,20 @@ export class Ledger {
     );
   }
 
+  /** Every unsent notice of each parcel that has at least one due by `now`. */
+  dueDeadlines(now: number): Deadline[] {
+    return (this.stmt.dueDeadlines.all(now) as Row[]).map((r) => ({
+      parcelId: r.parcel_id as string,
+      stage: r.stage as number,
+      kind: r.kind as NoticeKind,
+      dueAt: r.due_at as number,
+    }));
+  }
+
+  nextDeadline(): number | undefined {
+    return ((this.stmt.nextDeadline.get() as { due: number | null }).due ?? undefined) as number | undefined;
+  }
+
   meta(key: string): string | undefined {
     return (this.stmt.meta.get(key) as { value: string } | undefined)?.value;
   }
@@ -537,6 +570,22 @@ export class LedgerTx {
   setTerminal(id: string, s: LockoutState): void {
     this.ledger.requireTx();
     this.ledger.statements.setTerminal.run(id, s.failures, s.lockedUntil, s.windowStart, s.windowFailures);
+  }
+
+  insertDeadline(d: Deadline): void {
+    this.ledger.requireTx();
+    this.ledger.statements.insertDeadline.run(d.parcelId, d.stage, d.kind, d.dueAt);
+  }
+
+  closeDeadline(parcelId: string, stage: number, outcome: "sent" | "superseded", at: number): void {
+    this.ledger.requireTx();
+    this.ledger.statements.closeDeadline.run(at, outcome, parcelId, stage);
+  }
+
+  /** The parcel left (picked up, removed, cancelled): its pending notices will never be sent. */
+  voidDeadlines(parcelId: string, at: number): void {
+    this.ledger.requireTx();
+    this.ledger.statements.voidDeadlines.run(at, parcelId);
   }
 
   setMeta(key: string, value: string): void {

@@ -93,6 +93,20 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX events_parcel ON events(parcel) WHERE parcel IS NOT NULL;
   `,
+  // 2: persisted notice due times (reminder, escalation, expiry), so a restart neither loses nor repeats one
+  `
+  CREATE TABLE deadlines (
+    parcel_id TEXT NOT NULL,
+    stage     INTEGER NOT NULL,
+    kind      TEXT NOT NULL,               -- reminder | escalation | expiry
+    due_at    INTEGER NOT NULL,
+    sent_at   INTEGER,
+    outcome   TEXT,                        -- sent | superseded | void (parcel left first)
+    PRIMARY KEY (parcel_id, stage)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX deadlines_due ON deadlines(due_at) WHERE sent_at IS NULL;
+  ALTER TABLE parcels ADD COLUMN expired_at INTEGER;
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

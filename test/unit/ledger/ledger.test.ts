@@ -88,7 +88,23 @@ describe("Ledger: storage", () => {
     const tables = (l.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map(
       (r) => r.name,
     );
-    expect(tables).toEqual(["compartments", "credentials", "events", "meta", "parcels", "people", "terminals"]);
+    expect(tables).toEqual(["compartments", "credentials", "deadlines", "events", "meta", "parcels", "people", "terminals"]);
+  });
+
+  it("upgrades a version-1 ledger in place, keeping its data", () => {
+    const file = join(dir, "v1.db");
+    const db = new Database(file);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma("user_version = 1");
+    db.prepare("INSERT INTO parcels (id, status, size, created_at) VALUES ('P1', 'stored', 'S', 1)").run();
+    db.close();
+    const l = new Ledger(file, { now: () => 5 });
+    try {
+      expect(l.db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
+      expect(l.parcel("P1")).toMatchObject({ status: "stored", expiredAt: null });
+    } finally {
+      l.close();
+    }
   });
 
   it("migrate runs each migration once, and refuses a newer schema", () => {
