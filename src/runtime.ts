@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { compartmentIds, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
+import { DoorAlarms } from "./bank/door-alarms.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
@@ -40,6 +41,7 @@ export class Runtime {
   terminal!: Terminal;
   technician!: Technician;
   deadlines!: DeadlineScheduler;
+  doorAlarms!: DoorAlarms;
   admin: AdminServer | undefined;
   adminPath: string | undefined;
   sim: SimSocket | undefined;
@@ -126,6 +128,9 @@ export class Runtime {
         this.sim?.broadcast({ ev: "alarm", type: e.type, compartment: e.compartment, data: e.data });
       }
     });
+    this.doorAlarms = new DoorAlarms({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, limitS: config.policies.doorLeftOpenS, log });
+    this.doorAlarms.on("leftOpen", (id) => this.terminal.notice([`Please close`, `door ${id}`]));
+    this.doorAlarms.start();
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
@@ -154,6 +159,7 @@ export class Runtime {
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
     this.terminal?.stop();
     this.deadlines?.stop();
+    this.doorAlarms?.stop();
     await this.admin?.stop();
     await this.sim?.stop();
     this.bank?.stop();

@@ -362,6 +362,7 @@ export class Bank extends EventEmitter<BankEvents> {
     tx.updateCompartment(id, { door: state, ...(state === "open" && expected ? { doorOpened: true } : {}) });
     tx.event({ type: state === "open" ? "door.opened" : "door.closed", compartment: id, data: origin === "start" ? { origin } : {} });
     if (origin === "edge" && state === "open" && !expected && c.state !== "fault") {
+      tx.updateCompartment(id, { inspectSince: now });
       tx.event({ type: "alarm.forced_open", compartment: id, parcel: c.parcelId, data: { state: c.state } });
     }
     if (state !== "closed" || !c.doorOpened || !c.parcelId) return undefined;

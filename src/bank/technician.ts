@@ -37,7 +37,6 @@ export interface OpenAlarm {
   detail: string;
 }
 
-const FORCED_OPEN_WINDOW_MS = 24 * 3600_000;
 
 export class Technician {
   private readonly log: Logger;
@@ -83,6 +82,10 @@ export class Technician {
     this.deps.ledger.transact((tx) => {
       tx.updateCompartment(c.id, { enabled });
       tx.event({ type: enabled ? "compartment.enabled" : "compartment.disabled", compartment: c.id, actor: who.user, data: { reason: who.reason ?? null } });
+      if (enabled && c.inspectSince !== null) {
+        tx.updateCompartment(c.id, { inspectSince: null });
+        tx.event({ type: "alarm.cleared", compartment: c.id, actor: who.user, data: { alarm: "forced_open", since: c.inspectSince } });
+      }
       if (enabled && c.state === "fault") {
         tx.updateCompartment(c.id, { state: c.parcelId ? "occupied" : "free", faultReason: null, since: now });
         tx.event({ type: "compartment.fault_cleared", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { was: c.faultReason } });
@@ -103,6 +106,9 @@ export class Technician {
     const out: OpenAlarm[] = [];
     for (const c of this.deps.bank.compartments()) {
       if (c.state === "fault") out.push({ kind: "fault", compartment: c.id, since: c.since, detail: c.faultReason ?? "fault" });
+      if (c.inspectSince !== null) {
+        out.push({ kind: "forced_open", compartment: c.id, since: c.inspectSince, detail: "forced open: inspect, then lockerctl enable" });
+      }
       if (c.door === "open" && c.state !== "loading" && c.state !== "unloading") {
         out.push({ kind: "door_open", compartment: c.id, since: this.lastEventTs("door.opened", c.id) ?? c.since, detail: "door open outside a flow" });
       }
@@ -118,10 +124,7 @@ export class Technician {
       .prepare("SELECT id, locked_until FROM terminals WHERE locked_until > ?")
       .all(now) as { id: string; locked_until: number }[];
     for (const t of lockouts) out.push({ kind: "lockout", compartment: null, since: now, detail: `${t.id} locked for ${Math.ceil((t.locked_until - now) / 1000)} s` });
-    const forced = this.deps.ledger.db
-      .prepare("SELECT compartment, max(ts) AS ts FROM events WHERE type = 'alarm.forced_open' AND ts > ? GROUP BY compartment")
-      .all(now - FORCED_OPEN_WINDOW_MS) as { compartment: string; ts: number }[];
-    for (const f of forced) out.push({ kind: "forced_open", compartment: f.compartment, since: f.ts, detail: "door opened without an unlock" });
+
     return out.sort((a, b) => a.since - b.since);
   }
 

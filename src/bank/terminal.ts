@@ -74,6 +74,11 @@ export class Terminal {
     return this.mode.m;
   }
 
+  /** A prompt from the bank (door left open): shown when nobody is mid-dialogue. */
+  notice(lines: string[]): void {
+    if (this.mode.m === "idle" && !this.mode.buf) this.flash(lines, undefined, this.mode);
+  }
+
   /** Whatever a person presented at this terminal's devices. */
   input(input: Input): void {
     switch (input.kind) {

@@ -72,6 +72,7 @@ const Policies = z.strictObject({
   expiryHours: z.number().positive().default(72).describe("after this a parcel stays locked for staff to remove"),
   expiryHoursBySize: z.partialRecord(Size, z.number().positive()).optional(),
   refrigeratedExpiryHours: z.number().positive().optional(),
+  doorLeftOpenS: z.int().min(10).max(3600).default(60).describe("a door open longer than this raises an alarm"),
   offerLarger: z.boolean().default(true).describe("give a larger free compartment when the asked size is full"),
 });
 

@@ -9,6 +9,8 @@ export interface Candidate {
   enabled: boolean;
   refrigerated: boolean;
   accessible: boolean;
+  /** Set after a forced open: kept out until a technician has looked. */
+  inspectSince?: number | null;
 }
 
 export interface AssignmentRequest {
@@ -30,7 +32,7 @@ export function assignCompartment<C extends Candidate>(compartments: readonly C[
   const want = rank(req.size);
   let best: C | undefined;
   for (const c of compartments) {
-    if (c.state !== "free" || !c.enabled) continue;
+    if (c.state !== "free" || !c.enabled || c.inspectSince != null) continue;
     if (c.refrigerated !== (req.refrigerated ?? false)) continue;
     if (c.accessible !== (req.accessible ?? false)) continue;
     const r = rank(c.size);

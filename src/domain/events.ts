@@ -36,6 +36,8 @@ export const EVENT_TYPES = [
   "admin.open",
   "alarm.brute_force",
   "alarm.forced_open",
+  "alarm.door_left_open",
+  "alarm.cleared",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -52,6 +52,8 @@ export interface Compartment {
   pulses: number;
   failedOpens: number;
   faultReason: string | null;
+  /** Forced open at this time: out of assignment until a technician clears it. */
+  inspectSince: number | null;
 }
 
 export interface Person {
@@ -117,6 +119,7 @@ const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   pulses: "pulses",
   failedOpens: "failed_opens",
   faultReason: "fault_reason",
+  inspectSince: "inspect_since",
 };
 
 const PARCEL_COLUMNS: Record<keyof Omit<Parcel, "id">, string> = {
@@ -150,6 +153,7 @@ const toCompartment = (r: Row): Compartment => ({
   pulses: r.pulses as number,
   failedOpens: r.failed_opens as number,
   faultReason: (r.fault_reason as string | null) ?? null,
+  inspectSince: (r.inspect_since as number | null) ?? null,
 });
 
 const toParcel = (r: Row): Parcel => ({

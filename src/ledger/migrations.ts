@@ -106,6 +106,8 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX deadlines_due ON deadlines(due_at) WHERE sent_at IS NULL;
   ALTER TABLE parcels ADD COLUMN expired_at INTEGER;
+  -- forced open: not assigned again until a technician has looked (ts of the alarm, or NULL)
+  ALTER TABLE compartments ADD COLUMN inspect_since INTEGER;
   `,
 ];
 

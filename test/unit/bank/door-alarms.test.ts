@@ -1,0 +1,51 @@
+// Door alarms with a controlled clock: a door left open, and a door forced open.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+let bank: TestBank | undefined;
+
+beforeEach(() => vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") }));
+afterEach(async () => {
+  await bank?.close();
+  bank = undefined;
+  vi.useRealTimers();
+});
+
+describe("door alarms", () => {
+  it("raises door_left_open after the limit, prompts and sounds, and clears on close", async () => {
+    const b = (bank = await testBank());
+    const { compartment, code } = await keypadDeposit(b, advance);
+    await advance(10_000);
+    const sounds: string[] = [];
+    b.hw.on("buzzer", (p) => sounds.push(p));
+    b.hw.keypad.keys(`${code}#`);
+    await advance(59_000); // the recipient takes the parcel and walks away, door open
+    expect(b.events("alarm.door_left_open")).toHaveLength(0);
+    await advance(2_000);
+    expect(b.events("alarm.door_left_open").map((e) => [e.compartment, e.data.openForS])).toEqual([[compartment, 60]]);
+    expect(sounds).toContain("alarm");
+    expect(b.screen()).toBe(`Please close | door ${compartment}`);
+    await advance(120_000);
+    expect(b.events("alarm.door_left_open")).toHaveLength(1); // once, not every minute
+    b.hw.doors.set(b.rt.bank.layoutOf(compartment).lock, "closed");
+    expect(b.events("alarm.cleared").map((e) => [e.compartment, e.data.alarm])).toEqual([[compartment, "door_left_open"]]);
+    expect(b.events("parcel.picked_up")).toHaveLength(1);
+  });
+
+  it("flags a forced door for inspection: not assigned until a technician clears it", async () => {
+    const b = (bank = await testBank());
+    const a02 = b.rt.bank.layoutOf("A02").lock;
+    b.hw.doors.set(a02, "open"); // nobody unlocked it
+    b.hw.doors.set(a02, "closed");
+    expect(b.events("alarm.forced_open").map((e) => e.compartment)).toEqual(["A02"]);
+    expect(b.rt.technician.alarms()).toEqual([expect.objectContaining({ kind: "forced_open", compartment: "A02" })]);
+    const first = await keypadDeposit(b, advance);
+    expect(first.compartment).toBe("A03");
+    b.rt.technician.setEnabled("A02", true, { user: "tech", reason: "checked: empty, lock fine" });
+    expect(b.events("alarm.cleared").map((e) => [e.compartment, e.actor, e.data.alarm])).toEqual([["A02", "tech", "forced_open"]]);
+    expect(b.rt.technician.alarms()).toEqual([]);
+    const second = await keypadDeposit(b, advance);
+    expect(second.compartment).toBe("A02");
+  });
+});
