@@ -67,9 +67,11 @@ export class Runtime {
     this.hardware = this.buildHardware(config);
     await this.hardware.start(); // every relay off before anything else
     this.bank = new Bank({ ledger: this.ledger, hardware: this.hardware, layout: this.layout, config, deviceKey, log, now: this.now });
+    this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
     this.terminal = new Terminal({
       id: config.terminal.id,
       bank: this.bank,
+      technician: this.technician,
       display: this.hardware.display,
       buzzer: this.hardware.buzzer,
       sizes: this.layout.map((l) => l.size),
@@ -79,7 +81,6 @@ export class Runtime {
     await this.bank.start();
     this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log });
     this.deadlines.start();
-    this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
     if (this.opts.adminSocket !== false) {
       // Under systemd (RuntimeDirectory=lockerd) the socket lives in /run/lockerd, where lockerctl looks first.
       this.adminPath = config.admin.socket ?? join(process.env.RUNTIME_DIRECTORY ?? dataDir, "admin.sock");

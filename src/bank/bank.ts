@@ -338,8 +338,10 @@ export class Bank extends EventEmitter<BankEvents> {
     const layout = this.byChannel.get(channel);
     if (!layout || state === "unknown") return;
     try {
+      // Asked before the waiter is settled: a door a pulse is waiting for is no forced door.
+      const pulsed = this.waiters.expecting(layout.id);
       if (state === "open") this.waiters.opened(layout.id);
-      const done = this.write((tx) => this.doorStep(tx, layout.id, state, origin));
+      const done = this.write((tx) => this.doorStep(tx, layout.id, state, origin, pulsed));
       if (done) this.emit(done.kind, done.payload as never);
     } catch (e) {
       this.log.error({ err: e, compartment: layout.id, state }, "door change not recorded");
@@ -351,6 +353,7 @@ export class Bank extends EventEmitter<BankEvents> {
     id: string,
     state: "open" | "closed",
     origin: "edge" | "start",
+    pulsed = false,
   ):
     | { kind: "loaded"; payload: BankEvents["loaded"][0] }
     | { kind: "unloaded"; payload: BankEvents["unloaded"][0] }
@@ -358,7 +361,7 @@ export class Bank extends EventEmitter<BankEvents> {
     const c = this.compartment(id);
     if (c.door === state) return undefined;
     const now = this.deps.now();
-    const expected = c.state === "loading" || c.state === "unloading" || this.waiters.expecting(id);
+    const expected = c.state === "loading" || c.state === "unloading" || pulsed;
     tx.updateCompartment(id, { door: state, ...(state === "open" && expected ? { doorOpened: true } : {}) });
     tx.event({ type: state === "open" ? "door.opened" : "door.closed", compartment: id, data: origin === "start" ? { origin } : {} });
     if (origin === "edge" && state === "open" && !expected && c.state !== "fault") {

@@ -6,6 +6,7 @@
 //   courier: size ─▶ depositing (door opens) ─▶ door closed ─▶ recipient no. # ─▶ stored ─▶ size (next parcel)
 //                                                              └ * ─▶ taking (door reopens, parcel back) ─▶ size
 //   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ taking ─▶ door closed ─▶ menu
+//                 ─3▶ door no. # ─▶ override open (audited)   ─4▶ door no. # ─▶ out of service
 //
 // `*` goes back one step (from idle with digits typed: clears them). No key for idleTimeoutMs: idle.
 import { SIZES, type Config, type Size } from "../config/schema.js";
@@ -14,8 +15,15 @@ import { ErrorCode, isLockerError, LockerError } from "../errors.js";
 import type { Person } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 import type { Bank, BankEvents, OpenTicket } from "./bank.js";
+import type { Technician } from "./technician.js";
 
 const MAX_DIGITS = 12;
+
+/** What staff want done to the door they name: remove its parcel, open it (override), take it out of service. */
+type DoorPurpose = "remove" | "open" | "disable";
+const DOOR_PROMPT: Record<DoorPurpose, string> = { remove: "Remove: door no.?", open: "Open: door no.?", disable: "Disable: door no.?" };
+/** Recorded as the reason of a staff action taken at the keypad (lockerctl asks a technician for one). */
+const KEYPAD_REASON = "staff at the keypad";
 /** After a deposit the courier's session stays open this long for the next parcel, then the keypad is the public's again. */
 const NEXT_PARCEL_MS = 10_000;
 
@@ -26,12 +34,13 @@ type Mode =
   | { m: "size"; person: Person }
   | { m: "depositing"; person: Person; parcel: string; compartment: string }
   | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
-  | { m: "door"; person: Person; buf: string; spoiled?: boolean }
+  | { m: "door"; person: Person; buf: string; spoiled?: boolean; purpose: DoorPurpose }
   | { m: "taking"; person: Person; compartment: string; why: "remove" | "return" };
 
 export interface TerminalDeps {
   id: string;
   bank: Bank;
+  technician: Technician;
   display: Display;
   buzzer: Buzzer;
   sizes: readonly Size[];
@@ -148,7 +157,9 @@ export class Terminal {
       case "menu":
         if (k === "*") return this.go({ m: "idle", buf: "" });
         if (k === "1") return this.go({ m: "size", person: mode.person });
-        if (k === "2") return this.go({ m: "door", person: mode.person, buf: "" });
+        if (k === "2") return this.go({ m: "door", person: mode.person, buf: "", purpose: "remove" });
+        if (k === "3") return this.go({ m: "door", person: mode.person, buf: "", purpose: "open" });
+        if (k === "4") return this.go({ m: "door", person: mode.person, buf: "", purpose: "disable" });
         return this.render();
       case "size": {
         if (k === "*") return this.go(mode.person.roles.includes("staff") ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
@@ -166,7 +177,7 @@ export class Terminal {
         return this.digit(mode, k);
       case "door":
         if (k === "*") return this.go(this.home(mode.person));
-        if (k === "#") return this.submitRemoval(mode);
+        if (k === "#") return this.submitDoor(mode);
         return this.digit(mode, k);
       case "depositing":
       case "taking":
@@ -226,11 +237,30 @@ export class Terminal {
     }
   }
 
-  private submitRemoval(mode: Extract<Mode, { m: "door" }>): void {
+  private submitDoor(mode: Extract<Mode, { m: "door" }>): void {
+    const who = { user: mode.person.id, reason: KEYPAD_REASON };
     try {
       const c = this.deps.bank.compartmentByKeypad(mode.buf);
-      const t = this.deps.bank.openForRemoval(this.deps.id, c.id, mode.person);
-      this.go({ m: "taking", person: mode.person, compartment: t.compartment, why: "remove" });
+      switch (mode.purpose) {
+        case "remove": {
+          const t = this.deps.bank.openForRemoval(this.deps.id, c.id, mode.person);
+          return this.go({ m: "taking", person: mode.person, compartment: t.compartment, why: "remove" });
+        }
+        case "disable":
+          this.deps.technician.setEnabled(c.id, false, who);
+          return this.flash([`${c.id} out of service`, "lockerctl enable", "puts it back"], "ok", this.home(mode.person));
+        case "open": {
+          const menu = this.home(mode.person);
+          this.flash([`Opening ${c.id}`], "ok", menu);
+          this.deps.technician.open(c.id, who).then(
+            (r) => {
+              if (this.mode === menu) this.flash([r.opened ? `Door ${c.id} open` : `Door ${c.id} jammed`], r.opened ? "ok" : "error", menu);
+            },
+            (e: unknown) => this.fail(e, menu),
+          );
+          return;
+        }
+      }
     } catch (e) {
       mode.buf = "";
       this.fail(e, mode);
@@ -364,7 +394,7 @@ export class Terminal {
       case "pin":
         return this.show(["Courier/staff PIN", `PIN: ${mask(mode.buf)}`, "# = OK  * = back"]);
       case "menu":
-        return this.show([`Hello ${mode.person.name}`, "1 Deposit", "2 Remove parcel", "* = exit"]);
+        return this.show([`Hello ${mode.person.name}`, "1 Deposit 2 Remove", "3 Open  4 Disable", "* = exit"]);
       case "size":
         return this.show(["Parcel size?", sizes, "* = back"]);
       case "depositing":
@@ -372,7 +402,7 @@ export class Terminal {
       case "recipient":
         return this.show([`Parcel in ${mode.compartment}`, "Recipient number?", `No: ${mode.buf}`, mode.buf ? "# = OK  * = clear" : "#=OK  *=take back"]);
       case "door":
-        return this.show(["Remove: door no.?", "e.g. 107 = A07", `No: ${mode.buf}`, "# = OK  * = back"]);
+        return this.show([DOOR_PROMPT[mode.purpose], "e.g. 107 = A07", `No: ${mode.buf}`, "# = OK  * = back"]);
       case "taking":
         return this.show([`Door ${mode.compartment} open`, mode.why === "return" ? "Take parcel back," : "Remove parcel and", "close the door"]);
     }

@@ -81,6 +81,8 @@ describe("lockerctl", () => {
     await sim.waitFor((e) => e.ev === "unlock" && e.compartment === "B03", { from: m });
     const { events } = ctlJson(z.object({ events: z.array(LedgerEventView) }), ["events", "--type", "admin.", "--limit", "1"]);
     expect(events[0]).toMatchObject({ type: "admin.open", compartment: "B03", actor: expect.any(String), data: { reason: "customer left keys inside" } });
+    const alarms = ctlJson(z.object({ events: z.array(LedgerEventView) }), ["events", "--type", "alarm."]).events;
+    expect(alarms.filter((e) => e.compartment === "B03")).toEqual([]); // an opened door is not a forced one
     sim.send({ op: "door", compartment: "B03", state: "closed" });
   });
 

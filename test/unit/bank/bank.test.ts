@@ -65,7 +65,7 @@ describe("bank runtime", () => {
     const { compartment, code, parcel } = await keypadDeposit(b, advance);
     const keypadNumber = b.rt.bank.layoutOf(compartment).keypadNumber;
     b.hw.keypad.keys("*8642#");
-    expect(b.screen()).toContain("2 Remove parcel");
+    expect(b.screen()).toContain("2 Remove");
     b.hw.keypad.keys(`2${keypadNumber}#`);
     expect(b.screen()).toContain(`Door ${compartment} open`);
     await advance(200);
@@ -80,6 +80,27 @@ describe("bank runtime", () => {
     b.hw.keypad.keys(`${code}#`);
     expect(b.screen()).toContain("Code not valid");
     expect(b.hw.locks.pulses).toBe(pulses);
+  });
+
+  it("lets staff open any door (audited) and take one out of service from the keypad", async () => {
+    const b = (bank = await testBank());
+    b.hw.keypad.keys("*8642#");
+    expect(b.screen()).toContain("3 Open  4 Disable");
+    b.hw.keypad.keys("3205#");
+    await advance(200);
+    expect(b.events("admin.open").map((e) => [e.compartment, e.actor, e.data.reason])).toEqual([["B05", "staff-1", "staff at the keypad"]]);
+    expect(b.hw.doors.read(lockOf(b, "B05"))).toBe("open");
+    expect(b.screen()).toContain("Door B05 open");
+    expect(b.events("alarm.forced_open")).toHaveLength(0);
+    b.hw.doors.set(lockOf(b, "B05"), "closed");
+    await advance(5000);
+    b.hw.keypad.keys("4102#");
+    expect(b.screen()).toContain("A02 out of service");
+    expect(b.rt.ledger.compartment("A02")?.enabled).toBe(false);
+    expect(b.events("compartment.disabled").map((e) => [e.compartment, e.actor])).toEqual([["A02", "staff-1"]]);
+    b.hw.keypad.keys("*");
+    const { compartment } = await keypadDeposit(b, advance);
+    expect(compartment).toBe("A03");
   });
 
   it("says which size is full, records it, and offers a larger one only when policy allows", async () => {
