@@ -31,7 +31,7 @@ export interface OpenReport {
 }
 
 export interface OpenAlarm {
-  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient" | "expired";
+  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient" | "expired" | "sensor_flapping";
   compartment: string | null;
   since: number;
   detail: string;
@@ -125,6 +125,16 @@ export class Technician {
       .all(now) as { id: string; locked_until: number }[];
     for (const t of lockouts) out.push({ kind: "lockout", compartment: null, since: now, detail: `${t.id} locked for ${Math.ceil((t.locked_until - now) / 1000)} s` });
 
+    const flapping = this.deps.ledger.db
+      .prepare(
+        `SELECT compartment, max(CASE WHEN type = 'alarm.sensor_flapping' THEN seq END) AS raised,
+                max(CASE WHEN type = 'alarm.sensor_flapping' THEN ts END) AS ts,
+                max(CASE WHEN type = 'alarm.cleared' AND json_extract(data, '$.alarm') = 'sensor_flapping' THEN seq END) AS cleared
+         FROM events WHERE type IN ('alarm.sensor_flapping', 'alarm.cleared') GROUP BY compartment
+         HAVING raised > coalesce(cleared, 0)`,
+      )
+      .all() as { compartment: string; ts: number }[];
+    for (const f of flapping) out.push({ kind: "sensor_flapping", compartment: f.compartment, since: f.ts, detail: "door sensor flapping: check the switch and magnet" });
     return out.sort((a, b) => a.since - b.since);
   }
 

@@ -37,6 +37,7 @@ export const EVENT_TYPES = [
   "alarm.brute_force",
   "alarm.forced_open",
   "alarm.door_left_open",
+  "alarm.sensor_flapping",
   "alarm.cleared",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

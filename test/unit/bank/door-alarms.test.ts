@@ -48,4 +48,20 @@ describe("door alarms", () => {
     const second = await keypadDeposit(b, advance);
     expect(second.compartment).toBe("A02");
   });
+
+  it("flags a flapping door sensor once, and clears it after a quiet minute", async () => {
+    const b = (bank = await testBank());
+    const ch = b.rt.bank.layoutOf("B07").lock;
+    for (let i = 0; i < 30; i++) {
+      b.hw.doors.set(ch, i % 2 === 0 ? "open" : "closed");
+      await advance(200);
+    }
+    expect(b.events("alarm.sensor_flapping").map((e) => [e.compartment, e.data.edges])).toEqual([["B07", 10]]);
+    expect(b.rt.technician.alarms()).toEqual(expect.arrayContaining([expect.objectContaining({ kind: "sensor_flapping", compartment: "B07" })]));
+    await advance(59_000);
+    expect(b.events("alarm.cleared").filter((e) => e.data.alarm === "sensor_flapping")).toHaveLength(0);
+    await advance(2_000);
+    expect(b.events("alarm.cleared").filter((e) => e.data.alarm === "sensor_flapping").map((e) => e.compartment)).toEqual(["B07"]);
+    expect(b.rt.technician.alarms().filter((a) => a.kind === "sensor_flapping")).toEqual([]);
+  });
 });

@@ -1,0 +1,521 @@
+// Command sequences for the property test of the bank (bank.property.test.ts): what a run may do,
+// how fast-check generates it, and a Scenario that plays it on the real in-process bank (simulated
+// hardware, fake timers, its own data directory) and checks the custody invariants after each step.
+//
+//   fc.array(chunk) ─▶ Command[] ─▶ Scenario.run(cmd) ─▶ rt (keypad, badge, doors, locks, technician)
+//                                        │ after every command
+//                                        ▼
+//                               Scenario.check(): ledger + sim hardware ─▶ throws InvariantViolation
+//
+// Commands name compartments through selectors ("the 2nd compartment now loading") and codes by
+// their index in the list of codes the bank really issued, so a sequence means the same thing on
+// every replay and shrinks well.
+import fc from "fast-check";
+import { vi } from "vitest";
+import type { LedgerEvent } from "../../src/domain/events.js";
+import { ErrorCode, isLockerError } from "../../src/errors.js";
+import type { Compartment, Parcel } from "../../src/ledger/ledger.js";
+import { testBank, type TestBank } from "../helpers/bank.js";
+
+// ── commands ────────────────────────────────────────────────────────────────
+
+export type Selector = "any" | "free" | "loading" | "unloading" | "occupied" | "fault" | "doorOpen" | "jammed";
+
+/** The `pick`-th compartment (modulo) among those matching `among` when the command runs. */
+export interface Target {
+  among: Selector;
+  pick: number;
+}
+
+export type Command =
+  | { kind: "keys"; keys: string }
+  /** Types the target's keypad number (A02 = 102) then #; "999#" when nothing matches. */
+  | { kind: "doorNumber"; target: Target }
+  /** A code the bank issued (pick counts back from the newest), exact, typed twice, or one digit off. */
+  | { kind: "code"; pick: number; how: "exact" | "twice" | "offByOne"; input: "keys" | "scan"; digit: number; delta: number }
+  | { kind: "badge"; id: string }
+  | { kind: "door"; target: Target; state: "open" | "closed" }
+  | { kind: "jam"; target: Target; jammed: boolean }
+  | { kind: "techOpen"; target: Target; byNumber: boolean; reason: string }
+  | { kind: "techEnable"; target: Target; enabled: boolean }
+  | { kind: "advance"; ms: number }
+  | { kind: "restart" };
+
+export const COURIER_PIN = "*2468#";
+export const STAFF_PIN = "*8642#";
+const T0 = new Date("2026-11-25T09:00:00Z");
+const AUTHORIZING = new Set<string>(["deposit.started", "pickup.started", "lock.retried", "admin.open"]);
+const TERMINAL_EVENT: Record<string, string> = {
+  "parcel.picked_up": "picked_up",
+  "parcel.removed": "removed",
+  "parcel.cancelled": "cancelled",
+  "deposit.aborted": "cancelled",
+};
+const IN_PROGRESS = new Set<string>(["depositing", "awaiting_recipient", "stored", "collecting"]);
+
+// ── generators ──────────────────────────────────────────────────────────────
+
+const target = (among: fc.Arbitrary<Selector>): fc.Arbitrary<Target> => fc.record({ among, pick: fc.nat(23) });
+const anyTarget = target(fc.constantFrom<Selector>("any", "any", "free", "loading", "unloading", "occupied", "fault", "doorOpen"));
+
+const keyToken = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(..."0123456789*#".split("")) },
+  { weight: 3, arbitrary: fc.constantFrom(COURIER_PIN, STAFF_PIN) },
+  { weight: 1, arbitrary: fc.constantFrom("*1111#", "*2469#") },
+  { weight: 3, arbitrary: fc.constantFrom("1", "2", "3") },
+  { weight: 2, arbitrary: fc.constantFrom("1001#", "1002#", "1003#", "1004#") },
+  { weight: 1, arbitrary: fc.constantFrom("1005#", "9999#", "12#") },
+);
+
+const keys: fc.Arbitrary<Command> = fc.array(keyToken, { minLength: 1, maxLength: 4 }).map((t) => ({ kind: "keys", keys: t.join("") }));
+const code: fc.Arbitrary<Command> = fc.record({
+  kind: fc.constant("code" as const),
+  pick: fc.nat(5),
+  how: fc.constantFrom("exact" as const, "exact" as const, "twice" as const, "offByOne" as const),
+  input: fc.constantFrom("keys" as const, "scan" as const),
+  digit: fc.nat(5),
+  delta: fc.integer({ min: 1, max: 9 }),
+});
+const badge: fc.Arbitrary<Command> = fc
+  .constantFrom("04A1B2C3", "04A1B2C4", "04a1b2c3", "5A5A0001", "C0FFEE01", "04DEAD00", "DEADBEEF", "not-hex")
+  .map((id) => ({ kind: "badge", id }));
+const door: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("door" as const), target: anyTarget, state: fc.constantFrom("open" as const, "closed" as const) });
+const jam: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ kind: fc.constant("jam" as const), target: target(fc.constantFrom<Selector>("any", "free", "occupied")), jammed: fc.constant(true) }),
+  fc.record({ kind: fc.constant("jam" as const), target: target(fc.constant<Selector>("jammed")), jammed: fc.constant(false) }),
+);
+const techOpen: fc.Arbitrary<Command> = fc.record({
+  kind: fc.constant("techOpen" as const),
+  target: anyTarget,
+  byNumber: fc.boolean(),
+  reason: fc.constantFrom("stuck door", "inspection"),
+});
+const techEnable: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("techEnable" as const), target: anyTarget, enabled: fc.boolean() });
+const advance: fc.Arbitrary<Command> = fc
+  .oneof(fc.constantFrom(40, 100, 200, 450, 600, 1200, 5000, 31_000, 65_000), fc.integer({ min: 1, max: 2000 }))
+  .map((ms) => ({ kind: "advance", ms }));
+const restart: fc.Arbitrary<Command> = fc.constant({ kind: "restart" });
+const doorNumber: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("doorNumber" as const), target: target(fc.constantFrom<Selector>("occupied", "any")) });
+
+const close = (among: Selector, pick = 0): Command => ({ kind: "door", target: { among, pick }, state: "closed" });
+const wait = (ms: number): Command => ({ kind: "advance", ms });
+const type = (k: string): Command => ({ kind: "keys", keys: k });
+
+/** Whole flows, still as plain commands, so that random runs get far enough to issue and use codes. */
+const flows: fc.Arbitrary<Command[]> = fc.oneof(
+  // courier deposit: PIN, size, door springs, parcel in, door closed, recipient, done
+  fc
+    .record({ size: fc.constantFrom("1", "2", "3"), to: fc.constantFrom("1001", "1002", "1003", "1004", "1005"), done: fc.boolean() })
+    .map(({ size, to, done }) => [type(COURIER_PIN), type(size), wait(200), close("loading"), type(`${to}#`), ...(done ? [type("*")] : [])]),
+  // recipient with a code
+  code.map((c) => [c, wait(200), close("unloading")]),
+  // recipient with a badge: every compartment of theirs opens in turn
+  fc.constantFrom("04A1B2C3", "04A1B2C4").map((id): Command[] => [{ kind: "badge", id }, wait(1000), close("unloading"), close("unloading")]),
+  // staff removal
+  fc.nat(23).map((pick): Command[] => [type(STAFF_PIN), type("2"), { kind: "doorNumber", target: { among: "occupied", pick } }, wait(200), close("unloading"), type("*")]),
+  // courier takes the parcel back before naming a recipient
+  fc.constant([type(COURIER_PIN), type("1"), wait(200), close("loading"), type("*"), wait(200), close("unloading"), type("*")]),
+);
+
+const step: fc.Arbitrary<Command[]> = fc.oneof(
+  { weight: 5, arbitrary: keys.map((c) => [c]) },
+  { weight: 4, arbitrary: code.map((c) => [c]) },
+  { weight: 2, arbitrary: badge.map((c) => [c]) },
+  { weight: 4, arbitrary: door.map((c) => [c]) },
+  { weight: 2, arbitrary: jam.map((c) => [c]) },
+  { weight: 1, arbitrary: techOpen.map((c) => [c]) },
+  { weight: 1, arbitrary: techEnable.map((c) => [c]) },
+  { weight: 1, arbitrary: doorNumber.map((c) => [c]) },
+  { weight: 4, arbitrary: advance.map((c) => [c]) },
+  { weight: 1, arbitrary: restart.map((c) => [c]) },
+  { weight: 6, arbitrary: flows },
+);
+
+/** Up to `max` commands, built from single commands and whole flows. */
+export const commands = (max = 40): fc.Arbitrary<Command[]> =>
+  fc.array(step, { minLength: 1, maxLength: 16 }).map((steps) => steps.flat().slice(0, max));
+
+// ── the scenario ────────────────────────────────────────────────────────────
+
+export class InvariantViolation extends Error {
+  constructor(invariant: string, detail: string) {
+    super(`invariant ${invariant} violated: ${detail}`);
+    this.name = "InvariantViolation";
+  }
+}
+
+interface IssuedCode {
+  code: string;
+  parcel: string;
+}
+
+interface Pulse {
+  epoch: number;
+  compartment: string;
+  /** Ledger head when the coil was energized. */
+  head: number;
+  /** The compartment as the ledger had it then. */
+  state: string;
+  parcel: string | null;
+}
+
+/** What a run exercised, summed over runs to show the property is not vacuous. */
+export interface Coverage {
+  commands: number;
+  pulses: number;
+  codesIssued: number;
+  codePickups: number;
+  deadCodeTries: number;
+  offByOneTries: number;
+  restarts: number;
+  faults: number;
+  pickedUp: number;
+  removed: number;
+  cancelled: number;
+}
+
+export const emptyCoverage = (): Coverage => ({
+  commands: 0,
+  pulses: 0,
+  codesIssued: 0,
+  codePickups: 0,
+  deadCodeTries: 0,
+  offByOneTries: 0,
+  restarts: 0,
+  faults: 0,
+  pickedUp: 0,
+  removed: 0,
+  cancelled: 0,
+});
+
+/** Play `cmds` on a fresh bank, checking every invariant after each command; always cleans up. */
+export async function runScenario(cmds: readonly Command[], coverage: Coverage = emptyCoverage()): Promise<Coverage> {
+  vi.useFakeTimers({ now: T0 });
+  let scenario: Scenario | undefined;
+  try {
+    scenario = await Scenario.start(coverage);
+    for (const [i, cmd] of cmds.entries()) {
+      await scenario.run(cmd);
+      try {
+        scenario.check();
+      } catch (e) {
+        if (e instanceof InvariantViolation) e.message = `after command #${i} ${JSON.stringify(cmd)}: ${e.message}`;
+        throw e;
+      }
+    }
+    scenario.check();
+    scenario.summarize();
+    return coverage;
+  } finally {
+    await scenario?.close();
+    vi.useRealTimers();
+  }
+}
+
+export class Scenario {
+  private readonly codes: IssuedCode[] = [];
+  private readonly pulses: Pulse[] = [];
+  /** epochStart[e]: ledger head when runtime e started; authorizations up to it died with the runtime before. */
+  private readonly epochStart: number[] = [0];
+  private readonly events: LedgerEvent[] = [];
+  private readonly internalErrors: string[] = [];
+  private stopped = false;
+
+  private constructor(
+    private bank: TestBank,
+    private readonly coverage: Coverage,
+  ) {
+    this.attach();
+  }
+
+  static async start(coverage: Coverage): Promise<Scenario> {
+    return new Scenario(await testBank(), coverage);
+  }
+
+  private get epoch(): number {
+    return this.epochStart.length - 1;
+  }
+
+  private attach(): void {
+    const { rt, hw } = this.bank;
+    const epoch = this.epoch;
+    const byChannel = new Map(rt.layout.map((l) => [l.lock, l.id]));
+    hw.on("unlock", (channel) => {
+      const id = byChannel.get(channel) ?? `channel ${channel}`;
+      const c = rt.ledger.compartment(id);
+      this.pulses.push({ epoch, compartment: id, head: rt.ledger.headSeq, state: c?.state ?? "?", parcel: c?.parcelId ?? null });
+    });
+    hw.on("display", (lines) => {
+      if (lines[0] === "Sorry, error") this.internalErrors.push(`terminal showed an internal error (epoch ${epoch})`);
+    });
+    rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel }));
+  }
+
+  async run(cmd: Command): Promise<void> {
+    const { rt, hw } = this.bank;
+    this.coverage.commands++;
+    switch (cmd.kind) {
+      case "keys":
+        return hw.keypad.keys(cmd.keys);
+      case "doorNumber": {
+        const c = this.resolve(cmd.target);
+        return hw.keypad.keys(`${c ? rt.bank.layoutOf(c.id).keypadNumber : "999"}#`);
+      }
+      case "code":
+        return this.typeCode(cmd);
+      case "badge":
+        return hw.keypad.badge(cmd.id);
+      case "door": {
+        const c = this.resolve(cmd.target);
+        if (c) hw.doors.set(rt.bank.layoutOf(c.id).lock, cmd.state);
+        return;
+      }
+      case "jam": {
+        const c = this.resolve(cmd.target);
+        if (!c) return;
+        const lock = rt.bank.layoutOf(c.id).lock;
+        if (cmd.jammed) hw.locks.jammed.add(lock);
+        else hw.locks.jammed.delete(lock);
+        return;
+      }
+      case "techOpen": {
+        const c = this.resolve(cmd.target);
+        if (!c) return;
+        const entry = cmd.byNumber ? rt.bank.layoutOf(c.id).keypadNumber : c.id;
+        // Not awaited: it settles when the door opens or the lock gives up, on the fake clock.
+        rt.technician.open(entry, { user: "tech", reason: cmd.reason }).catch((e: unknown) => this.expectedRefusal(e));
+        return;
+      }
+      case "techEnable": {
+        const c = this.resolve(cmd.target);
+        if (!c) return;
+        try {
+          rt.technician.setEnabled(c.id, cmd.enabled, { user: "tech", reason: "property test" });
+        } catch (e) {
+          this.expectedRefusal(e);
+        }
+        return;
+      }
+      case "advance":
+        await vi.advanceTimersByTimeAsync(cmd.ms);
+        return;
+      case "restart": {
+        // The lock board is physical: a jammed lock stays jammed. The sim doors start closed.
+        const jammed = [...hw.locks.jammed];
+        this.stopped = true;
+        await rt.stop();
+        this.bank = await testBank(undefined, this.bank.dir);
+        this.stopped = false;
+        for (const lock of jammed) this.bank.hw.locks.jammed.add(lock);
+        this.epochStart.push(this.bank.rt.ledger.headSeq);
+        this.coverage.restarts++;
+        this.attach();
+        return;
+      }
+    }
+  }
+
+  /** Invariant 6 is checked here, where we know which code was typed and what its parcel was before. */
+  private typeCode(cmd: Extract<Command, { kind: "code" }>): void {
+    const { rt, hw } = this.bank;
+    const issued = this.codes[this.codes.length - 1 - (cmd.pick % Math.max(this.codes.length, 1))];
+    if (!issued) return;
+    let text = issued.code;
+    if (cmd.how === "offByOne") {
+      const i = cmd.digit % text.length;
+      text = `${text.slice(0, i)}${(Number(text[i]) + cmd.delta) % 10}${text.slice(i + 1)}`;
+      if (this.codes.some((c) => c.code === text)) return; // hit another real code: not a wrong one
+      this.coverage.offByOneTries++;
+    }
+    const before = rt.ledger.parcel(issued.parcel);
+    const dead = !before || !IN_PROGRESS.has(before.status);
+    if (dead) this.coverage.deadCodeTries++;
+    const head = rt.ledger.headSeq;
+    const pulsesBefore = this.pulses.length;
+    const times = cmd.how === "twice" ? 2 : 1;
+    for (let n = 0; n < times; n++) {
+      if (cmd.input === "scan") hw.keypad.scan(cmd.how === "offByOne" || n === 0 ? text : `L:${text}`);
+      else hw.keypad.keys(`${text}#`);
+    }
+    const fresh = rt.ledger.eventsFrom(head + 1, 100_000);
+    const byCode = fresh.filter((e) => e.type === "pickup.started" && e.data.via === "code");
+    this.coverage.codePickups += byCode.length;
+    const what = `${cmd.how} ${cmd.input} of the code of ${issued.parcel} (status before: ${before?.status ?? "none"})`;
+    if (cmd.how === "offByOne" && byCode.length) throw new InvariantViolation("6 (used code)", `${what}: a wrong code started a pickup`);
+    if (byCode.some((e) => e.parcel !== issued.parcel)) throw new InvariantViolation("6 (used code)", `${what}: opened another parcel`);
+    if (byCode.length > 1) throw new InvariantViolation("6 (used code)", `${what}: one code opened ${byCode.length} times`);
+    if (byCode.length && before?.status !== "stored") throw new InvariantViolation("6 (used code)", `${what}: opened a parcel that was not waiting`);
+    if (dead && before?.compartmentId) {
+      const authorized = fresh.filter((e) => AUTHORIZING.has(e.type) && e.compartment === before.compartmentId).length;
+      const pulsed = this.pulses.slice(pulsesBefore).filter((p) => p.compartment === before.compartmentId).length;
+      if (pulsed > authorized) throw new InvariantViolation("6 (used code)", `${what}: ${before.compartmentId} pulsed with no new authorization`);
+    }
+  }
+
+  private expectedRefusal(e: unknown): void {
+    if (isLockerError(e) && e.code !== ErrorCode.Internal) return;
+    this.internalErrors.push(`technician action failed unexpectedly: ${String(e)}`);
+  }
+
+  private resolve(t: Target): Compartment | undefined {
+    const { rt, hw } = this.bank;
+    const lock = (c: Compartment) => rt.bank.layoutOf(c.id).lock;
+    const pool = rt.ledger.compartments().filter((c) => {
+      switch (t.among) {
+        case "any":
+          return true;
+        case "doorOpen":
+          return hw.doors.read(lock(c)) === "open";
+        case "jammed":
+          return hw.locks.jammed.has(lock(c));
+        default:
+          return c.state === t.among;
+      }
+    });
+    return pool[t.pick % Math.max(pool.length, 1)];
+  }
+
+  // ── invariants ────────────────────────────────────────────────────────────
+
+  check(): void {
+    const { rt, hw } = this.bank;
+    const ledger = rt.ledger;
+    const last = this.events.at(-1)?.seq ?? 0;
+    this.events.push(...ledger.eventsFrom(last + 1, 1_000_000));
+
+    // 3. gap-free, hash-chained custody log
+    const chain = ledger.verify();
+    if (!chain.ok || chain.checked !== ledger.headSeq) {
+      throw new InvariantViolation("3 (chain)", `verify ${JSON.stringify(chain)} with head ${ledger.headSeq}`);
+    }
+    this.events.forEach((e, i) => {
+      if (e.seq !== i + 1) throw new InvariantViolation("3 (chain)", `event ${i + 1} has seq ${e.seq}`);
+    });
+
+    const compartments = ledger.compartments();
+    const ids = (ledger.db.prepare("SELECT id FROM parcels ORDER BY rowid").all() as { id: string }[]).map((r) => r.id);
+    const parcels = new Map<string, Parcel>();
+    for (const id of ids) parcels.set(id, ledger.parcel(id)!);
+
+    // 2. a parcel is in one compartment, and that compartment says so
+    const holder = new Map<string, string>();
+    for (const c of compartments) {
+      if (!c.parcelId) continue;
+      const other = holder.get(c.parcelId);
+      if (other) throw new InvariantViolation("2 (one place)", `${c.parcelId} is in ${other} and ${c.id}`);
+      holder.set(c.parcelId, c.id);
+      const p = parcels.get(c.parcelId);
+      if (p?.compartmentId !== c.id) throw new InvariantViolation("2 (one place)", `${c.id} holds ${c.parcelId}, which says it is in ${p?.compartmentId ?? "(no such parcel)"}`);
+    }
+    for (const p of parcels.values()) {
+      if (IN_PROGRESS.has(p.status) && (!p.compartmentId || holder.get(p.id) !== p.compartmentId)) {
+        throw new InvariantViolation("2 (one place)", `${p.id} is ${p.status} in ${p.compartmentId ?? "nowhere"}, but no compartment holds it`);
+      }
+    }
+
+    // 5. compartment states agree with what they hold
+    for (const c of compartments) {
+      const p = c.parcelId ? parcels.get(c.parcelId) : undefined;
+      const bad = (why: string) => new InvariantViolation("5 (state)", `${c.id} is ${c.state} ${why}`);
+      switch (c.state) {
+        case "free":
+          if (c.parcelId) throw bad(`but holds ${c.parcelId}`);
+          break;
+        case "loading":
+          if (p?.status !== "depositing") throw bad(`with parcel ${c.parcelId ?? "none"} (${p?.status ?? "-"})`);
+          break;
+        case "occupied":
+          if (p?.status !== "stored" && p?.status !== "awaiting_recipient") throw bad(`with parcel ${c.parcelId ?? "none"} (${p?.status ?? "-"})`);
+          break;
+        case "unloading":
+          if (p?.status !== "collecting") throw bad(`with parcel ${c.parcelId ?? "none"} (${p?.status ?? "-"})`);
+          break;
+        case "fault":
+          if (p && p.status !== "stored" && p.status !== "awaiting_recipient") throw bad(`with parcel ${p.id} (${p.status})`);
+          break;
+      }
+      const sensed = hw.doors.read(rt.bank.layoutOf(c.id).lock);
+      if (c.door !== sensed) throw new InvariantViolation("5 (state)", `${c.id}: ledger says door ${c.door}, the switch reads ${sensed}`);
+    }
+
+    // 4. every deposit ends once, and 6. (history) a collection never starts again after the end
+    const byParcel = new Map<string, LedgerEvent[]>();
+    for (const e of this.events) if (e.parcel) byParcel.set(e.parcel, [...(byParcel.get(e.parcel) ?? []), e]);
+    for (const p of parcels.values()) {
+      const history = byParcel.get(p.id) ?? [];
+      if (history[0]?.type !== "deposit.started") throw new InvariantViolation("4 (one ending)", `${p.id} has no deposit.started first`);
+      const endings = history.filter((e) => e.type in TERMINAL_EVENT);
+      const types = history.map((e) => e.type).join(" ");
+      if (endings.length > 1) throw new InvariantViolation("4 (one ending)", `${p.id} ended ${endings.length} times: ${types}`);
+      if (IN_PROGRESS.has(p.status) && endings.length) throw new InvariantViolation("4 (one ending)", `${p.id} is ${p.status} after ${types}`);
+      if (!IN_PROGRESS.has(p.status) && (endings.length !== 1 || TERMINAL_EVENT[endings[0]!.type] !== p.status)) {
+        throw new InvariantViolation("4 (one ending)", `${p.id} is ${p.status} after ${types}`);
+      }
+      let collecting = false;
+      let ended = false;
+      for (const e of history) {
+        if (e.type === "pickup.started") {
+          if (ended || collecting) throw new InvariantViolation("6 (used code)", `${p.id} collection started again: ${types}`);
+          collecting = true;
+        }
+        if (e.type === "pickup.aborted") collecting = false;
+        if (e.type in TERMINAL_EVENT) ended = true;
+      }
+    }
+
+    // 1. every pulse spends one authorization committed before it, for that door, in that runtime
+    this.checkPulses();
+
+    if (this.internalErrors.length) throw new InvariantViolation("health", this.internalErrors.join("; "));
+  }
+
+  private checkPulses(): void {
+    const tokens = new Map<string, LedgerEvent[]>();
+    for (const e of this.events) {
+      if (AUTHORIZING.has(e.type) && e.compartment) tokens.set(e.compartment, [...(tokens.get(e.compartment) ?? []), e]);
+    }
+    const next = new Map<string, number>();
+    for (const p of this.pulses) {
+      const list = tokens.get(p.compartment) ?? [];
+      let i = next.get(p.compartment) ?? 0;
+      while (i < list.length && list[i]!.seq <= this.epochStart[p.epoch]!) i++; // died with an earlier runtime
+      const token = list[i];
+      if (!token || token.seq > p.head) {
+        throw new InvariantViolation("1 (authorized)", `${p.compartment} pulsed at head ${p.head} (runtime ${p.epoch}) with no unspent authorization`);
+      }
+      next.set(p.compartment, i + 1);
+      // 1b. a flow's pulse fires while the flow is still open: the door it opens is that parcel's
+      const flowState = token.type === "deposit.started" ? "loading" : token.type === "pickup.started" ? "unloading" : undefined;
+      if (flowState && (p.state !== flowState || p.parcel !== token.parcel)) {
+        throw new InvariantViolation(
+          "1b (authorization spent while current)",
+          `${p.compartment} pulsed for ${token.type} #${token.seq} (${token.parcel}) while ${p.state} with ${p.parcel ?? "no parcel"}`,
+        );
+      }
+    }
+    // The actuation queue is idle: every authorization of this runtime has had its pulse.
+    if (this.stopped || this.bank.rt.bank.actuation.depth > 0) return;
+    for (const [compartment, list] of tokens) {
+      const spent = next.get(compartment) ?? 0;
+      const dangling = list.slice(spent).filter((e) => e.seq > this.epochStart[this.epoch]!);
+      if (dangling.length) {
+        throw new InvariantViolation("1 (authorized)", `${compartment}: ${dangling.map((e) => `${e.type} #${e.seq}`).join(", ")} never pulsed`);
+      }
+    }
+  }
+
+  summarize(): void {
+    this.coverage.pulses += this.pulses.length;
+    this.coverage.codesIssued += this.codes.length;
+    for (const e of this.events) {
+      if (e.type === "compartment.fault") this.coverage.faults++;
+      if (e.type === "parcel.picked_up") this.coverage.pickedUp++;
+      if (e.type === "parcel.removed") this.coverage.removed++;
+      if (e.type === "parcel.cancelled" || e.type === "deposit.aborted") this.coverage.cancelled++;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.bank.close();
+  }
+}
