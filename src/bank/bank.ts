@@ -15,16 +15,16 @@ import { noticesFor } from "../domain/deadlines.js";
 import { lockoutRemaining, NO_LOCKOUT, recordFailure, recordSuccess } from "../domain/lockout.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
-import type { Compartment, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
+import type { Compartment, Credential, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
 import type { EventType } from "../domain/events.js";
 import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
-import { recover, undoCollect } from "./recovery.js";
+import { recover, undoCollect, undoDeposit } from "./recovery.js";
 import { seedPeople, syncLayout } from "./setup.js";
 
-/** How a parcel leaves: recipient's code or badge, staff removal, or the depositor taking it back. */
-export type CollectVia = "code" | "badge" | "staff" | "return";
+/** How a parcel leaves: recipient's code or badge, staff removal, the depositor taking it back, a courier collecting outbound. */
+export type CollectVia = "code" | "badge" | "staff" | "return" | "courier";
 
 /** What closing the door after each kind of collection makes of the parcel. */
 const COLLECT_OUTCOME = {
@@ -32,6 +32,7 @@ const COLLECT_OUTCOME = {
   badge: { status: "picked_up", event: "parcel.picked_up" },
   staff: { status: "removed", event: "parcel.removed" },
   return: { status: "cancelled", event: "parcel.cancelled" },
+  courier: { status: "collected", event: "parcel.collected" },
 } as const satisfies Record<CollectVia, { status: ParcelStatus; event: EventType }>;
 
 export interface BankEvents {
@@ -144,10 +145,23 @@ export class Bank extends EventEmitter<BankEvents> {
     if (waitMs > 0) throw new LockerError(ErrorCode.LockedOut, `terminal locked for ${Math.ceil(waitMs / 1000)} s`, { waitMs });
   }
 
-  /** A recipient's pickup code: opens the compartment holding their parcel. */
-  pickupByCode(terminal: string, code: string): OpenTicket {
+  /** A code typed at the keypad: a recipient's pickup code (opens their compartment), or a sender's drop-off code. */
+  presentCode(terminal: string, code: string): { kind: "pickup"; ticket: OpenTicket } | { kind: "dropoff"; sender: Person; credentialId: number } {
     this.assertNotLockedOut(terminal);
     const cred = /^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined;
+    if (cred?.kind === "dropoff") {
+      const sender = cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
+      if (!sender?.active) throw this.badAttempt(terminal, "code");
+      this.write((tx) => this.clearFailures(tx, terminal));
+      return { kind: "dropoff", sender, credentialId: cred.id };
+    }
+    return { kind: "pickup", ticket: this.pickupByCode(terminal, code, cred) };
+  }
+
+  /** A recipient's pickup code: opens the compartment holding their parcel. */
+  pickupByCode(terminal: string, code: string, found?: Credential): OpenTicket {
+    this.assertNotLockedOut(terminal);
+    const cred = found ?? (/^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined);
     const parcel = cred?.parcelId ? this.deps.ledger.parcel(cred.parcelId) : undefined;
     if (!cred || cred.kind !== "code" || !parcel || parcel.status !== "stored" || !parcel.compartmentId) {
       throw this.badAttempt(terminal, "code");
@@ -195,8 +209,11 @@ export class Bank extends EventEmitter<BankEvents> {
 
   // ── deposit ───────────────────────────────────────────────────────────────
 
-  /** Pick a compartment for a parcel of `size` and open it. no_fit when none is free. */
-  beginDeposit(terminal: string, size: Size, depositor: Person): OpenTicket {
+  /**
+   * Pick a compartment for a parcel of `size` and open it. no_fit when none is free. `outbound`:
+   * a person drops a parcel off for a courier (with the drop-off code that allowed it, if any).
+   */
+  beginDeposit(terminal: string, size: Size, depositor: Person, outbound?: { credentialId: number | null }): OpenTicket {
     const { ledger, config, now } = this.deps;
     const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger });
     if (!chosen) {
@@ -207,7 +224,18 @@ export class Bank extends EventEmitter<BankEvents> {
     const t = now();
     this.write((tx) => {
       assertTransition(chosen.id, chosen.state, "loading");
-      tx.insertParcel({ id: parcelId, status: "depositing", size, compartmentId: chosen.id, recipientId: null, depositorId: depositor.id, createdAt: t });
+      tx.insertParcel({
+        id: parcelId,
+        status: "depositing",
+        size,
+        compartmentId: chosen.id,
+        recipientId: null,
+        depositorId: depositor.id,
+        createdAt: t,
+        direction: outbound ? "outbound" : "inbound",
+        collectCredential: outbound?.credentialId ?? null,
+      });
+      if (outbound?.credentialId != null) tx.setCredentialStatus(outbound.credentialId, "used", t);
       // A door already standing open counts as opened: closing it completes the flow.
       tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: chosen.door === "open", since: t, pulses: chosen.pulses + 1 });
       tx.event({
@@ -215,10 +243,34 @@ export class Bank extends EventEmitter<BankEvents> {
         compartment: chosen.id,
         parcel: parcelId,
         actor: depositor.id,
-        data: { size, terminal, pulseMs: this.actuation.pulseLength },
+        data: { size, terminal, pulseMs: this.actuation.pulseLength, ...(outbound ? { outbound: true } : {}) },
       });
     });
     return this.actuate(chosen.id, parcelId, "deposit");
+  }
+
+  /** A drop-off code for a person who will leave a parcel for a courier (a return). Returns it in clear, once. */
+  issueDropoffCode(personId: string, actor: string): string {
+    const person = this.deps.ledger.person(personId);
+    if (!person?.active) throw new LockerError(ErrorCode.UnknownPerson, `no active person ${personId}`);
+    return this.write((tx) => {
+      const code = this.drawCode(tx, "dropoff", { personId });
+      tx.event({ type: "code.issued", actor, data: { kind: "dropoff", person: personId } });
+      return code;
+    });
+  }
+
+  outboundCount(): number {
+    return this.deps.ledger.outboundWaiting().length;
+  }
+
+  /** A courier collects every outbound parcel: their compartments open one after the other. */
+  collectOutbound(terminal: string, courier: Person): OpenTicket[] {
+    if (!courier.roles.includes("courier") && !courier.roles.includes("staff")) throw new LockerError(ErrorCode.Unauthorized, "couriers only");
+    return this.deps.ledger.outboundWaiting().flatMap((parcel) => {
+      const c = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
+      return c?.state === "occupied" ? [this.collect(parcel, c, { via: "courier", credentialId: null, collectorId: courier.id, terminal })] : [];
+    });
   }
 
   /** The depositor names the recipient (keypad number) of a parcel now locked in. Issues the pickup code. */
@@ -310,7 +362,7 @@ export class Bank extends EventEmitter<BankEvents> {
         parcelId = c.parcelId;
         const parcel = parcelId ? this.deps.ledger.parcel(parcelId) : undefined;
         if (purpose === "deposit" && parcel) {
-          tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now });
+          undoDeposit(tx, parcel, now);
           tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "lock did not open" } });
         } else if (parcel) {
           undoCollect(tx, parcel);
@@ -388,6 +440,13 @@ export class Bank extends EventEmitter<BankEvents> {
       });
       return { kind: "unloaded", payload: { parcel: parcel.id, compartment: id, via } };
     }
+    if (c.state === "loading" && parcel.direction === "outbound") {
+      assertTransition(id, c.state, "occupied");
+      tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
+      tx.updateParcel(parcel.id, { status: "stored", depositedAt: now, collectCredential: null });
+      tx.event({ type: "parcel.dropped_off", compartment: id, parcel: parcel.id, actor: parcel.depositorId, data: { size: parcel.size } });
+      return { kind: "loaded", payload: { parcel: parcel.id, compartment: id, awaitingRecipient: false } };
+    }
     if (c.state === "loading") {
       assertTransition(id, c.state, "occupied");
       tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
@@ -402,29 +461,35 @@ export class Bank extends EventEmitter<BankEvents> {
   private store(tx: LedgerTx, parcel: Parcel, actor: string): string {
     const now = this.deps.now();
     tx.revokeParcelCredentials(parcel.id, "code", now);
+    const code = this.drawCode(tx, "code", { parcelId: parcel.id, personId: parcel.recipientId });
+    tx.updateParcel(parcel.id, { status: "stored", depositedAt: parcel.depositedAt ?? now });
+    tx.event({
+      type: "parcel.deposited",
+      compartment: parcel.compartmentId,
+      parcel: parcel.id,
+      actor,
+      data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code" },
+    });
+    const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
+    for (const n of noticesFor(this.deps.config.policies, parcel.depositedAt ?? now, parcel.size, compartment?.refrigerated ?? false)) {
+      tx.insertDeadline({ parcelId: parcel.id, ...n });
+    }
+    return code;
+  }
+
+  /** A fresh random code, unique among live pickup and drop-off codes, stored as its HMAC. */
+  private drawCode(tx: LedgerTx, kind: "code" | "dropoff", owner: { parcelId?: string; personId?: string | null }): string {
     for (let i = 0; i < CODE_ATTEMPTS; i++) {
       const code = generateCode(this.deps.config.codes.length);
       try {
-        tx.insertCredential("code", secretHash(this.deps.deviceKey, "code", code), { parcelId: parcel.id, personId: parcel.recipientId }, now);
+        tx.insertCredential(kind, secretHash(this.deps.deviceKey, "code", code), owner, this.deps.now());
+        return code;
       } catch (e) {
         if ((e as LockerError).code === ErrorCode.Busy) continue; // another live code has it: draw again
         throw e;
       }
-      tx.updateParcel(parcel.id, { status: "stored", depositedAt: parcel.depositedAt ?? now });
-      tx.event({
-        type: "parcel.deposited",
-        compartment: parcel.compartmentId,
-        parcel: parcel.id,
-        actor,
-        data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code" },
-      });
-      const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
-      for (const n of noticesFor(this.deps.config.policies, parcel.depositedAt ?? now, parcel.size, compartment?.refrigerated ?? false)) {
-        tx.insertDeadline({ parcelId: parcel.id, ...n });
-      }
-      return code;
     }
-    throw new LockerError(ErrorCode.Busy, "could not draw a unique pickup code: code space nearly full");
+    throw new LockerError(ErrorCode.Busy, "could not draw a unique code: code space nearly full");
   }
 
   private badAttempt(terminal: string, kind: "code" | "pin"): LockerError {

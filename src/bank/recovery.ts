@@ -14,7 +14,7 @@ export function recover(ledger: Ledger, now: number, log: Logger): void {
         tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
         tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
       } else {
-        if (parcel) tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now });
+        if (parcel) undoDeposit(tx, parcel, now);
         tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
         tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
       }
@@ -33,4 +33,10 @@ export function undoCollect(tx: LedgerTx, parcel: Parcel): void {
     collectCredential: null,
     collectTerminal: null,
   });
+}
+
+/** A deposit whose parcel never went in: cancelled, and a drop-off code that allowed it works again. */
+export function undoDeposit(tx: LedgerTx, parcel: Parcel, now: number): void {
+  if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+  tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now, collectCredential: null });
 }

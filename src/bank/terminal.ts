@@ -31,8 +31,10 @@ type Mode =
   | { m: "idle"; buf: string; spoiled?: boolean }
   | { m: "pin"; buf: string; spoiled?: boolean }
   | { m: "menu"; person: Person }
-  | { m: "size"; person: Person }
-  | { m: "depositing"; person: Person; parcel: string; compartment: string }
+  /** Choosing a size; `outbound`: a sender dropping a parcel off (with the drop-off code used, if any). */
+  | { m: "size"; person: Person; outbound?: { credentialId: number | null } }
+  | { m: "collecting"; person: Person; open: string[] }
+  | { m: "depositing"; person: Person; parcel: string; compartment: string; outbound?: { credentialId: number | null } }
   | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
   | { m: "door"; person: Person; buf: string; spoiled?: boolean; purpose: DoorPurpose }
   | { m: "taking"; person: Person; compartment: string; why: "remove" | "return" };
@@ -109,7 +111,7 @@ export class Terminal {
   }
 
   badge(id: string): void {
-    const busy = ["depositing", "recipient", "door", "taking"].includes(this.mode.m);
+    const busy = ["depositing", "recipient", "door", "taking", "collecting"].includes(this.mode.m);
     if (busy) return this.log.info({ mode: this.mode.m }, "badge ignored mid-flow");
     this.dismissMessage();
     this.armIdle();
@@ -119,7 +121,8 @@ export class Terminal {
       if (tickets.length) return this.opened(tickets);
       if (person.roles.includes("staff")) return this.go({ m: "menu", person });
       if (person.roles.includes("courier")) return this.go({ m: "size", person });
-      this.flash(["No parcels for you", person.name], "error", { m: "idle", buf: "" });
+      // Nothing to pick up: offer to drop one off (a return) for a courier to collect.
+      this.flash(["No parcels for you", person.name], undefined, { m: "size", person, outbound: { credentialId: null } });
     } catch (e) {
       this.fail(e, { m: "idle", buf: "" });
     }
@@ -162,11 +165,14 @@ export class Terminal {
         if (k === "4") return this.go({ m: "door", person: mode.person, buf: "", purpose: "disable" });
         return this.render();
       case "size": {
-        if (k === "*") return this.go(mode.person.roles.includes("staff") ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
+        if (k === "*") return this.go(mode.person.roles.includes("staff") && !mode.outbound ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
+        if (k === "0" && !mode.outbound) return this.collectOutbound(mode.person);
         const size = this.sizes[Number(k) - 1];
         if (k === "#" || !size) return this.render();
-        return this.deposit(mode.person, size);
+        return this.deposit(mode.person, size, mode.outbound);
       }
+      case "collecting":
+        return this.render(); // waiting on the doors
       case "recipient":
         if (k === "*") {
           if (!mode.buf) return this.takeBack(mode);
@@ -200,7 +206,11 @@ export class Terminal {
 
   private submitCode(code: string): void {
     try {
-      this.opened([this.deps.bank.pickupByCode(this.deps.id, code)]);
+      const r = this.deps.bank.presentCode(this.deps.id, code);
+      if (r.kind === "pickup") return this.opened([r.ticket]);
+      this.deps.buzzer.sound("ok");
+      this.armIdle();
+      this.go({ m: "size", person: r.sender, outbound: { credentialId: r.credentialId } });
     } catch (e) {
       this.fail(e, { m: "idle", buf: "" });
     }
@@ -216,13 +226,24 @@ export class Terminal {
     }
   }
 
-  private deposit(person: Person, size: Size): void {
+  private deposit(person: Person, size: Size, outbound?: { credentialId: number | null }): void {
     try {
-      const t = this.deps.bank.beginDeposit(this.deps.id, size, person);
+      const t = this.deps.bank.beginDeposit(this.deps.id, size, person, outbound);
       this.deps.buzzer.sound("ok");
-      this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment });
+      this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment, ...(outbound ? { outbound } : {}) });
     } catch (e) {
-      this.fail(e, { m: "size", person });
+      this.fail(e, { m: "size", person, ...(outbound ? { outbound } : {}) });
+    }
+  }
+
+  private collectOutbound(courier: Person): void {
+    try {
+      const tickets = this.deps.bank.collectOutbound(this.deps.id, courier);
+      if (!tickets.length) return this.flash(["No parcels to collect"], "error", { m: "size", person: courier });
+      this.deps.buzzer.sound("ok");
+      this.go({ m: "collecting", person: courier, open: tickets.map((t) => t.compartment) });
+    } catch (e) {
+      this.fail(e, { m: "size", person: courier });
     }
   }
 
@@ -289,6 +310,7 @@ export class Terminal {
     const mode = this.mode;
     if (mode.m !== "depositing" || mode.parcel !== e.parcel) return;
     this.armIdle();
+    if (mode.outbound) return this.flash(["Parcel dropped off", `in ${e.compartment}`, "Thank you"], "ok", { m: "idle", buf: "" });
     this.go({ m: "recipient", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
   }
 
@@ -298,14 +320,24 @@ export class Terminal {
       if (mode.why === "return") return this.flash(["Deposit cancelled", `${e.compartment} is free`], "ok", { m: "size", person: mode.person });
       return this.flash([`Removed from ${e.compartment}`], "ok", this.home(mode.person));
     }
+    if (mode.m === "collecting" && mode.open.includes(e.compartment)) {
+      const open = mode.open.filter((c) => c !== e.compartment);
+      if (open.length) return this.go({ ...mode, open });
+      return this.flash(["Outbound collected", "Thank you"], "ok", { m: "size", person: mode.person });
+    }
     if (mode.m === "idle" && (e.via === "code" || e.via === "badge")) this.flash(["Thank you"], undefined, mode);
   }
 
   private openFailed(e: BankEvents["openFailed"][0]): void {
     const mode = this.mode;
+    if (mode.m === "collecting" && mode.open.includes(e.compartment)) {
+      const open = mode.open.filter((c) => c !== e.compartment);
+      return this.flash([`Door ${e.compartment} jammed`, "Reported"], "error", open.length ? { ...mode, open } : { m: "size", person: mode.person });
+    }
     const mine = (mode.m === "depositing" || mode.m === "taking") && mode.compartment === e.compartment;
     if (mine) {
-      const next: Mode = mode.m === "depositing" ? { m: "size", person: mode.person } : this.home(mode.person);
+      const next: Mode =
+        mode.m === "depositing" ? { m: "size", person: mode.person, ...(mode.outbound ? { outbound: mode.outbound } : {}) } : this.home(mode.person);
       return this.flash([`Door ${e.compartment} jammed`, mode.m === "depositing" ? "Choose size again" : "Reported"], "error", next);
     }
     if (mode.m === "idle" && e.purpose === "collect") {
@@ -395,8 +427,13 @@ export class Terminal {
         return this.show(["Courier/staff PIN", `PIN: ${mask(mode.buf)}`, "# = OK  * = back"]);
       case "menu":
         return this.show([`Hello ${mode.person.name}`, "1 Deposit 2 Remove", "3 Open  4 Disable", "* = exit"]);
-      case "size":
-        return this.show(["Parcel size?", sizes, "* = back"]);
+      case "size": {
+        if (mode.outbound) return this.show(["Drop off a parcel:", "size?", sizes, "* = cancel"]);
+        const waiting = mode.person.roles.includes("courier") ? this.deps.bank.outboundCount() : 0;
+        return this.show(["Parcel size?", sizes, ...(waiting ? [`0 = collect ${waiting} out`] : []), "* = back"]);
+      }
+      case "collecting":
+        return this.show([`Doors ${mode.open.slice(0, 3).join(" ")}`, "open: take parcels,", "close the doors"]);
       case "depositing":
         return this.show([`Door ${mode.compartment} open`, "Put parcel in and", "close the door"]);
       case "recipient":

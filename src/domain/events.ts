@@ -23,6 +23,8 @@ export const EVENT_TYPES = [
   "parcel.awaiting_recipient",
   "parcel.picked_up",
   "parcel.removed",
+  "parcel.dropped_off",
+  "parcel.collected",
   "parcel.reminder",
   "parcel.escalated",
   "parcel.expired",

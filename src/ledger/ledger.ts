@@ -33,9 +33,13 @@ export type ParcelStatus =
   | "stored"
   | "collecting"
   | "picked_up"
+  | "collected"
   | "removed"
   | "cancelled";
+export type Direction = "inbound" | "outbound";
 export type CredentialStatus = "live" | "used" | "revoked";
+/** What a stored secret is: a pickup code, a PIN, a badge, or a drop-off code (hashed in the "code" domain, so live codes stay unique across both). */
+export type CredentialKind = SecretKind | "dropoff";
 
 export interface Compartment {
   id: string;
@@ -81,6 +85,7 @@ export interface Parcel {
   collectTerminal: string | null;
   /** Set when the parcel passed its expiry: its code no longer opens; staff remove it. */
   expiredAt: number | null;
+  direction: Direction;
 }
 
 export interface Deadline {
@@ -92,7 +97,7 @@ export interface Deadline {
 
 export interface Credential {
   id: number;
-  kind: SecretKind;
+  kind: CredentialKind;
   personId: string | null;
   parcelId: string | null;
   status: CredentialStatus;
@@ -136,6 +141,7 @@ const PARCEL_COLUMNS: Record<keyof Omit<Parcel, "id">, string> = {
   collectCredential: "collect_cred",
   collectTerminal: "collect_term",
   expiredAt: "expired_at",
+  direction: "direction",
 };
 
 const toCompartment = (r: Row): Compartment => ({
@@ -171,6 +177,7 @@ const toParcel = (r: Row): Parcel => ({
   collectCredential: (r.collect_cred as number | null) ?? null,
   collectTerminal: (r.collect_term as string | null) ?? null,
   expiredAt: (r.expired_at as number | null) ?? null,
+  direction: (r.direction as Direction | undefined) ?? "inbound",
 });
 
 const toPerson = (r: Row): Person => ({
@@ -240,8 +247,9 @@ export class Ledger {
       ),
       parcel: db.prepare("SELECT * FROM parcels WHERE id = ?"),
       parcelsOf: db.prepare("SELECT * FROM parcels WHERE recipient_id = ? AND status = ? ORDER BY created_at"),
+      outbound: db.prepare("SELECT * FROM parcels WHERE direction = 'outbound' AND status = 'stored' ORDER BY created_at"),
       insertParcel: db.prepare(
-        "INSERT INTO parcels (id, status, size, compartment_id, recipient_id, depositor_id, created_at) VALUES (@id, @status, @size, @compartmentId, @recipientId, @depositorId, @createdAt)",
+        "INSERT INTO parcels (id, status, size, compartment_id, recipient_id, depositor_id, created_at, direction, collect_cred) VALUES (@id, @status, @size, @compartmentId, @recipientId, @depositorId, @createdAt, @direction, @collectCredential)",
       ),
       person: db.prepare("SELECT * FROM people WHERE id = ?"),
       personByNumber: db.prepare("SELECT * FROM people WHERE number = ?"),
@@ -418,6 +426,11 @@ export class Ledger {
     return (this.stmt.parcelsOf.all(personId, status) as Row[]).map(toParcel);
   }
 
+  /** Outbound parcels dropped off and waiting for a courier. */
+  outboundWaiting(): Parcel[] {
+    return (this.stmt.outbound.all() as Row[]).map(toParcel);
+  }
+
   person(id: string): Person | undefined {
     const r = this.stmt.person.get(id) as Row | undefined;
     return r && toPerson(r);
@@ -434,7 +447,7 @@ export class Ledger {
     return (
       r && {
         id: r.id as number,
-        kind: r.kind as SecretKind,
+        kind: r.kind as CredentialKind,
         personId: (r.person_id as string | null) ?? null,
         parcelId: (r.parcel_id as string | null) ?? null,
         status: r.status as CredentialStatus,
@@ -528,9 +541,12 @@ export class LedgerTx {
     this.ledger.update("compartments", COMPARTMENT_COLUMNS, id, patch);
   }
 
-  insertParcel(p: Pick<Parcel, "id" | "status" | "size" | "compartmentId" | "recipientId" | "depositorId" | "createdAt">): void {
+  insertParcel(
+    p: Pick<Parcel, "id" | "status" | "size" | "compartmentId" | "recipientId" | "depositorId" | "createdAt"> &
+      Partial<Pick<Parcel, "direction" | "collectCredential">>,
+  ): void {
     this.ledger.requireTx();
-    this.ledger.statements.insertParcel.run(p);
+    this.ledger.statements.insertParcel.run({ direction: "inbound", collectCredential: null, ...p });
   }
 
   updateParcel(id: string, patch: Partial<Omit<Parcel, "id">>): void {
@@ -543,7 +559,7 @@ export class LedgerTx {
   }
 
   /** Store a secret's HMAC. Throws LockerError(busy) when a live credential has the same hash. */
-  insertCredential(kind: SecretKind, hash: Buffer, owner: { personId?: string | null; parcelId?: string | null }, now: number): number {
+  insertCredential(kind: CredentialKind, hash: Buffer, owner: { personId?: string | null; parcelId?: string | null }, now: number): number {
     this.ledger.requireTx();
     try {
       const info = this.ledger.statements.insertCredential.run(kind, hash, owner.personId ?? null, owner.parcelId ?? null, now);

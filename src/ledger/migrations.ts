@@ -106,6 +106,9 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX deadlines_due ON deadlines(due_at) WHERE sent_at IS NULL;
   ALTER TABLE parcels ADD COLUMN expired_at INTEGER;
+  -- outbound: a person drops a parcel off for a courier to collect
+  ALTER TABLE parcels ADD COLUMN direction TEXT NOT NULL DEFAULT 'inbound';
+  CREATE INDEX parcels_outbound ON parcels(status) WHERE direction = 'outbound';
   -- forced open: not assigned again until a technician has looked (ts of the alarm, or NULL)
   ALTER TABLE compartments ADD COLUMN inspect_since INTEGER;
   `,
