@@ -75,6 +75,10 @@ export class Runtime {
       display: this.hardware.display,
       buzzer: this.hardware.buzzer,
       sizes: this.layout.map((l) => l.size),
+      specials: [
+        ...(this.layout.some((l) => l.refrigerated) ? (["refrigerated"] as const) : []),
+        ...(this.layout.some((l) => l.accessible) ? (["accessible"] as const) : []),
+      ],
       options: config.terminal,
       log,
     });

@@ -213,12 +213,19 @@ export class Bank extends EventEmitter<BankEvents> {
    * Pick a compartment for a parcel of `size` and open it. no_fit when none is free. `outbound`:
    * a person drops a parcel off for a courier (with the drop-off code that allowed it, if any).
    */
-  beginDeposit(terminal: string, size: Size, depositor: Person, outbound?: { credentialId: number | null }): OpenTicket {
+  beginDeposit(
+    terminal: string,
+    size: Size,
+    depositor: Person,
+    outbound?: { credentialId: number | null },
+    special: { refrigerated?: boolean; accessible?: boolean } = {},
+  ): OpenTicket {
     const { ledger, config, now } = this.deps;
-    const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger });
+    const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger, ...special });
     if (!chosen) {
-      this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal } }));
-      throw new LockerError(ErrorCode.NoFit, `no ${size} compartment free`, { size });
+      const kind = special.refrigerated ? "refrigerated " : special.accessible ? "accessible " : "";
+      this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal, ...special } }));
+      throw new LockerError(ErrorCode.NoFit, `no ${kind}${size} compartment free`, { size, kind: kind.trim() || null });
     }
     const parcelId = `L-${randomBytes(5).toString("hex")}`;
     const t = now();
@@ -288,6 +295,13 @@ export class Bank extends EventEmitter<BankEvents> {
     });
     this.emit("codeIssued", { parcel: parcelId, person: recipient.id, name: recipient.name, compartment, code });
     return { compartment, recipient };
+  }
+
+  /** Where staff put a removed parcel (a shelf number), for whoever asks at the counter. */
+  recordShelf(parcelId: string, shelf: string, staff: Person): void {
+    const parcel = this.deps.ledger.parcel(parcelId);
+    if (parcel?.status !== "removed") throw new LockerError(ErrorCode.IllegalTransition, `parcel ${parcelId} was not removed`);
+    this.write((tx) => tx.event({ type: "parcel.shelved", parcel: parcelId, actor: staff.id, data: { shelf } }));
   }
 
   /** The depositor changes their mind before naming a recipient: the door opens to take the parcel back. */

@@ -19,6 +19,10 @@ import type { Technician } from "./technician.js";
 
 const MAX_DIGITS = 12;
 
+/** Compartments kept for parcels that ask for them; `#` at the size menu cycles through those the bank has. */
+type Special = "refrigerated" | "accessible";
+const SPECIAL_LABEL: Record<Special, string> = { refrigerated: "cold", accessible: "low" };
+
 /** What staff want done to the door they name: remove its parcel, open it (override), take it out of service. */
 type DoorPurpose = "remove" | "open" | "disable";
 const DOOR_PROMPT: Record<DoorPurpose, string> = { remove: "Remove: door no.?", open: "Open: door no.?", disable: "Disable: door no.?" };
@@ -32,8 +36,9 @@ type Mode =
   | { m: "pin"; buf: string; spoiled?: boolean }
   | { m: "menu"; person: Person }
   /** Choosing a size; `outbound`: a sender dropping a parcel off (with the drop-off code used, if any). */
-  | { m: "size"; person: Person; outbound?: { credentialId: number | null } }
+  | { m: "size"; person: Person; outbound?: { credentialId: number | null }; special?: Special }
   | { m: "collecting"; person: Person; open: string[] }
+  | { m: "shelf"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
   | { m: "depositing"; person: Person; parcel: string; compartment: string; outbound?: { credentialId: number | null } }
   | { m: "recipient"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
   | { m: "door"; person: Person; buf: string; spoiled?: boolean; purpose: DoorPurpose }
@@ -46,6 +51,8 @@ export interface TerminalDeps {
   display: Display;
   buzzer: Buzzer;
   sizes: readonly Size[];
+  /** Special compartment kinds this bank has (a cold or low compartment exists). */
+  specials: readonly Special[];
   options: Config["terminal"];
   log: Logger;
 }
@@ -167,12 +174,17 @@ export class Terminal {
       case "size": {
         if (k === "*") return this.go(mode.person.roles.includes("staff") && !mode.outbound ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
         if (k === "0" && !mode.outbound) return this.collectOutbound(mode.person);
+        if (k === "#") return this.go({ ...mode, special: this.nextSpecial(mode.special) });
         const size = this.sizes[Number(k) - 1];
-        if (k === "#" || !size) return this.render();
-        return this.deposit(mode.person, size, mode.outbound);
+        if (!size) return this.render();
+        return this.deposit(mode.person, size, mode.outbound, mode.special);
       }
       case "collecting":
         return this.render(); // waiting on the doors
+      case "shelf":
+        if (k === "*") return this.go(this.home(mode.person));
+        if (k === "#") return this.submitShelf(mode);
+        return this.digit(mode, k);
       case "recipient":
         if (k === "*") {
           if (!mode.buf) return this.takeBack(mode);
@@ -226,9 +238,15 @@ export class Terminal {
     }
   }
 
-  private deposit(person: Person, size: Size, outbound?: { credentialId: number | null }): void {
+  /** normal → each special kind the bank has → normal. */
+  private nextSpecial(current: Special | undefined): Special | undefined {
+    const order = [undefined, ...this.deps.specials];
+    return order[(order.indexOf(current) + 1) % order.length];
+  }
+
+  private deposit(person: Person, size: Size, outbound?: { credentialId: number | null }, special?: Special): void {
     try {
-      const t = this.deps.bank.beginDeposit(this.deps.id, size, person, outbound);
+      const t = this.deps.bank.beginDeposit(this.deps.id, size, person, outbound, special ? { [special]: true } : {});
       this.deps.buzzer.sound("ok");
       this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment, ...(outbound ? { outbound } : {}) });
     } catch (e) {
@@ -288,6 +306,16 @@ export class Terminal {
     }
   }
 
+  private submitShelf(mode: Extract<Mode, { m: "shelf" }>): void {
+    if (!mode.buf) return this.go(this.home(mode.person)); // no shelf: fine
+    try {
+      this.deps.bank.recordShelf(mode.parcel, mode.buf, mode.person);
+      this.flash([`Shelf ${mode.buf} noted`], "ok", this.home(mode.person));
+    } catch (e) {
+      this.fail(e, this.home(mode.person));
+    }
+  }
+
   private takeBack(mode: Extract<Mode, { m: "recipient" }>): void {
     try {
       const t = this.deps.bank.cancelDeposit(this.deps.id, mode.parcel, mode.person);
@@ -318,7 +346,7 @@ export class Terminal {
     const mode = this.mode;
     if (mode.m === "taking" && mode.compartment === e.compartment) {
       if (mode.why === "return") return this.flash(["Deposit cancelled", `${e.compartment} is free`], "ok", { m: "size", person: mode.person });
-      return this.flash([`Removed from ${e.compartment}`], "ok", this.home(mode.person));
+      return this.go({ m: "shelf", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
     }
     if (mode.m === "collecting" && mode.open.includes(e.compartment)) {
       const open = mode.open.filter((c) => c !== e.compartment);
@@ -375,7 +403,7 @@ export class Terminal {
       case ErrorCode.ParcelExpired:
         return ["Pickup time over", "Please ask the", "mailroom staff"];
       case ErrorCode.NoFit:
-        return [`No ${String(e.context.size)} free`, "Pick another size", "or use the counter"];
+        return [`No ${e.context.kind ? `${String(e.context.kind)} ` : ""}${String(e.context.size)} free`, "Pick another size", "or use the counter"];
       case ErrorCode.UnknownPerson:
         return ["Unknown recipient", "Enter number again"];
       case ErrorCode.UnknownCompartment:
@@ -428,10 +456,14 @@ export class Terminal {
       case "menu":
         return this.show([`Hello ${mode.person.name}`, "1 Deposit 2 Remove", "3 Open  4 Disable", "* = exit"]);
       case "size": {
-        if (mode.outbound) return this.show(["Drop off a parcel:", "size?", sizes, "* = cancel"]);
+        const kind = mode.special ? ` (${SPECIAL_LABEL[mode.special]})` : "";
+        const more = this.deps.specials.length ? `#=${this.deps.specials.map((k) => SPECIAL_LABEL[k]).join("/")}  *=back` : "* = back";
+        if (mode.outbound) return this.show([`Drop off: size?${kind}`, sizes, more.replace("back", "cancel")]);
         const waiting = mode.person.roles.includes("courier") ? this.deps.bank.outboundCount() : 0;
-        return this.show(["Parcel size?", sizes, ...(waiting ? [`0 = collect ${waiting} out`] : []), "* = back"]);
+        return this.show([`Parcel size?${kind}`, sizes, ...(waiting ? [`0 = collect ${waiting} out`] : []), more]);
       }
+      case "shelf":
+        return this.show([`Removed from ${mode.compartment}`, "Shelf no.? #=skip", `No: ${mode.buf}`]);
       case "collecting":
         return this.show([`Doors ${mode.open.slice(0, 3).join(" ")}`, "open: take parcels,", "close the doors"]);
       case "depositing":

@@ -24,6 +24,7 @@ export const EVENT_TYPES = [
   "parcel.picked_up",
   "parcel.removed",
   "parcel.dropped_off",
+  "parcel.shelved",
   "parcel.collected",
   "parcel.reminder",
   "parcel.escalated",

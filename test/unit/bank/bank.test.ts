@@ -71,6 +71,8 @@ describe("bank runtime", () => {
     await advance(200);
     b.hw.doors.set(lockOf(b, compartment), "closed");
     expect(b.screen()).toContain(`Removed from ${compartment}`);
+    b.hw.keypad.keys("42#"); // the shelf it went to
+    expect(b.events("parcel.shelved").map((e) => [e.parcel, e.actor, e.data.shelf])).toEqual([[parcel, "staff-1", "42"]]);
     expect(b.rt.ledger.compartment(compartment)).toMatchObject({ state: "free", parcelId: null });
     expect(b.rt.ledger.parcel(parcel)).toMatchObject({ status: "removed", collectorId: "staff-1" });
     expect(b.events("parcel.removed")).toHaveLength(1);
@@ -110,6 +112,23 @@ describe("bank runtime", () => {
     expect(b.screen()).toContain("No L free");
     expect(b.events("assignment.failed").map((e) => e.data.size)).toEqual(["L"]);
     expect(b.rt.ledger.compartments().filter((c) => c.state === "loading")).toHaveLength(0);
+  });
+
+  it("gives the accessible compartment only to a parcel that asks for it (# at the size menu)", async () => {
+    const b = (bank = await testBank());
+    b.hw.keypad.keys("*2468#");
+    expect(b.screen()).toContain("#=low  *=back");
+    b.hw.keypad.keys("#");
+    expect(b.screen()).toContain("Parcel size? (low)");
+    b.hw.keypad.keys("1");
+    expect(b.rt.ledger.compartment("A01")?.state).toBe("loading");
+    await advance(200);
+    b.hw.doors.set(lockOf(b, "A01"), "closed");
+    b.hw.keypad.keys("1001#");
+    await advance(5000);
+    b.hw.keypad.keys("#1"); // the only low one is taken: no ordinary compartment instead
+    expect(b.screen()).toContain("No accessible S free");
+    expect(b.events("assignment.failed").map((e) => e.data)).toEqual([{ size: "S", terminal: "keypad-1", accessible: true }]);
   });
 
   it("gives the next size up when the asked size is full and policy allows", async () => {

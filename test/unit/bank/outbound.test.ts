@@ -31,7 +31,7 @@ describe("outbound parcels", () => {
     b.hw.keypad.badge("04A1B2C4");
     expect(b.screen()).toContain("No parcels for you");
     await advance(5000);
-    expect(b.screen()).toContain("Drop off a parcel:");
+    expect(b.screen()).toContain("Drop off: size?");
     b.hw.keypad.keys("2");
     const compartment = await closeLoading(b);
     expect(b.screen()).toContain("Parcel dropped off");
@@ -63,7 +63,7 @@ describe("outbound parcels", () => {
     expect(code).toMatch(/^[0-9]{6}$/);
     expect(b.events("code.issued").map((e) => e.data)).toEqual([{ kind: "dropoff", person: "p-1003" }]);
     b.hw.keypad.keys(`${code}#`);
-    expect(b.screen()).toContain("Drop off a parcel:");
+    expect(b.screen()).toContain("Drop off: size?");
     b.hw.keypad.keys("1");
     await closeLoading(b);
     expect(b.events("parcel.dropped_off").map((e) => e.actor)).toEqual(["p-1003"]);
@@ -81,9 +81,9 @@ describe("outbound parcels", () => {
     await advance(2000); // two pulses, no door: fault
     expect(b.events("deposit.aborted")).toHaveLength(1);
     await advance(5000);
-    expect(b.screen()).toContain("Drop off a parcel:"); // asked again, still as a drop-off
+    expect(b.screen()).toContain("Drop off: size?"); // asked again, still as a drop-off
     b.hw.keypad.keys("*");
     b.hw.keypad.keys(`${code}#`);
-    expect(b.screen()).toContain("Drop off a parcel:");
+    expect(b.screen()).toContain("Drop off: size?");
   });
 });
