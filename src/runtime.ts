@@ -7,6 +7,7 @@ import { compartmentIds, type CompartmentLayout, type Config } from "./config/sc
 import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
 import { DoorAlarms } from "./bank/door-alarms.js";
+import { TemperatureMonitor } from "./bank/temperature.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
@@ -42,6 +43,7 @@ export class Runtime {
   technician!: Technician;
   deadlines!: DeadlineScheduler;
   doorAlarms!: DoorAlarms;
+  temperature!: TemperatureMonitor;
   admin: AdminServer | undefined;
   adminPath: string | undefined;
   sim: SimSocket | undefined;
@@ -99,6 +101,7 @@ export class Runtime {
         bank: this.bank,
         technician: this.technician,
         hardware: this.hardware,
+        temperatures: () => this.temperature?.latest() ?? [],
         now: this.now,
         log,
       });
@@ -136,6 +139,14 @@ export class Runtime {
     this.doorAlarms = new DoorAlarms({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, limitS: config.policies.doorLeftOpenS, log });
     this.doorAlarms.on("leftOpen", (id) => this.terminal.notice([`Please close`, `door ${id}`]));
     this.doorAlarms.start();
+    const sensors = new Map(
+      this.layout.flatMap((l) => {
+        const sensor = this.hardware.thermometers.get(l.id);
+        return l.temperature && sensor ? [[l.id, { sensor, minC: l.temperature.minC, maxC: l.temperature.maxC }] as const] : [];
+      }),
+    );
+    this.temperature = new TemperatureMonitor({ ledger: this.ledger, sensors, intervalMs: config.policies.temperatureReadS * 1000, log: log.child({ module: "temperature" }) });
+    this.temperature.start();
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
@@ -165,6 +176,7 @@ export class Runtime {
     this.terminal?.stop();
     this.deadlines?.stop();
     this.doorAlarms?.stop();
+    await this.temperature?.stop();
     await this.admin?.stop();
     await this.sim?.stop();
     this.bank?.stop();
@@ -193,6 +205,7 @@ export class Runtime {
           springOpen: hw.springOpen,
           openDelayMs: hw.openDelayMs,
           timeScale: hw.timeScale,
+          thermometers: this.layout.flatMap((l) => (l.temperature ? [{ compartment: l.id, celsius: (l.temperature.minC + l.temperature.maxC) / 2 }] : [])),
           terminal: config.terminal.id,
         });
     }

@@ -102,6 +102,9 @@ export const StatusResult = z.object({
   sync: SyncStatus,
   alarms: z.array(Alarm),
   counts: z.record(z.string(), z.number()),
+  temperatures: z.array(
+    z.object({ compartment: z.string(), celsius: z.number().nullable(), humidity: z.number().nullable(), at: z.number().nullable(), ok: z.boolean() }),
+  ),
 });
 export type StatusResult = z.infer<typeof StatusResult>;
 

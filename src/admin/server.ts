@@ -30,6 +30,8 @@ export interface AdminDeps {
   bank: Bank;
   technician: Technician;
   hardware: Hardware;
+  /** Latest readings of the refrigerated compartments' sensors. */
+  temperatures: () => StatusResult["temperatures"];
   now: () => number;
   log: Logger;
 }
@@ -238,6 +240,7 @@ export class AdminServer {
       sync: this.sync(),
       alarms: this.alarmsView(),
       counts,
+      temperatures: this.deps.temperatures(),
     };
   }
 

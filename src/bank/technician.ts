@@ -31,7 +31,7 @@ export interface OpenReport {
 }
 
 export interface OpenAlarm {
-  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient" | "expired" | "sensor_flapping";
+  kind: "fault" | "lockout" | "forced_open" | "door_open" | "no_recipient" | "expired" | "sensor_flapping" | "temperature" | "sensor_fault";
   compartment: string | null;
   since: number;
   detail: string;
@@ -125,16 +125,27 @@ export class Technician {
       .all(now) as { id: string; locked_until: number }[];
     for (const t of lockouts) out.push({ kind: "lockout", compartment: null, since: now, detail: `${t.id} locked for ${Math.ceil((t.locked_until - now) / 1000)} s` });
 
-    const flapping = this.deps.ledger.db
+    // Sensor alarms stay open from their event until the alarm.cleared that names them.
+    const raised = this.deps.ledger.db
       .prepare(
-        `SELECT compartment, max(CASE WHEN type = 'alarm.sensor_flapping' THEN seq END) AS raised,
-                max(CASE WHEN type = 'alarm.sensor_flapping' THEN ts END) AS ts,
-                max(CASE WHEN type = 'alarm.cleared' AND json_extract(data, '$.alarm') = 'sensor_flapping' THEN seq END) AS cleared
-         FROM events WHERE type IN ('alarm.sensor_flapping', 'alarm.cleared') GROUP BY compartment
-         HAVING raised > coalesce(cleared, 0)`,
+        `SELECT compartment, substr(type, 7) AS kind, max(seq) AS seq, max(ts) AS ts, data FROM events
+         WHERE type IN ('alarm.sensor_flapping', 'alarm.temperature', 'alarm.sensor_fault') GROUP BY compartment, type`,
       )
-      .all() as { compartment: string; ts: number }[];
-    for (const f of flapping) out.push({ kind: "sensor_flapping", compartment: f.compartment, since: f.ts, detail: "door sensor flapping: check the switch and magnet" });
+      .all() as { compartment: string; kind: "sensor_flapping" | "temperature" | "sensor_fault"; seq: number; ts: number; data: string }[];
+    const cleared = this.deps.ledger.db.prepare(
+      "SELECT max(seq) AS seq FROM events WHERE type = 'alarm.cleared' AND compartment = ? AND json_extract(data, '$.alarm') = ?",
+    );
+    for (const r of raised) {
+      if (((cleared.get(r.compartment, r.kind) as { seq: number | null }).seq ?? 0) > r.seq) continue;
+      const data = JSON.parse(r.data) as { celsius?: number; minC?: number; maxC?: number };
+      const detail =
+        r.kind === "temperature"
+          ? `${data.celsius} °C outside ${data.minC}..${data.maxC} °C`
+          : r.kind === "sensor_fault"
+            ? "temperature sensor not answering"
+            : "door sensor flapping: check the switch and magnet";
+      out.push({ kind: r.kind, compartment: r.compartment, since: r.ts, detail });
+    }
     return out.sort((a, b) => a.since - b.since);
   }
 

@@ -9,7 +9,6 @@
 //
 // Each alarm is raised once and stays raised until cleared; the open alarms are read back from the
 // ledger at start, so a restart neither raises them twice nor leaves them open forever.
-import type { EventType } from "../domain/events.js";
 import type { TemperatureReading, TemperatureSensor } from "../drivers/temperature.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Ledger, LedgerTx } from "../ledger/ledger.js";
@@ -171,9 +170,7 @@ export class TemperatureMonitor {
 
   /** True once the event is committed; false (logged) leaves the alarm to be raised on the next read. */
   private raise(compartment: string, type: "alarm.temperature" | "alarm.sensor_fault", data: Record<string, unknown>): boolean {
-    // TODO(event types): added by the integrator
-    const eventType = type as string as EventType;
-    return this.record(type, (tx) => tx.event({ type: eventType, compartment, data }));
+    return this.record(type, (tx) => tx.event({ type, compartment, data }));
   }
 
   private clear(compartment: string, data: { alarm: TemperatureAlarm; celsius?: number }): boolean {

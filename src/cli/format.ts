@@ -65,6 +65,13 @@ export function formatStatus(s: StatusResult, style: Style): string {
     "",
     paint(style, "bold", "devices"),
     ...s.devices.map((d) => `  ${(d.health === "ok" ? paint(style, "green", "ok") : paint(style, "red", d.health)).padEnd(style.color ? 17 : 8)} ${d.name}${d.detail ? `: ${clean(d.detail)}` : ""}`),
+    ...(s.temperatures.length
+      ? [
+          "",
+          paint(style, "bold", "temperatures"),
+          ...s.temperatures.map((t) => `  ${t.compartment}  ${t.ok && t.celsius !== null ? `${t.celsius.toFixed(1)} °C` : paint(style, "red", "no reading")}`),
+        ]
+      : []),
     "",
     paint(style, "bold", "sync"),
     s.sync.enabled

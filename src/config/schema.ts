@@ -1,6 +1,7 @@
 // The single source of lockerd's configuration: types, defaults, ranges and descriptions.
 // Every object is strict: an unknown key (a typo) is an error, never silently ignored.
 import { z } from "zod";
+import { HYSTERESIS_C } from "../bank/temperature.js";
 
 export const CONFIG_VERSION = 1;
 
@@ -23,6 +24,10 @@ const CompartmentSpec = z.strictObject({
   refrigerated: z.boolean().default(false),
   accessible: z.boolean().default(false).describe("low, reachable from a wheelchair"),
   lock: z.int().min(0).max(1023).optional().describe("lock channel; default: position in the bank"),
+  temperature: z
+    .strictObject({ minC: z.number().min(-40).max(40), maxC: z.number().min(-40).max(40) })
+    .optional()
+    .describe("a refrigerated compartment's sensor and its alarm bounds"),
 });
 
 const Column = z.strictObject({
@@ -72,6 +77,7 @@ const Policies = z.strictObject({
   expiryHours: z.number().positive().default(72).describe("after this a parcel stays locked for staff to remove"),
   expiryHoursBySize: z.partialRecord(Size, z.number().positive()).optional(),
   refrigeratedExpiryHours: z.number().positive().optional(),
+  temperatureReadS: z.int().min(5).max(3600).default(60).describe("how often temperature sensors are read"),
   doorLeftOpenS: z.int().min(10).max(3600).default(60).describe("a door open longer than this raises an alarm"),
   offerLarger: z.boolean().default(true).describe("give a larger free compartment when the asked size is full"),
 });
@@ -129,6 +135,17 @@ export const ConfigSchema = z
         if (cols.has(c?.id)) ctx.addIssue({ code: "custom", path: ["bank", "columns", i, "id"], message: `duplicate column ${String(c.id)}` });
         cols.add(c?.id);
       });
+      columns.forEach((col, ci) =>
+        list<{ refrigerated?: unknown; temperature?: { minC?: unknown; maxC?: unknown } }>(col?.compartments).forEach((c, ri) => {
+          const t = c?.temperature;
+          if (!t) return;
+          const path = ["bank", "columns", ci, "compartments", ri, "temperature"];
+          if (c.refrigerated !== true) ctx.addIssue({ code: "custom", path, message: "only a refrigerated compartment has a temperature sensor" });
+          // The alarm clears 0.5 °C inside the bounds (hysteresis): a narrower band could never clear.
+          if (typeof t.minC === "number" && typeof t.maxC === "number" && t.maxC - t.minC <= 2 * HYSTERESIS_C)
+            ctx.addIssue({ code: "custom", path, message: `maxC must exceed minC by more than ${2 * HYSTERESIS_C} °C` });
+        }),
+      );
       const locks = new Map<number, string>();
       let position = 0;
       columns.forEach((col) =>
@@ -171,6 +188,7 @@ export interface CompartmentLayout {
   lock: number;
   /** What a person types on a keypad to name this door: column number then row, A07 = 107. */
   keypadNumber: string;
+  temperature?: { minC: number; maxC: number };
 }
 
 /** The compartments a config describes, in bank order. */
@@ -189,6 +207,7 @@ export function compartmentIds(columns: Config["bank"]["columns"]): CompartmentL
         accessible: c.accessible,
         lock: c.lock ?? position,
         keypadNumber: `${ci + 1}${String(row).padStart(2, "0")}`,
+        ...(c.temperature ? { temperature: c.temperature } : {}),
       });
       position++;
     });

@@ -41,6 +41,8 @@ export const EVENT_TYPES = [
   "alarm.forced_open",
   "alarm.door_left_open",
   "alarm.sensor_flapping",
+  "alarm.temperature",
+  "alarm.sensor_fault",
   "alarm.cleared",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

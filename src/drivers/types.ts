@@ -1,6 +1,7 @@
 // The small interfaces every device sits behind. Simulated and real drivers both implement them;
 // the bank runtime only ever sees these.
 import type { EventEmitter } from "node:events";
+import type { TemperatureSensor } from "./temperature.js";
 
 export type DoorState = "open" | "closed" | "unknown";
 
@@ -45,7 +46,7 @@ export interface Buzzer {
 
 export interface DeviceHealth {
   name: string;
-  kind: "locks" | "doors" | "reader" | "display" | "buzzer";
+  kind: "locks" | "doors" | "reader" | "display" | "buzzer" | "sensor";
   health: "ok" | "degraded" | "faulted" | "absent";
   detail: string;
 }
@@ -59,6 +60,8 @@ export interface Hardware {
   readonly inputs: readonly InputSource[];
   readonly display: Display;
   readonly buzzer: Buzzer;
+  /** Temperature sensors of refrigerated compartments, by compartment id. */
+  readonly thermometers: ReadonlyMap<string, TemperatureSensor>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }

@@ -21,6 +21,8 @@ export const SimRequest = z.discriminatedUnion("op", [
   z.strictObject({ op: z.literal("door"), compartment, state: z.enum(["open", "closed"]) }),
   z.strictObject({ op: z.literal("jam"), compartment, jammed: z.boolean() }),
   z.strictObject({ op: z.literal("state") }),
+  z.strictObject({ op: z.literal("temperature"), compartment, celsius: z.number().min(-40).max(125) }),
+  z.strictObject({ op: z.literal("sensor"), compartment, failing: z.boolean() }),
 ]);
 export type SimRequest = z.infer<typeof SimRequest>;
 

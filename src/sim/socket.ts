@@ -104,6 +104,11 @@ export class SimSocket {
         }
         case "state":
           return client.send({ ev: "state", compartments: this.deps.snapshot() } satisfies SimEvent);
+        case "temperature":
+          return this.thermometer(req.compartment).set(req.celsius);
+        case "sensor":
+          this.thermometer(req.compartment).failing = req.failing;
+          return;
       }
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e, op: req.op }, "sim request failed");
@@ -118,6 +123,12 @@ export class SimSocket {
       throw new LockerError(ErrorCode.UnknownCompartment, `no compartment ${compartment} (valid: ${ids[0]}..${ids[ids.length - 1]})`);
     }
     return l.lock;
+  }
+
+  private thermometer(compartment: string) {
+    const t = this.deps.hardware.thermometers.get(compartment);
+    if (!t) throw new LockerError(ErrorCode.UnknownCompartment, `${compartment} has no temperature sensor`);
+    return t;
   }
 
   private reply(client: LineClient, message: string): void {

@@ -51,6 +51,7 @@ describe("lockerctl", () => {
     expect(s.devices.map((x) => x.kind)).toEqual(expect.arrayContaining(["locks", "doors", "reader", "display"]));
     expect(s.sync).toMatchObject({ enabled: false, connected: false });
     expect(s.counts.free).toBe(24);
+    expect(s.temperatures).toEqual([expect.objectContaining({ compartment: "B01", celsius: 5, ok: true })]);
     const human = ctl(["status"]);
     expect(human.code).toBe(0);
     expect(human.out).toMatch(/hq\/bank-01 {2}lockerd 0\.1\.0 {2}pid \d+ {2}up/);

@@ -2,6 +2,7 @@
 // Used by `npm start`, by the tests and by the benchmarks — one instance each, no globals.
 import { EventEmitter } from "node:events";
 import { ErrorCode, LockerError } from "../../errors.js";
+import { SimTemperatureSensor } from "./temperature.js";
 import type { Buzzer, BuzzerPattern, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
 
 export interface SimEvents {
@@ -18,6 +19,8 @@ export interface SimOptions {
   terminal: string;
   /** Simulated coil time runs this much faster than the pulse asked (1 = real time; benchmarks use 0). */
   timeScale?: number;
+  /** Refrigerated compartments with a sensor, and the temperature each starts at. */
+  thermometers?: readonly { compartment: string; celsius: number }[];
 }
 
 export class SimDoors extends EventEmitter<DoorEvents> implements DoorSensors {
@@ -112,9 +115,11 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly inputs: readonly SimInput[];
   readonly display: Display & { lines: readonly string[] };
   readonly buzzer: Buzzer;
+  readonly thermometers = new Map<string, SimTemperatureSensor>();
 
   constructor(readonly options: SimOptions) {
     super();
+    for (const t of options.thermometers ?? []) this.thermometers.set(t.compartment, new SimTemperatureSensor(`sim ${t.compartment}`, t.celsius));
     this.doors = new SimDoors(options.channels);
     this.locks = new SimLockBoard(options, this.doors, (c, ms) => this.emit("unlock", c, ms));
     this.keypad = new SimInput(options.terminal);
@@ -143,6 +148,12 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
       { name: "sim keypad/badge/QR", kind: "reader", health: "ok", detail: `terminal ${this.options.terminal}` },
       { name: "sim display", kind: "display", health: "ok", detail: "4x20" },
       { name: "sim buzzer", kind: "buzzer", health: "ok", detail: "" },
+      ...[...this.thermometers].map(([id, t]): DeviceHealth => ({
+        name: t.name,
+        kind: "sensor",
+        health: t.failing ? "faulted" : "ok",
+        detail: t.failing ? `${id}: not answering (simulated)` : `${id}: SHT3x-class`,
+      })),
     ];
   }
 

@@ -117,8 +117,8 @@ describe("bank runtime", () => {
   it("gives the accessible compartment only to a parcel that asks for it (# at the size menu)", async () => {
     const b = (bank = await testBank());
     b.hw.keypad.keys("*2468#");
-    expect(b.screen()).toContain("#=low  *=back");
-    b.hw.keypad.keys("#");
+    expect(b.screen()).toContain("#=cold/low  *=back");
+    b.hw.keypad.keys("##");
     expect(b.screen()).toContain("Parcel size? (low)");
     b.hw.keypad.keys("1");
     expect(b.rt.ledger.compartment("A01")?.state).toBe("loading");
@@ -126,14 +126,14 @@ describe("bank runtime", () => {
     b.hw.doors.set(lockOf(b, "A01"), "closed");
     b.hw.keypad.keys("1001#");
     await advance(5000);
-    b.hw.keypad.keys("#1"); // the only low one is taken: no ordinary compartment instead
+    b.hw.keypad.keys("##1"); // the only low one is taken: no ordinary compartment instead
     expect(b.screen()).toContain("No accessible S free");
     expect(b.events("assignment.failed").map((e) => e.data)).toEqual([{ size: "S", terminal: "keypad-1", accessible: true }]);
   });
 
   it("gives the next size up when the asked size is full and policy allows", async () => {
     const b = (bank = await testBank());
-    for (let i = 0; i < 11; i++) await keypadDeposit(b, advance, { size: "1" }); // 11 plain S (A01 is accessible)
+    for (let i = 0; i < 10; i++) await keypadDeposit(b, advance, { size: "1" }); // 10 plain S (A01 accessible, B01 cold)
     const { compartment } = await keypadDeposit(b, advance, { size: "1" });
     expect(b.rt.ledger.compartment(compartment)?.size).toBe("M");
   });

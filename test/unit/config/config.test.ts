@@ -74,7 +74,7 @@ describe("defaults", () => {
       alarmThreshold: 20,
       alarmWindowMs: 3_600_000,
     });
-    expect(cfg.policies).toEqual({ reminderHours: [24, 48], expiryHours: 72, doorLeftOpenS: 60, offerLarger: true });
+    expect(cfg.policies).toEqual({ reminderHours: [24, 48], expiryHours: 72, temperatureReadS: 60, doorLeftOpenS: 60, offerLarger: true });
     expect(cfg.sync).toEqual({ enabled: false, url: "mqtt://127.0.0.1:1883", topicPrefix: "lockers" });
     expect(cfg.seed).toEqual({ people: [] });
     expect(cfg.log).toEqual({ level: "info" });
