@@ -72,8 +72,8 @@ export type Command =
   | { t: "wait"; ms: number }
   | { t: "error"; message: string };
 
-export const COMMAND_HELP = "open|close|jam|unjam A07, badge HEX, scan TEXT, keys 123#, state, wait MS, q";
-const VERBS = "open close jam unjam badge scan keys state wait q";
+export const COMMAND_HELP = "open|close|jam|unjam A07, badge HEX, scan TEXT, temp B01 12, unplug|plug B01, keys 123#, state, wait MS, q";
+const VERBS = "open close jam unjam badge scan temp unplug plug keys state wait q";
 
 /** Keypad input split into requests the socket accepts. */
 export function keyRequests(keys: string): SimRequest[] {
@@ -100,6 +100,12 @@ export function parseCommand(line: string): Command {
       return need(`${verb.toLowerCase()} A07`) ?? validated(req);
     case "badge":
       return need("badge 04A1B2C3") ?? validated({ op: "badge", id: arg });
+    case "temp":
+      if (args.length !== 2 || !Number.isFinite(Number(args[1]))) return { t: "error", message: "usage: temp B01 12.5" };
+      return validated({ op: "temperature", compartment: arg.toUpperCase(), celsius: Number(args[1]) });
+    case "unplug":
+    case "plug":
+      return need(`${verb.toLowerCase()} B01`) ?? validated({ op: "sensor", compartment: arg.toUpperCase(), failing: verb.toLowerCase() === "unplug" });
     case "scan": {
       const rest = text.slice(verb.length).trim();
       return rest ? validated({ op: "scan", text: rest }) : { t: "error", message: "usage: scan TEXT" };

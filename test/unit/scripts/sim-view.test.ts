@@ -142,4 +142,10 @@ group("render", () => {
     const { lines } = render(model({ compartments }), 80, 24, false);
     expect(lines[1]).toMatch(/^A01 S  free ▯\s+B01 S  free ▯\s+C01 S  free ▯/);
   });
+
+  it("parses the cold-compartment commands against the socket schema", () => {
+    expect(parseCommand("temp b01 12.5")).toEqual({ t: "send", reqs: [{ op: "temperature", compartment: "B01", celsius: 12.5 }] });
+    expect(parseCommand("unplug B01")).toEqual({ t: "send", reqs: [{ op: "sensor", compartment: "B01", failing: true }] });
+    expect(parseCommand("temp B01 warm")).toEqual({ t: "error", message: "usage: temp B01 12.5" });
+  });
 });
