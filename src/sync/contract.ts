@@ -82,7 +82,7 @@ export type StateMessage = z.infer<typeof StateMessage>;
 
 export const DeviceHealth = z.object({
   name: z.string(),
-  kind: z.enum(["locks", "doors", "reader", "display", "buzzer"]),
+  kind: z.enum(["locks", "doors", "reader", "display", "buzzer", "sensor"]),
   health: z.enum(["ok", "degraded", "faulted", "absent"]),
   detail: z.string(),
 });
@@ -99,26 +99,17 @@ export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 
 // ── inbound: command arguments ────────────────────────────────────────────
 
-// Patches of the config's own policy sections: the same ranges, every field optional, no defaults
-// (a patch that omits a field leaves it as it is).
+// Patches of the config's own policy sections: the same fields and ranges (one source), every field
+// optional and without its default, so a patch that leaves a field out leaves it as it is.
+type Patch<S extends z.ZodRawShape> = {
+  [K in keyof S]: z.ZodOptional<S[K] extends z.ZodDefault<infer T> ? T : S[K]>;
+};
+function patchOf<S extends z.ZodRawShape>(section: z.ZodObject<S>) {
+  const fields = Object.entries(section.shape).map(([key, field]) => [key, z.optional(field instanceof z.ZodDefault ? field.unwrap() : field)]);
+  return z.strictObject(Object.fromEntries(fields) as Patch<S>);
+}
 const policies = ConfigSchema.shape.policies.unwrap();
 const lockout = ConfigSchema.shape.lockout.unwrap();
-const p = policies.shape;
-const l = lockout.shape;
-const PoliciesPatch = z.strictObject({
-  reminderHours: p.reminderHours.unwrap().optional(),
-  expiryHours: p.expiryHours.unwrap().optional(),
-  expiryHoursBySize: p.expiryHoursBySize,
-  refrigeratedExpiryHours: p.refrigeratedExpiryHours,
-  offerLarger: p.offerLarger.unwrap().optional(),
-});
-const LockoutPatch = z.strictObject({
-  threshold: l.threshold.unwrap().optional(),
-  baseDelayMs: l.baseDelayMs.unwrap().optional(),
-  maxDelayMs: l.maxDelayMs.unwrap().optional(),
-  alarmThreshold: l.alarmThreshold.unwrap().optional(),
-  alarmWindowMs: l.alarmWindowMs.unwrap().optional(),
-});
 
 /** An upsert replaces the whole record: badges left out means the person has none. */
 const DirectoryPerson = z.strictObject({
@@ -130,47 +121,66 @@ const DirectoryPerson = z.strictObject({
   active: z.boolean(),
 });
 
-const COMMAND_ARGS = {
-  reserve: z.strictObject({
-    parcel: parcelId,
-    recipient: personId,
-    size: Size,
-    refrigerated: z.boolean().optional(),
-    accessible: z.boolean().optional(),
-  }),
-  cancel: z.strictObject({ parcel: parcelId }),
-  open: z.strictObject({ compartment: compartmentId, reason, parcel: parcelId.optional(), actor: personId.optional() }),
-  "issue-code": z.strictObject({ parcel: parcelId, code: z.string().regex(/^[0-9]{4,12}$/, "expected 4-12 digits").optional() }),
-  "revoke-code": z.strictObject({ parcel: parcelId }),
-  "set-compartment": z
-    .strictObject({ compartment: compartmentId, enabled: z.boolean().optional(), size: Size.optional(), reason: reason.optional() })
-    .refine((a) => a.enabled !== undefined || a.size !== undefined, "nothing to change: give enabled and/or size"),
-  directory: z
-    .strictObject({
-      upserts: z.array(DirectoryPerson).max(MAX_DIRECTORY_UPSERTS).optional(),
-      removals: z.array(personId).max(MAX_DIRECTORY_REMOVALS).optional(),
-    })
-    .superRefine((a, ctx) => {
-      // One person at most once per batch: otherwise the outcome would depend on apply order.
-      const seen = new Set<string>();
-      const check = (id: string, path: (string | number)[]) => {
-        if (seen.has(id)) ctx.addIssue({ code: "custom", path, message: `person ${id} appears twice in one batch` });
-        seen.add(id);
-      };
-      a.upserts?.forEach((u, i) => check(u.id, ["upserts", i, "id"]));
-      a.removals?.forEach((id, i) => check(id, ["removals", i]));
+/** Every command payload: the envelope around its own args. */
+function command<A extends z.ZodType>(args: A) {
+  return z
+    .strictObject({ id: commandId, args, issuedAt: timestamp, expiresAt: timestamp.optional(), sig: signature.optional() })
+    .refine((c) => c.expiresAt === undefined || c.expiresAt > c.issuedAt, { path: ["expiresAt"], message: "must be after issuedAt" });
+}
+
+/** The payload schema of `cmd/<name>`, per command. */
+export const COMMANDS = {
+  reserve: command(
+    z.strictObject({
+      parcel: parcelId,
+      recipient: personId,
+      size: Size,
+      refrigerated: z.boolean().optional(),
+      accessible: z.boolean().optional(),
     }),
-  snapshot: z.strictObject({}),
-  replay: z.strictObject({ fromSeq: z.int().min(1), limit: z.int().min(1).max(MAX_REPLAY_LIMIT).optional() }),
-  policy: z.strictObject({ policies: PoliciesPatch.optional(), lockout: LockoutPatch.optional() }),
+  ),
+  // Withdraws a reservation; a parcel already deposited leaves by pickup, removal or `open`.
+  cancel: command(z.strictObject({ parcel: parcelId })),
+  // With `parcel`, the door opens only while it holds that parcel, and closing it records a pickup.
+  open: command(z.strictObject({ compartment: compartmentId, reason, parcel: parcelId.optional(), actor: personId.optional() })),
+  "issue-code": command(z.strictObject({ parcel: parcelId, code: z.string().regex(/^[0-9]{4,12}$/, "expected 4-12 digits").optional() })),
+  "revoke-code": command(z.strictObject({ parcel: parcelId })),
+  "set-compartment": command(
+    z
+      .strictObject({ compartment: compartmentId, enabled: z.boolean().optional(), size: Size.optional(), reason: reason.optional() })
+      .refine((a) => a.enabled !== undefined || a.size !== undefined, "nothing to change: give enabled and/or size"),
+  ),
+  directory: command(
+    z
+      .strictObject({
+        upserts: z.array(DirectoryPerson).max(MAX_DIRECTORY_UPSERTS).optional(),
+        removals: z.array(personId).max(MAX_DIRECTORY_REMOVALS).optional(),
+      })
+      .superRefine((a, ctx) => {
+        // One person at most once per batch: otherwise the outcome would depend on apply order.
+        const seen = new Set<string>();
+        const check = (id: string, path: (string | number)[]) => {
+          if (seen.has(id)) ctx.addIssue({ code: "custom", path, message: `person ${id} appears twice in one batch` });
+          seen.add(id);
+        };
+        a.upserts?.forEach((u, i) => check(u.id, ["upserts", i, "id"]));
+        a.removals?.forEach((id, i) => check(id, ["removals", i]));
+      }),
+  ),
+  snapshot: command(z.strictObject({})),
+  replay: command(z.strictObject({ fromSeq: z.int().min(1), limit: z.int().min(1).max(MAX_REPLAY_LIMIT).optional() })),
+  policy: command(z.strictObject({ policies: patchOf(policies).optional(), lockout: patchOf(lockout).optional() })),
 };
 
-export type CommandName = keyof typeof COMMAND_ARGS;
-export const COMMAND_NAMES = Object.keys(COMMAND_ARGS) as CommandName[];
-export type CommandArgs<K extends CommandName> = z.infer<(typeof COMMAND_ARGS)[K]>;
+export type CommandName = keyof typeof COMMANDS;
+export const COMMAND_NAMES = Object.keys(COMMANDS) as CommandName[];
+export type CommandPayload<K extends CommandName> = z.infer<(typeof COMMANDS)[K]>;
+export type CommandArgs<K extends CommandName> = CommandPayload<K>["args"];
+/** A decoded command: its name (from the topic) and its payload. */
+export type Command = { [K in CommandName]: { name: K } & CommandPayload<K> }[CommandName];
 
 export function isCommandName(name: string): name is CommandName {
-  return Object.hasOwn(COMMAND_ARGS, name);
+  return Object.hasOwn(COMMANDS, name);
 }
 
 /**
@@ -186,54 +196,35 @@ export function requiresSignature(name: CommandName): boolean {
   return (SIGNED_COMMANDS as readonly CommandName[]).includes(name);
 }
 
-function commandSchema<A extends z.ZodType>(args: A) {
-  return z
-    .strictObject({ id: commandId, args, issuedAt: timestamp, expiresAt: timestamp.optional(), sig: signature.optional() })
-    .refine((c) => c.expiresAt === undefined || c.expiresAt > c.issuedAt, { path: ["expiresAt"], message: "must be after issuedAt" });
-}
-type CommandSchema<K extends CommandName> = ReturnType<typeof commandSchema<(typeof COMMAND_ARGS)[K]>>;
-
-/** The payload schema of `cmd/<name>`, per command. */
-export const COMMANDS = Object.fromEntries(COMMAND_NAMES.map((n) => [n, commandSchema(COMMAND_ARGS[n])])) as {
-  [K in CommandName]: CommandSchema<K>;
-};
-export type CommandPayload<K extends CommandName> = z.infer<CommandSchema<K>>;
-/** A decoded command: its name (from the topic) and its payload. */
-export type Command = { [K in CommandName]: { name: K } & CommandPayload<K> }[CommandName];
-
 // ── outbound: replies ─────────────────────────────────────────────────────
-
-const COMMAND_RESULTS = {
-  reserve: z.object({ parcel: parcelId, compartment: compartmentId, size: Size }),
-  cancel: z.object({ parcel: parcelId, compartment: compartmentId.nullable() }),
-  open: z.object({ compartment: compartmentId, parcel: parcelId.nullable() }),
-  // A code the bank chose travels only inside that event, sealed for the server's key.
-  "issue-code": z.object({ parcel: parcelId, seq: z.int().min(1).describe("the code.issued event") }),
-  "revoke-code": z.object({ parcel: parcelId, revoked: count }),
-  "set-compartment": CompartmentSnapshot,
-  directory: z.object({ upserted: count, removed: count }),
-  snapshot: StateMessage,
-  replay: z.object({ fromSeq: z.int().min(1), count, headSeq: count }),
-  policy: z.object({ policies, lockout }),
-} satisfies Record<CommandName, z.ZodType>;
 
 export const ReplyError = z.object({ code: z.enum(ErrorCode), message: z.string() });
 
-function replySchema<R extends z.ZodType>(result: R) {
+function reply<R extends z.ZodType>(result: R) {
   return z.discriminatedUnion("ok", [
     z.object({ id: commandId, ok: z.literal(true), result }),
     // id is null when the payload was too broken to read one.
     z.object({ id: commandId.nullable(), ok: z.literal(false), error: ReplyError }),
   ]);
 }
-type ReplySchema<K extends CommandName> = ReturnType<typeof replySchema<(typeof COMMAND_RESULTS)[K]>>;
 
 /** The payload schema of `reply/<name>`, per command. */
-export const REPLIES = Object.fromEntries(COMMAND_NAMES.map((n) => [n, replySchema(COMMAND_RESULTS[n])])) as {
-  [K in CommandName]: ReplySchema<K>;
-};
-export type Reply<K extends CommandName> = z.infer<ReplySchema<K>>;
-export type CommandResult<K extends CommandName> = z.infer<(typeof COMMAND_RESULTS)[K]>;
+export const REPLIES = {
+  reserve: reply(z.object({ parcel: parcelId, compartment: compartmentId, size: Size })),
+  cancel: reply(z.object({ parcel: parcelId, compartment: compartmentId.nullable() })),
+  // Sent once the door was seen open; a lock that did not open answers lock_fault.
+  open: reply(z.object({ compartment: compartmentId, parcel: parcelId.nullable() })),
+  // A code the bank chose travels only inside the code.issued event, sealed for the server's key.
+  "issue-code": reply(z.object({ parcel: parcelId, seq: z.int().min(1).describe("seq of the code.issued event") })),
+  "revoke-code": reply(z.object({ parcel: parcelId, revoked: count })),
+  "set-compartment": reply(CompartmentSnapshot),
+  directory: reply(z.object({ upserted: count, removed: count })),
+  snapshot: reply(StateMessage),
+  replay: reply(z.object({ fromSeq: z.int().min(1), count, headSeq: count })),
+  policy: reply(z.object({ policies, lockout })),
+} satisfies Record<CommandName, z.ZodType>;
+export type Reply<K extends CommandName> = z.infer<(typeof REPLIES)[K]>;
+export type CommandResult<K extends CommandName> = Extract<Reply<K>, { ok: true }>["result"];
 
 // ── topics ────────────────────────────────────────────────────────────────
 
