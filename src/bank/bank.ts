@@ -148,20 +148,27 @@ export class Bank extends EventEmitter<BankEvents> {
   /** A code typed at the keypad: a recipient's pickup code (opens their compartment), or a sender's drop-off code. */
   presentCode(terminal: string, code: string): { kind: "pickup"; ticket: OpenTicket } | { kind: "dropoff"; sender: Person; credentialId: number } {
     this.assertNotLockedOut(terminal);
-    const cred = /^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined;
+    const cred = this.codeCredential(code);
     if (cred?.kind === "dropoff") {
       const sender = cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
       if (!sender?.active) throw this.badAttempt(terminal, "code");
       this.write((tx) => this.clearFailures(tx, terminal));
       return { kind: "dropoff", sender, credentialId: cred.id };
     }
-    return { kind: "pickup", ticket: this.pickupByCode(terminal, code, cred) };
+    return { kind: "pickup", ticket: this.pickup(terminal, cred) };
   }
 
   /** A recipient's pickup code: opens the compartment holding their parcel. */
-  pickupByCode(terminal: string, code: string, found?: Credential): OpenTicket {
+  pickupByCode(terminal: string, code: string): OpenTicket {
     this.assertNotLockedOut(terminal);
-    const cred = found ?? (/^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined);
+    return this.pickup(terminal, this.codeCredential(code));
+  }
+
+  private codeCredential(code: string): Credential | undefined {
+    return /^[0-9]{4,12}$/.test(code) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "code", code)) : undefined;
+  }
+
+  private pickup(terminal: string, cred: Credential | undefined): OpenTicket {
     const parcel = cred?.parcelId ? this.deps.ledger.parcel(cred.parcelId) : undefined;
     if (!cred || cred.kind !== "code" || !parcel || parcel.status !== "stored" || !parcel.compartmentId) {
       throw this.badAttempt(terminal, "code");
