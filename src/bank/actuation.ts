@@ -20,6 +20,10 @@ export interface ActuationOptions {
 export interface OpenResult {
   opened: boolean;
   attempts: number;
+  /** The daemon is stopping: the pulse was dropped; record nothing. */
+  stopped?: true;
+  /** The flow no longer wanted the pulse when its turn came (its door was opened by hand): none fired. */
+  skipped?: true;
   /** A driver error on the last attempt (board not answering), if any. */
   error?: unknown;
 }
@@ -63,17 +67,29 @@ export class ActuationQueue {
     return this.waiting.length + this.active;
   }
 
-  /** Pulse a lock and verify the door opens; retry, then give up. Never rejects. */
-  async open(compartment: string, channel: number): Promise<OpenResult> {
+  /**
+   * Pulse a lock and verify the door opens; retry, then give up. Never rejects. `stillWanted` is
+   * asked when the pulse's turn comes (it may have waited for the power budget): a flow that ended
+   * meanwhile (door opened by hand, parcel in, door shut) must not have its door sprung open.
+   */
+  async open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
     const { retries, openVerifyMs } = this.deps.options;
     let error: unknown;
     for (let attempt = 1; attempt <= retries + 1; attempt++) {
       let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
+      let skipped = false;
       error = undefined;
-      if (attempt > 1) this.deps.beforeRetry(compartment, attempt, this.pulseMs);
+      if (attempt > 1) {
+        if (!stillWanted()) return { opened: true, attempts: attempt - 1, skipped: true };
+        this.deps.beforeRetry(compartment, attempt, this.pulseMs);
+      }
       try {
         // The verify window starts with the pulse, not while waiting for the power budget.
         await this.withBudget(() => {
+          if (!stillWanted()) {
+            skipped = true;
+            return Promise.resolve();
+          }
           watch = this.deps.doors.waitOpen(compartment, openVerifyMs);
           return this.deps.locks.pulse(channel, this.pulseMs);
         });
@@ -82,8 +98,9 @@ export class ActuationQueue {
       }
       if (this.stopped) {
         watch?.cancel();
-        return { opened: false, attempts: attempt, error };
+        return { opened: false, attempts: attempt, error, stopped: true };
       }
+      if (skipped) return { opened: true, attempts: attempt - 1, skipped: true };
       if (error !== undefined) this.deps.log.warn({ compartment, channel, attempt, err: error }, "lock pulse failed");
       if (error === undefined && watch && (await watch.promise)) return { opened: true, attempts: attempt };
       watch?.cancel();

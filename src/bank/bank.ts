@@ -250,8 +250,9 @@ export class Bank extends EventEmitter<BankEvents> {
         collectCredential: outbound?.credentialId ?? null,
       });
       if (outbound?.credentialId != null) tx.setCredentialStatus(outbound.credentialId, "used", t);
-      // A door already standing open counts as opened: closing it completes the flow.
-      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: chosen.door === "open", since: t, pulses: chosen.pulses + 1 });
+      // A door already standing open counts as opened: no pulse, and closing it completes the flow.
+      const open = chosen.door === "open";
+      tx.updateCompartment(chosen.id, { state: "loading", parcelId, doorOpened: open, since: t, pulses: chosen.pulses + (open ? 0 : 1) });
       tx.event({
         type: "deposit.started",
         compartment: chosen.id,
@@ -259,8 +260,9 @@ export class Bank extends EventEmitter<BankEvents> {
         actor: depositor.id,
         data: { size, terminal, pulseMs: this.actuation.pulseLength, ...(outbound ? { outbound: true } : {}) },
       });
+      if (open) tx.event({ type: "lock.skipped", compartment: chosen.id, parcel: parcelId, data: { purpose: "deposit", reason: "door already open", attempts: 0 } });
     });
-    return this.actuate(chosen.id, parcelId, "deposit");
+    return this.actuate(chosen.id, parcelId, "deposit", chosen.door === "open");
   }
 
   /** A drop-off code for a person who will leave a parcel for a courier (a return). Returns it in clear, once. */
@@ -351,7 +353,8 @@ export class Bank extends EventEmitter<BankEvents> {
         collectCredential: how.credentialId,
         collectTerminal: how.terminal,
       });
-      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: compartment.door === "open", since: t, pulses: compartment.pulses + 1 });
+      const open = compartment.door === "open";
+      tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: open, since: t, pulses: compartment.pulses + (open ? 0 : 1) });
       if (how.via === "code") this.clearFailures(tx, how.terminal);
       tx.event({
         type: "pickup.started",
@@ -360,13 +363,25 @@ export class Bank extends EventEmitter<BankEvents> {
         actor: how.collectorId,
         data: { via: how.via, terminal: how.terminal, pulseMs: this.actuation.pulseLength },
       });
+      if (open) tx.event({ type: "lock.skipped", compartment: compartment.id, parcel: parcel.id, data: { purpose: "collect", reason: "door already open", attempts: 0 } });
     });
-    return this.actuate(compartment.id, parcel.id, "collect");
+    return this.actuate(compartment.id, parcel.id, "collect", compartment.door === "open");
   }
 
-  private actuate(compartment: string, parcel: string | null, purpose: "deposit" | "collect"): OpenTicket {
-    const result = this.actuation.open(compartment, this.layoutOf(compartment).lock).then((r) => {
-      if (!r.opened) this.lockFailed(compartment, purpose, r);
+  private actuate(compartment: string, parcel: string | null, purpose: "deposit" | "collect", doorOpen: boolean): OpenTicket {
+    if (doorOpen) return { compartment, parcel, result: Promise.resolve({ opened: true, attempts: 0, skipped: true }) };
+    const flowState = purpose === "deposit" ? "loading" : "unloading";
+    // Still the same flow, and its door not yet seen open? (Asked when the pulse's turn comes.)
+    const stillWanted = () => {
+      const c = this.deps.ledger.compartment(compartment);
+      return c?.state === flowState && c.parcelId === parcel && !c.doorOpened;
+    };
+    const result = this.actuation.open(compartment, this.layoutOf(compartment).lock, stillWanted).then((r) => {
+      if (!r.opened && !r.stopped) this.lockFailed(compartment, purpose, r);
+      if (r.skipped) {
+        // The authorization is on record; say why no coil fired for it.
+        this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door already opened", attempts: r.attempts } }));
+      }
       return r;
     });
     return { compartment, parcel, result };

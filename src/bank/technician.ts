@@ -170,6 +170,7 @@ export class Technician {
       this.deps.hardware.doors.off("change", onDoor);
     }
     const error = r.error === undefined ? null : r.error instanceof Error ? r.error.message : String(r.error);
+    if (r.stopped) throw new LockerError(ErrorCode.ShuttingDown, "lockerd is stopping: the lock was not pulsed");
     if (!r.opened) this.markFault(id, who, r, error);
     this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts }, "technician pulse");
     return { compartment: id, opened: r.opened, attempts: r.attempts, ms: r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null, error };

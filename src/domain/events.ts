@@ -8,6 +8,7 @@ export const EVENT_TYPES = [
   "compartment.reserved",
   "compartment.released",
   "lock.retried",
+  "lock.skipped",
   "compartment.fault",
   "compartment.fault_cleared",
   "compartment.enabled",

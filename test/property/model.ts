@@ -2,14 +2,15 @@
 // how fast-check generates it, and a Scenario that plays it on the real in-process bank (simulated
 // hardware, fake timers, its own data directory) and checks the custody invariants after each step.
 //
-//   fc.array(chunk) ─▶ Command[] ─▶ Scenario.run(cmd) ─▶ rt (keypad, badge, doors, locks, technician)
-//                                        │ after every command
-//                                        ▼
-//                               Scenario.check(): ledger + sim hardware ─▶ throws InvariantViolation
+//   fc.array(single command | whole flow) ─▶ Command[] ─▶ Scenario.run(cmd) ─▶ rt (keypad, badge,
+//                                                           │                  doors, locks, technician)
+//                                                           ▼ after every command
+//                                     Scenario.check(): ledger + sim hardware ─▶ InvariantViolation
 //
-// Commands name compartments through selectors ("the 2nd compartment now loading") and codes by
+// Commands name compartments through selectors ("the 1st compartment now loading") and codes by
 // their index in the list of codes the bank really issued, so a sequence means the same thing on
-// every replay and shrinks well.
+// every replay and shrinks well. Whole flows (a courier's deposit, a pickup, a staff removal...)
+// are spelled out as plain commands too; they get random runs far enough to issue and use codes.
 import fc from "fast-check";
 import { vi } from "vitest";
 import type { LedgerEvent } from "../../src/domain/events.js";
@@ -48,6 +49,7 @@ const AUTHORIZING = new Set<string>(["deposit.started", "pickup.started", "lock.
 const TERMINAL_EVENT: Record<string, string> = {
   "parcel.picked_up": "picked_up",
   "parcel.removed": "removed",
+  "parcel.collected": "collected",
   "parcel.cancelled": "cancelled",
   "deposit.aborted": "cancelled",
 };
@@ -81,7 +83,12 @@ const badge: fc.Arbitrary<Command> = fc
   .map((id) => ({ kind: "badge", id }));
 const door: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("door" as const), target: anyTarget, state: fc.constantFrom("open" as const, "closed" as const) });
 const jam: fc.Arbitrary<Command> = fc.oneof(
-  fc.record({ kind: fc.constant("jam" as const), target: target(fc.constantFrom<Selector>("any", "free", "occupied")), jammed: fc.constant(true) }),
+  // mostly the next doors a deposit gets (A01 is kept for accessible parcels) or one holding a parcel
+  fc.record({
+    kind: fc.constant("jam" as const),
+    target: fc.oneof(fc.record({ among: fc.constant<Selector>("free"), pick: fc.integer({ min: 1, max: 3 }) }), target(fc.constantFrom<Selector>("any", "occupied"))),
+    jammed: fc.constant(true),
+  }),
   fc.record({ kind: fc.constant("jam" as const), target: target(fc.constant<Selector>("jammed")), jammed: fc.constant(false) }),
 );
 const techOpen: fc.Arbitrary<Command> = fc.record({
@@ -98,42 +105,92 @@ const restart: fc.Arbitrary<Command> = fc.constant({ kind: "restart" });
 const doorNumber: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("doorNumber" as const), target: target(fc.constantFrom<Selector>("occupied", "any")) });
 
 const close = (among: Selector, pick = 0): Command => ({ kind: "door", target: { among, pick }, state: "closed" });
+/** A person pulls the door at once, before the spring (or a lock still waiting for the power budget) opens it. */
+const pull = (among: Selector): Command => ({ kind: "door", target: { among, pick: 0 }, state: "open" });
 const wait = (ms: number): Command => ({ kind: "advance", ms });
 const type = (k: string): Command => ({ kind: "keys", keys: k });
 
-/** Whole flows, still as plain commands, so that random runs get far enough to issue and use codes. */
-const flows: fc.Arbitrary<Command[]> = fc.oneof(
-  // courier deposit: PIN, size, door springs, parcel in, door closed, recipient, done
-  fc
-    .record({ size: fc.constantFrom("1", "2", "3"), to: fc.constantFrom("1001", "1002", "1003", "1004", "1005"), done: fc.boolean() })
-    .map(({ size, to, done }) => [type(COURIER_PIN), type(size), wait(200), close("loading"), type(`${to}#`), ...(done ? [type("*")] : [])]),
+/** A courier's deposit, as plain commands. */
+const deposit: fc.Arbitrary<Command[]> = fc
+  .record({
+    size: fc.constantFrom("1", "1", "2", "3"),
+    to: fc.constantFrom("1001", "1002", "1003", "1004", "1005"),
+    done: fc.boolean(),
+    jammed: fc.constantFrom(false, false, false, true),
+    hurried: fc.constantFrom(false, false, true),
+  })
+  .map(({ size, to, done, jammed, hurried }): Command[] => [
+    ...(jammed ? [{ kind: "jam", target: { among: "free", pick: 1 }, jammed: true } as const] : []),
+    type(COURIER_PIN),
+    type(size),
+    hurried ? pull("loading") : wait(jammed ? 1200 : 200),
+    close("loading"),
+    type(`${to}#`),
+    ...(done ? [type("*")] : []),
+  ]);
+
+const flow: fc.Arbitrary<Command[]> = fc.oneof(
+  // courier deposit: PIN, size, door springs (or its lock is jammed: retry, fault), parcel in, door closed, recipient
+  { weight: 5, arbitrary: deposit },
   // recipient with a code
-  code.map((c) => [c, wait(200), close("unloading")]),
+  { weight: 3, arbitrary: fc.tuple(code, fc.boolean()).map(([c, hurried]) => [c, hurried ? pull("unloading") : wait(200), close("unloading")]) },
   // recipient with a badge: every compartment of theirs opens in turn
-  fc.constantFrom("04A1B2C3", "04A1B2C4").map((id): Command[] => [{ kind: "badge", id }, wait(1000), close("unloading"), close("unloading")]),
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom("04A1B2C3", "04A1B2C4").map((id): Command[] => [{ kind: "badge", id }, wait(1000), close("unloading"), close("unloading")]),
+  },
   // staff removal
-  fc.nat(23).map((pick): Command[] => [type(STAFF_PIN), type("2"), { kind: "doorNumber", target: { among: "occupied", pick } }, wait(200), close("unloading"), type("*")]),
+  {
+    weight: 2,
+    arbitrary: fc
+      .nat(23)
+      .map((pick): Command[] => [type(STAFF_PIN), type("2"), { kind: "doorNumber", target: { among: "occupied", pick } }, wait(200), close("unloading"), type("*")]),
+  },
+  // staff at the keypad: override open, or out of service, of a door by number
+  {
+    weight: 1,
+    arbitrary: fc
+      .record({ menu: fc.constantFrom("3", "4"), target: anyTarget })
+      .map(({ menu, target }): Command[] => [type(STAFF_PIN), type(menu), { kind: "doorNumber", target }, wait(200), type("*")]),
+  },
+  // a recipient with nothing to pick up drops a parcel off for a courier (badge, size, door)
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({ id: fc.constantFrom("04A1B2C3", "04A1B2C4"), size: fc.constantFrom("1", "2", "3") })
+      .map(({ id, size }): Command[] => [{ kind: "badge", id }, type(size), wait(200), close("loading")]),
+  },
+  // a courier collects the outbound parcels
+  { weight: 1, arbitrary: fc.constant<Command[]>([type(COURIER_PIN), type("0"), wait(1000), close("unloading"), close("unloading"), type("*")]) },
   // courier takes the parcel back before naming a recipient
-  fc.constant([type(COURIER_PIN), type("1"), wait(200), close("loading"), type("*"), wait(200), close("unloading"), type("*")]),
+  { weight: 1, arbitrary: fc.constant<Command[]>([type(COURIER_PIN), type("1"), wait(200), close("loading"), type("*"), wait(200), close("unloading"), type("*")]) },
 );
+
+/**
+ * A flow, mostly after the keypad went idle (the last person may have left it half way through a
+ * dialogue), sometimes while a technician's pulse holds the lock board (the power budget).
+ */
+const flows: fc.Arbitrary<Command[]> = fc
+  .record({ fresh: fc.constantFrom(true, true, false), busy: fc.constantFrom(false, false, true), tech: techOpen, f: flow })
+  .map(({ fresh, busy, tech, f }) => [...(fresh ? [wait(31_000)] : []), ...(busy ? [tech] : []), ...f]);
 
 const step: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 5, arbitrary: keys.map((c) => [c]) },
   { weight: 4, arbitrary: code.map((c) => [c]) },
   { weight: 2, arbitrary: badge.map((c) => [c]) },
   { weight: 4, arbitrary: door.map((c) => [c]) },
-  { weight: 2, arbitrary: jam.map((c) => [c]) },
+  { weight: 3, arbitrary: jam.map((c) => [c]) },
   { weight: 1, arbitrary: techOpen.map((c) => [c]) },
   { weight: 1, arbitrary: techEnable.map((c) => [c]) },
   { weight: 1, arbitrary: doorNumber.map((c) => [c]) },
   { weight: 4, arbitrary: advance.map((c) => [c]) },
   { weight: 1, arbitrary: restart.map((c) => [c]) },
-  { weight: 6, arbitrary: flows },
+  { weight: 10, arbitrary: flows },
 );
 
 /** Up to `max` commands, built from single commands and whole flows. */
 export const commands = (max = 40): fc.Arbitrary<Command[]> =>
-  fc.array(step, { minLength: 1, maxLength: 16 }).map((steps) => steps.flat().slice(0, max));
+  fc.array(step, { minLength: 1, maxLength: 24, size: "max" }).map((steps) => steps.flat().slice(0, max));
 
 // ── the scenario ────────────────────────────────────────────────────────────
 
@@ -169,6 +226,7 @@ export interface Coverage {
   offByOneTries: number;
   restarts: number;
   faults: number;
+  deposited: number;
   pickedUp: number;
   removed: number;
   cancelled: number;
@@ -183,23 +241,29 @@ export const emptyCoverage = (): Coverage => ({
   offByOneTries: 0,
   restarts: 0,
   faults: 0,
+  deposited: 0,
   pickedUp: 0,
   removed: 0,
   cancelled: 0,
 });
 
 /** Play `cmds` on a fresh bank, checking every invariant after each command; always cleans up. */
-export async function runScenario(cmds: readonly Command[], coverage: Coverage = emptyCoverage()): Promise<Coverage> {
+export async function runScenario(
+  cmds: readonly Command[],
+  coverage: Coverage = emptyCoverage(),
+  trace?: (line: string) => void,
+): Promise<Coverage> {
   vi.useFakeTimers({ now: T0 });
   let scenario: Scenario | undefined;
   try {
     scenario = await Scenario.start(coverage);
     for (const [i, cmd] of cmds.entries()) {
-      await scenario.run(cmd);
       try {
+        await scenario.run(cmd);
+        trace?.(`#${i} ${JSON.stringify(cmd)} → ${scenario.describe()}`);
         scenario.check();
       } catch (e) {
-        if (e instanceof InvariantViolation) e.message = `after command #${i} ${JSON.stringify(cmd)}: ${e.message}`;
+        if (e instanceof InvariantViolation) e.message = `at command #${i} ${JSON.stringify(cmd)}: ${e.message}`;
         throw e;
       }
     }
@@ -215,7 +279,7 @@ export async function runScenario(cmds: readonly Command[], coverage: Coverage =
 export class Scenario {
   private readonly codes: IssuedCode[] = [];
   private readonly pulses: Pulse[] = [];
-  /** epochStart[e]: ledger head when runtime e started; authorizations up to it died with the runtime before. */
+  /** epochStart[e]: ledger head once runtime e had started; authorizations up to it died with the runtimes before. */
   private readonly epochStart: number[] = [0];
   private readonly events: LedgerEvent[] = [];
   private readonly internalErrors: string[] = [];
@@ -246,7 +310,8 @@ export class Scenario {
       this.pulses.push({ epoch, compartment: id, head: rt.ledger.headSeq, state: c?.state ?? "?", parcel: c?.parcelId ?? null });
     });
     hw.on("display", (lines) => {
-      if (lines[0] === "Sorry, error") this.internalErrors.push(`terminal showed an internal error (epoch ${epoch})`);
+      // (while a restart stops this runtime, see expectedRefusal)
+      if (lines[0] === "Sorry, error" && !this.stopped) this.internalErrors.push(`terminal showed an internal error (runtime ${epoch})`);
     });
     rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel }));
   }
@@ -283,7 +348,8 @@ export class Scenario {
         if (!c) return;
         const entry = cmd.byNumber ? rt.bank.layoutOf(c.id).keypadNumber : c.id;
         // Not awaited: it settles when the door opens or the lock gives up, on the fake clock.
-        rt.technician.open(entry, { user: "tech", reason: cmd.reason }).catch((e: unknown) => this.expectedRefusal(e));
+        const epoch = this.epoch;
+        rt.technician.open(entry, { user: "tech", reason: cmd.reason }).catch((e: unknown) => this.expectedRefusal(e, epoch));
         return;
       }
       case "techEnable": {
@@ -292,7 +358,7 @@ export class Scenario {
         try {
           rt.technician.setEnabled(c.id, cmd.enabled, { user: "tech", reason: "property test" });
         } catch (e) {
-          this.expectedRefusal(e);
+          this.expectedRefusal(e, this.epoch);
         }
         return;
       }
@@ -352,8 +418,15 @@ export class Scenario {
     }
   }
 
-  private expectedRefusal(e: unknown): void {
+  /**
+   * A technician action may be refused (LockerError). Anything else is an internal error, unless
+   * the runtime it was asked of has stopped since: a technician open cut short by a stop fails
+   * with the closed ledger's TypeError today, a finding replayed on its own in
+   * bank.property.test.ts and kept out of the property so that it does not hide others.
+   */
+  private expectedRefusal(e: unknown, epoch: number): void {
     if (isLockerError(e) && e.code !== ErrorCode.Internal) return;
+    if (epoch !== this.epoch || this.stopped) return;
     this.internalErrors.push(`technician action failed unexpectedly: ${String(e)}`);
   }
 
@@ -470,9 +543,17 @@ export class Scenario {
   }
 
   private checkPulses(): void {
+    // A flow whose door was opened by hand before its queued pulse's turn spends its authorization
+    // without a pulse, and says so (lock.skipped): that authorization is not waiting for one.
+    const skipped = new Set(
+      this.events
+        .filter((e) => e.type === "lock.skipped")
+        .map((e) => `${e.compartment}|${e.parcel}|${e.data.purpose === "deposit" ? "deposit.started" : "pickup.started"}`),
+    );
     const tokens = new Map<string, LedgerEvent[]>();
     for (const e of this.events) {
-      if (AUTHORIZING.has(e.type) && e.compartment) tokens.set(e.compartment, [...(tokens.get(e.compartment) ?? []), e]);
+      if (!AUTHORIZING.has(e.type) || !e.compartment || skipped.has(`${e.compartment}|${e.parcel}|${e.type}`)) continue;
+      tokens.set(e.compartment, [...(tokens.get(e.compartment) ?? []), e]);
     }
     const next = new Map<string, number>();
     for (const p of this.pulses) {
@@ -504,11 +585,22 @@ export class Scenario {
     }
   }
 
+  /** The keypad and every compartment not free and closed, for traces. */
+  describe(): string {
+    const { rt, hw, screen } = this.bank;
+    const busy = rt.ledger
+      .compartments()
+      .filter((c) => c.state !== "free" || c.door !== "closed" || hw.locks.jammed.has(rt.bank.layoutOf(c.id).lock))
+      .map((c) => `${c.id}:${c.state}/${c.door}${hw.locks.jammed.has(rt.bank.layoutOf(c.id).lock) ? "/jammed" : ""}`);
+    return `[${rt.terminal.state}] ${screen()} || ${busy.join(" ")}`;
+  }
+
   summarize(): void {
     this.coverage.pulses += this.pulses.length;
     this.coverage.codesIssued += this.codes.length;
     for (const e of this.events) {
       if (e.type === "compartment.fault") this.coverage.faults++;
+      if (e.type === "parcel.deposited") this.coverage.deposited++;
       if (e.type === "parcel.picked_up") this.coverage.pickedUp++;
       if (e.type === "parcel.removed") this.coverage.removed++;
       if (e.type === "parcel.cancelled" || e.type === "deposit.aborted") this.coverage.cancelled++;
