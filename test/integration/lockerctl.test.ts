@@ -1,7 +1,7 @@
 // lockerctl as a process against the compiled daemon on the simulated bank: every command, its
 // --json shape checked with the schemas the daemon uses, and the errors a technician meets.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync } from "node:fs";
+import { chmodSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -51,6 +51,7 @@ describe("lockerctl", () => {
     expect(s.devices.map((x) => x.kind)).toEqual(expect.arrayContaining(["locks", "doors", "reader", "display"]));
     expect(s.sync).toMatchObject({ enabled: false, connected: false });
     expect(s.counts.free).toBe(24);
+    expect(statSync(join(d.dataDir, "admin.sock")).mode & 0o777).toBe(0o660); // group lockerd-admin may connect
     expect(s.temperatures).toEqual([expect.objectContaining({ compartment: "B01", celsius: 5, ok: true })]);
     const human = ctl(["status"]);
     expect(human.code).toBe(0);
