@@ -1,5 +1,6 @@
 // An in-process bank on the simulated hardware, with a temporary data directory, for tests that
 // need a controlled clock. Same Runtime as the daemon builds; no sim socket.
+import { afterEach, beforeEach, vi } from "vitest";
 import { parseConfig } from "../../src/config/load.js";
 import type { SimHardware } from "../../src/drivers/sim/hardware.js";
 import { silentLogger } from "../../src/log.js";
@@ -60,4 +61,22 @@ export async function keypadDeposit(
   } finally {
     b.rt.bank.off("codeIssued", listener);
   }
+}
+
+/**
+ * For a test file: fake timers from `start` before each test, and the bank it opened closed (and
+ * its directory removed) after. `open` replaces the current bank (e.g. a restart on the same dir).
+ */
+export function fakeClockBanks(start = "2026-11-25T09:00:00Z") {
+  let current: TestBank | undefined;
+  beforeEach(() => vi.useFakeTimers({ now: new Date(start) }));
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+    vi.useRealTimers();
+  });
+  return {
+    open: async (patch?: (cfg: Record<string, any>) => void, dir?: string): Promise<TestBank> => (current = await testBank(patch, dir)),
+    advance: (ms: number) => vi.advanceTimersByTimeAsync(ms),
+  };
 }

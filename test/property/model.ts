@@ -543,16 +543,22 @@ export class Scenario {
   }
 
   private checkPulses(): void {
-    // A flow whose door was opened by hand before its queued pulse's turn spends its authorization
-    // without a pulse, and says so (lock.skipped): that authorization is not waiting for one.
-    const skipped = new Set(
-      this.events
-        .filter((e) => e.type === "lock.skipped")
-        .map((e) => `${e.compartment}|${e.parcel}|${e.data.purpose === "deposit" ? "deposit.started" : "pickup.started"}`),
-    );
+    // A flow whose door was already open (standing open, or opened by hand before its queued
+    // pulse's turn) spends its authorization without a pulse and says so: lock.skipped with
+    // attempts 0. (With attempts > 0 only a retry was skipped; the first pulse spent the authorization.)
+    const skipped = new Set<number>();
+    for (const s of this.events) {
+      if (s.type !== "lock.skipped" || s.data.attempts !== 0) continue;
+      const type = s.data.purpose === "deposit" ? "deposit.started" : "pickup.started";
+      const token = this.events.findLast(
+        (e) => e.seq <= s.seq && e.type === type && e.compartment === s.compartment && e.parcel === s.parcel && !skipped.has(e.seq),
+      );
+      if (!token) throw new InvariantViolation("1 (authorized)", `lock.skipped #${s.seq} for ${s.compartment} names no ${type}`);
+      skipped.add(token.seq);
+    }
     const tokens = new Map<string, LedgerEvent[]>();
     for (const e of this.events) {
-      if (!AUTHORIZING.has(e.type) || !e.compartment || skipped.has(`${e.compartment}|${e.parcel}|${e.type}`)) continue;
+      if (!AUTHORIZING.has(e.type) || !e.compartment || skipped.has(e.seq)) continue;
       tokens.set(e.compartment, [...(tokens.get(e.compartment) ?? []), e]);
     }
     const next = new Map<string, number>();
@@ -574,7 +580,7 @@ export class Scenario {
         );
       }
     }
-    // The actuation queue is idle: every authorization of this runtime has had its pulse.
+    // The actuation queue is idle: every authorization of this runtime has had its pulse (or was skipped, above).
     if (this.stopped || this.bank.rt.bank.actuation.depth > 0) return;
     for (const [compartment, list] of tokens) {
       const spent = next.get(compartment) ?? 0;

@@ -1,21 +1,13 @@
 // A refrigerated compartment's sensor in the running bank (sim): readings, alarm, clearance, a sensor that stops answering.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, testBank } from "../../helpers/bank.js";
 import type { SimHardware } from "../../../src/drivers/sim/hardware.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") }));
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 describe("refrigerated compartment B01", () => {
   it("reads its sensor, raises an alarm out of bounds, clears it back inside, and reports a dead sensor", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const sensor = (b.hw as SimHardware).thermometers.get("B01")!;
     await advance(1000);
     expect(b.rt.temperature.latest()).toEqual([expect.objectContaining({ compartment: "B01", celsius: 5, ok: true })]);
@@ -36,7 +28,7 @@ describe("refrigerated compartment B01", () => {
   });
 
   it("is given only to a parcel that asks for cold", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.keypad.keys("*2468#1");
     expect(b.rt.ledger.compartments().find((c) => c.state === "loading")?.id).not.toBe("B01");
     const cold = await testBank();

@@ -1,20 +1,12 @@
 // Door alarms with a controlled clock: a door left open, and a door forced open.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") }));
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 describe("door alarms", () => {
   it("raises door_left_open after the limit, prompts and sounds, and clears on close", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const { compartment, code } = await keypadDeposit(b, advance);
     await advance(10_000);
     const sounds: string[] = [];
@@ -34,7 +26,7 @@ describe("door alarms", () => {
   });
 
   it("flags a forced door for inspection: not assigned until a technician clears it", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const a02 = b.rt.bank.layoutOf("A02").lock;
     b.hw.doors.set(a02, "open"); // nobody unlocked it
     b.hw.doors.set(a02, "closed");
@@ -50,7 +42,7 @@ describe("door alarms", () => {
   });
 
   it("flags a flapping door sensor once, and clears it after a quiet minute", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const ch = b.rt.bank.layoutOf("B07").lock;
     for (let i = 0; i < 30; i++) {
       b.hw.doors.set(ch, i % 2 === 0 ? "open" : "closed");

@@ -1,16 +1,8 @@
 // Outbound parcels (returns): drop-off by badge or drop-off code, collection by a courier.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, type TestBank } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") }));
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 const lockOf = (b: TestBank, id: string) => b.rt.bank.layoutOf(id).lock;
 
@@ -25,7 +17,7 @@ async function closeLoading(b: TestBank): Promise<string> {
 
 describe("outbound parcels", () => {
   it("a recipient with nothing to pick up drops a parcel off by badge; a courier collects it", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const codes: string[] = [];
     b.rt.bank.on("codeIssued", (n) => codes.push(n.code));
     b.hw.keypad.badge("04A1B2C4");
@@ -58,7 +50,7 @@ describe("outbound parcels", () => {
   });
 
   it("a drop-off code opens a compartment once", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const code = b.rt.bank.issueDropoffCode("p-1003", "server");
     expect(code).toMatch(/^[0-9]{6}$/);
     expect(b.events("code.issued").map((e) => e.data)).toEqual([{ kind: "dropoff", person: "p-1003" }]);
@@ -75,7 +67,7 @@ describe("outbound parcels", () => {
   });
 
   it("gives the drop-off code back when the lock fails", async () => {
-    const b = (bank = await testBank((cfg) => (cfg.hardware.springOpen = false)));
+    const b = await open((cfg) => (cfg.hardware.springOpen = false));
     const code = b.rt.bank.issueDropoffCode("p-1003", "server");
     b.hw.keypad.keys(`${code}#1`);
     await advance(2000); // two pulses, no door: fault
