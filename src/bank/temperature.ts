@@ -10,12 +10,12 @@
 // Each alarm is raised once and stays raised until cleared; the open alarms are read back from the
 // ledger at start, so a restart neither raises them twice nor leaves them open forever.
 import type { TemperatureReading, TemperatureSensor } from "../drivers/temperature.js";
+import { HYSTERESIS_C } from "../domain/temperature.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Ledger, LedgerTx } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 
-/** A reading must be this far back inside the bounds to clear a temperature alarm: no flapping at the edge. */
-export const HYSTERESIS_C = 0.5;
+export { HYSTERESIS_C };
 /** Consecutive failed reads that make a sensor fault. */
 export const FAULT_AFTER_FAILURES = 3;
 /** A read that takes longer failed (an SHT3x measures in ~15 ms; a hung bus must not stall the chain). */

@@ -1,7 +1,7 @@
 // The single source of lockerd's configuration: types, defaults, ranges and descriptions.
 // Every object is strict: an unknown key (a typo) is an error, never silently ignored.
 import { z } from "zod";
-import { HYSTERESIS_C } from "../bank/temperature.js";
+import { HYSTERESIS_C } from "../domain/temperature.js";
 
 export const CONFIG_VERSION = 1;
 
