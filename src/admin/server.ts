@@ -117,7 +117,7 @@ export class AdminServer {
       case "sensors": {
         if (req.args.watch) {
           const onDoor = (channel: number, door: DoorState) => {
-            const id = this.deps.bank.compartments().find((c) => this.deps.bank.layoutOf(c.id).lock === channel)?.id;
+            const id = this.deps.bank.compartmentOnChannel(channel);
             if (id) stream({ kind: "door", compartment: id, door, ts: this.deps.now() });
           };
           this.deps.hardware.doors.on("change", onDoor);

@@ -130,6 +130,11 @@ export class Bank extends EventEmitter<BankEvents> {
     return this.compartment(layout.id);
   }
 
+  /** The compartment whose lock and door sensor are on `channel`, if any. */
+  compartmentOnChannel(channel: number): string | undefined {
+    return this.byChannel.get(channel)?.id;
+  }
+
   layoutOf(id: string): CompartmentLayout {
     const l = this.byId.get(id);
     if (!l) throw this.unknownCompartment(id);

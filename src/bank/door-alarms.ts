@@ -20,7 +20,7 @@ export interface DoorAlarmEvents {
 
 export class DoorAlarms extends EventEmitter<DoorAlarmEvents> {
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly raised = new Map<string, number>();
+  private readonly raised = new Set<string>();
   private readonly openedAt = new Map<string, number>();
   private readonly edges = new Map<string, number[]>();
   private readonly flapping = new Map<string, NodeJS.Timeout>();
@@ -46,7 +46,7 @@ export class DoorAlarms extends EventEmitter<DoorAlarmEvents> {
   }
 
   private door(channel: number, state: DoorState): void {
-    const id = this.deps.bank.compartments().find((c) => this.deps.bank.layoutOf(c.id).lock === channel)?.id;
+    const id = this.deps.bank.compartmentOnChannel(channel);
     if (!id) return;
     this.countEdge(id);
     if (state === "open") {
@@ -98,7 +98,7 @@ export class DoorAlarms extends EventEmitter<DoorAlarmEvents> {
 
   private raise(id: string): void {
     this.timers.delete(id);
-    this.raised.set(id, Date.now());
+    this.raised.add(id);
     this.record(() =>
       this.deps.ledger.transact((tx) => tx.event({ type: "alarm.door_left_open", compartment: id, data: { openForS: this.deps.limitS } })),
     );

@@ -41,8 +41,21 @@ export interface OpenAlarm {
 export class Technician {
   private readonly log: Logger;
 
+  private readonly query;
+
   constructor(private readonly deps: TechnicianDeps) {
     this.log = deps.log.child({ module: "technician" });
+    const db = deps.ledger.db;
+    this.query = {
+      lockouts: db.prepare("SELECT id, locked_until FROM terminals WHERE locked_until > ?"),
+      // One aggregate only: SQLite then takes the bare columns (ts, data) from the max(seq) row.
+      sensorAlarms: db.prepare(
+        `SELECT compartment, substr(type, 7) AS kind, max(seq) AS seq, ts, data FROM events
+         WHERE type IN ('alarm.sensor_flapping', 'alarm.temperature', 'alarm.sensor_fault') GROUP BY compartment, type`,
+      ),
+      cleared: db.prepare("SELECT max(seq) AS seq FROM events WHERE type = 'alarm.cleared' AND compartment = ? AND json_extract(data, '$.alarm') = ?"),
+      lastEvent: db.prepare("SELECT ts FROM events WHERE type = ? AND compartment = ? ORDER BY seq DESC LIMIT 1"),
+    };
   }
 
   /** Open one door (remote override for a technician), whatever the compartment holds. */
@@ -120,23 +133,13 @@ export class Technician {
         out.push({ kind: "no_recipient", compartment: c.id, since: parcel.depositedAt ?? c.since, detail: `parcel ${parcel.id} has no recipient` });
       }
     }
-    const lockouts = this.deps.ledger.db
-      .prepare("SELECT id, locked_until FROM terminals WHERE locked_until > ?")
-      .all(now) as { id: string; locked_until: number }[];
+    const lockouts = this.query.lockouts.all(now) as { id: string; locked_until: number }[];
     for (const t of lockouts) out.push({ kind: "lockout", compartment: null, since: now, detail: `${t.id} locked for ${Math.ceil((t.locked_until - now) / 1000)} s` });
 
     // Sensor alarms stay open from their event until the alarm.cleared that names them.
-    const raised = this.deps.ledger.db
-      .prepare(
-        `SELECT compartment, substr(type, 7) AS kind, max(seq) AS seq, max(ts) AS ts, data FROM events
-         WHERE type IN ('alarm.sensor_flapping', 'alarm.temperature', 'alarm.sensor_fault') GROUP BY compartment, type`,
-      )
-      .all() as { compartment: string; kind: "sensor_flapping" | "temperature" | "sensor_fault"; seq: number; ts: number; data: string }[];
-    const cleared = this.deps.ledger.db.prepare(
-      "SELECT max(seq) AS seq FROM events WHERE type = 'alarm.cleared' AND compartment = ? AND json_extract(data, '$.alarm') = ?",
-    );
+    const raised = this.query.sensorAlarms.all() as { compartment: string; kind: "sensor_flapping" | "temperature" | "sensor_fault"; seq: number; ts: number; data: string }[];
     for (const r of raised) {
-      if (((cleared.get(r.compartment, r.kind) as { seq: number | null }).seq ?? 0) > r.seq) continue;
+      if (((this.query.cleared.get(r.compartment, r.kind) as { seq: number | null }).seq ?? 0) > r.seq) continue;
       const data = JSON.parse(r.data) as { celsius?: number; minC?: number; maxC?: number };
       const detail =
         r.kind === "temperature"
@@ -150,9 +153,7 @@ export class Technician {
   }
 
   private lastEventTs(type: string, compartment: string): number | undefined {
-    const r = this.deps.ledger.db
-      .prepare("SELECT ts FROM events WHERE type = ? AND compartment = ? ORDER BY seq DESC LIMIT 1")
-      .get(type, compartment) as { ts: number } | undefined;
+    const r = this.query.lastEvent.get(type, compartment) as { ts: number } | undefined;
     return r?.ts;
   }
 

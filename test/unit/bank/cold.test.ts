@@ -21,6 +21,11 @@ describe("refrigerated compartment B01", () => {
     await advance(60_000);
     expect(b.events("alarm.cleared").map((e) => e.data.alarm)).toEqual(["temperature"]);
     expect(b.rt.technician.alarms()).toEqual([]);
+    sensor.set(0.5); // too cold this time: the alarm listed is the latest one, with its own reading
+    await advance(60_000);
+    expect(b.rt.technician.alarms()).toEqual([expect.objectContaining({ kind: "temperature", detail: "0.5 °C outside 2..8 °C" })]);
+    sensor.set(5);
+    await advance(60_000);
     sensor.failing = true;
     await advance(3 * 60_000);
     expect(b.events("alarm.sensor_fault").map((e) => e.compartment)).toEqual(["B01"]);
