@@ -245,14 +245,16 @@ describe("lockerctl", () => {
 
   it("says which group to join on permission denied", () => {
     const sock = join(d.dataDir, "admin.sock");
+    chmodSync(sock, 0o000); // nobody may connect
     let r;
-    if (process.getuid?.() === 0) {
-      // root ignores file modes: run lockerctl as nobody, who may not reach the socket
-      r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CTL, "--socket", sock, "status"], { encoding: "utf8" });
+    try {
+      // root ignores file modes: drop the capabilities that let it (it still reads its own checkout)
+      const asRoot = process.getuid?.() === 0;
+      const cmd = asRoot ? "setpriv" : process.execPath;
+      const args = [CTL, "--socket", sock, "status"];
+      r = spawnSync(cmd, asRoot ? ["--bounding-set", "-dac_override,-dac_read_search", process.execPath, ...args] : args, { encoding: "utf8" });
       expect(r.error).toBeUndefined();
-    } else {
-      chmodSync(sock, 0o000);
-      r = spawnSync(process.execPath, [CTL, "--socket", sock, "status"], { encoding: "utf8" });
+    } finally {
       chmodSync(sock, 0o660);
     }
     expect(r.status).toBe(4);
