@@ -10,6 +10,9 @@ export const ErrorCode = {
   InvalidCredential: "invalid_credential",
   LockedOut: "locked_out",
   Unauthorized: "unauthorized",
+  UnknownCommand: "unknown_command",
+  PayloadTooLarge: "payload_too_large",
+  Expired: "expired",
   // state
   IllegalTransition: "illegal_transition",
   NoFit: "no_fit",

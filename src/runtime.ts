@@ -18,6 +18,10 @@ import { Ledger } from "./ledger/ledger.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
+import { applyPolicy, RemoteOps, storedPolicy } from "./bank/remote.js";
+import { CommandRouter } from "./sync/commands.js";
+import { SyncLink } from "./sync/link.js";
+import { Sealer, SignatureVerifier } from "./sync/seal.js";
 
 export interface RuntimeOptions {
   config: Config;
@@ -48,6 +52,9 @@ export class Runtime {
   adminPath: string | undefined;
   sim: SimSocket | undefined;
   simPath: string | undefined;
+  remote!: RemoteOps;
+  router: CommandRouter | undefined;
+  link: SyncLink | undefined;
   readonly startedAt: number;
   private releaseLock: (() => void) | undefined;
   private readonly now: () => number;
@@ -68,7 +75,15 @@ export class Runtime {
     this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     this.hardware = this.buildHardware(config);
     await this.hardware.start(); // every relay off before anything else
-    this.bank = new Bank({ ledger: this.ledger, hardware: this.hardware, layout: this.layout, config, deviceKey, log, now: this.now });
+    // Policies the server set (policy command) outlive restarts; a stored patch the config no longer admits is dropped.
+    try {
+      Object.assign(config, { ...config, ...applyPolicy(config, storedPolicy(this.ledger)) });
+    } catch (e) {
+      log.warn({ err: e }, "stored policy overrides no longer valid with this config: ignored");
+    }
+    const sealer = config.sync.sealKey ? new Sealer(config.sync.sealKey) : undefined;
+    if (config.sync.enabled && !sealer) log.warn("sync.sealKey not set: pickup codes cannot reach the server");
+    this.bank = new Bank({ ledger: this.ledger, hardware: this.hardware, layout: this.layout, config, deviceKey, log, now: this.now, sealer });
     this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
     this.terminal = new Terminal({
       id: config.terminal.id,
@@ -85,6 +100,7 @@ export class Runtime {
       log,
     });
     await this.bank.start();
+    this.remote = new RemoteOps({ bank: this.bank, technician: this.technician, ledger: this.ledger, config, deviceKey, now: this.now });
     this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log });
     this.deadlines.start();
     if (this.opts.adminSocket !== false) {
@@ -102,6 +118,7 @@ export class Runtime {
         technician: this.technician,
         hardware: this.hardware,
         temperatures: () => this.temperature?.latest() ?? [],
+        link: () => this.link?.info(),
         now: this.now,
         log,
       });
@@ -150,6 +167,39 @@ export class Runtime {
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
+    if (config.sync.enabled) this.startLink(config, dataDir);
+  }
+
+  private startLink(config: Config, dataDir: string): void {
+    const { log } = this.opts;
+    let link: SyncLink | undefined;
+    this.router = new CommandRouter({
+      ledger: this.ledger,
+      bank: this.bank,
+      remote: this.remote,
+      site: config.device.site,
+      device: config.device.id,
+      verifier: config.sync.serverPublicKey ? new SignatureVerifier(config.sync.serverPublicKey) : undefined,
+      clockSkewMs: config.sync.clockSkewS * 1000,
+      now: this.now,
+      log,
+      replay: (from, limit) => link?.replay(from, limit) ?? 0,
+      publishState: () => link?.publishState(),
+    });
+    link = new SyncLink({
+      config,
+      ledger: this.ledger,
+      router: this.router,
+      version: this.opts.version,
+      bootedAt: this.startedAt,
+      dataDir,
+      now: this.now,
+      log,
+      devices: () => this.hardware.health(),
+      temperatures: () => this.temperature?.latest() ?? [],
+    });
+    this.link = link;
+    link.start();
   }
 
   /** Idempotent. Inputs stop first, relays go off, the ledger closes last. */
@@ -178,6 +228,7 @@ export class Runtime {
     this.doorAlarms?.stop();
     await this.temperature?.stop();
     await this.admin?.stop();
+    await this.link?.stop();
     await this.sim?.stop();
     this.bank?.stop();
     try {

@@ -19,6 +19,14 @@ import type { Logger } from "../log.js";
 import { computeStats } from "./stats.js";
 import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StreamItem } from "./protocol.js";
 
+export interface LinkInfo {
+  state: "disabled" | "connecting" | "online" | "offline";
+  broker: string;
+  backlog: number;
+  lastAckAt: number | null;
+  lastError: string | null;
+}
+
 export interface AdminDeps {
   path: string;
   group: string;
@@ -32,6 +40,8 @@ export interface AdminDeps {
   hardware: Hardware;
   /** Latest readings of the refrigerated compartments' sensors. */
   temperatures: () => StatusResult["temperatures"];
+  /** The server link, when sync is enabled. */
+  link?: (() => LinkInfo | undefined) | undefined;
   now: () => number;
   log: Logger;
 }
@@ -211,12 +221,13 @@ export class AdminServer {
 
   private sync(): StatusResult["sync"] {
     const { config, ledger } = this.deps;
+    const link = this.deps.link?.();
     return {
       enabled: config.sync.enabled,
-      connected: false, // no server link in this build yet: the outbox only fills
+      connected: link?.state === "online",
       url: config.sync.enabled ? config.sync.url : null,
       backlog: ledger.counts().unpublished,
-      lastAckAt: null,
+      lastAckAt: link?.lastAckAt ?? null,
       headSeq: ledger.headSeq,
     };
   }
@@ -260,10 +271,13 @@ export class AdminServer {
     const fs = statfsSync(dataDir);
     const freeMb = Math.floor((fs.bavail * fs.bsize) / 2 ** 20);
     checks.push({ name: "disk space", ok: freeMb >= 100, detail: `${freeMb} MB free` });
+    const link = this.deps.link?.();
     checks.push(
-      config.sync.enabled
-        ? { name: "server link", ok: false, detail: "sync enabled but no server link in this build" }
-        : { name: "server link", ok: true, detail: "disabled in config" },
+      !config.sync.enabled || !link
+        ? { name: "server link", ok: true, detail: "disabled in config" }
+        : link.state === "online"
+          ? { name: "server link", ok: true, detail: `connected to ${link.broker}, backlog ${link.backlog}` }
+          : { name: "server link", ok: false, detail: `${link.state}: ${link.lastError ?? "no answer"} (${link.broker}); backlog ${link.backlog} kept` },
     );
     return { ok: checks.every((c) => c.ok), checks };
   }

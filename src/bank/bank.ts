@@ -21,15 +21,17 @@ import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
 import { recover, undoCollect, undoDeposit } from "./recovery.js";
+import type { Sealer } from "../sync/seal.js";
 import { seedPeople, syncLayout } from "./setup.js";
 
-/** How a parcel leaves: recipient's code or badge, staff removal, the depositor taking it back, a courier collecting outbound. */
-export type CollectVia = "code" | "badge" | "staff" | "return" | "courier";
+/** How a parcel leaves: recipient's code or badge, the server's override (forgotten code), staff removal, the depositor taking it back, a courier collecting outbound. */
+export type CollectVia = "code" | "badge" | "remote" | "staff" | "return" | "courier";
 
 /** What closing the door after each kind of collection makes of the parcel. */
 const COLLECT_OUTCOME = {
   code: { status: "picked_up", event: "parcel.picked_up" },
   badge: { status: "picked_up", event: "parcel.picked_up" },
+  remote: { status: "picked_up", event: "parcel.picked_up" },
   staff: { status: "removed", event: "parcel.removed" },
   return: { status: "cancelled", event: "parcel.cancelled" },
   courier: { status: "collected", event: "parcel.collected" },
@@ -54,6 +56,8 @@ export interface BankDeps {
   deviceKey: Buffer;
   log: Logger;
   now: () => number;
+  /** Seals a fresh code for the server (sync.sealKey); without it no code leaves the bank. */
+  sealer?: Sealer | undefined;
 }
 
 export interface OpenTicket {
@@ -73,6 +77,8 @@ export class Bank extends EventEmitter<BankEvents> {
   private readonly waiters: DoorWaiters;
   private readonly log: Logger;
   private readonly onDoorEdge = (channel: number, state: DoorState) => this.onDoor(channel, state);
+  /** Codes drawn inside a door transaction, announced once it committed. */
+  private readonly pendingCodes: BankEvents["codeIssued"][0][] = [];
 
   constructor(private readonly deps: BankDeps) {
     super();
@@ -270,6 +276,33 @@ export class Bank extends EventEmitter<BankEvents> {
     return this.actuate(chosen.id, parcelId, "deposit", chosen.door === "open");
   }
 
+  /** A courier scans a parcel the server reserved a compartment for: that compartment opens. */
+  beginReservedDeposit(terminal: string, parcelId: string, courier: Person): OpenTicket {
+    if (!courier.roles.includes("courier") && !courier.roles.includes("staff")) throw new LockerError(ErrorCode.Unauthorized, "couriers only");
+    const parcel = this.deps.ledger.parcel(parcelId);
+    if (!parcel || parcel.status !== "reserved" || !parcel.compartmentId) {
+      throw new LockerError(ErrorCode.UnknownParcel, `no reservation for parcel ${parcelId}`, { parcel: parcelId });
+    }
+    const c = this.compartment(parcel.compartmentId);
+    if (c.state === "fault") throw new LockerError(ErrorCode.LockFault, `${c.id} is out of service: please go to the mailroom`, { compartment: c.id });
+    const t = this.deps.now();
+    const open = c.door === "open";
+    this.write((tx) => {
+      assertTransition(c.id, c.state, "loading");
+      tx.updateParcel(parcel.id, { status: "depositing", depositorId: courier.id });
+      tx.updateCompartment(c.id, { state: "loading", doorOpened: open, since: t, pulses: c.pulses + (open ? 0 : 1) });
+      tx.event({
+        type: "deposit.started",
+        compartment: c.id,
+        parcel: parcel.id,
+        actor: courier.id,
+        data: { size: parcel.size, terminal, pulseMs: this.actuation.pulseLength, reserved: true },
+      });
+      if (open) tx.event({ type: "lock.skipped", compartment: c.id, parcel: parcel.id, data: { purpose: "deposit", reason: "door already open", attempts: 0 } });
+    });
+    return this.actuate(c.id, parcel.id, "deposit", open);
+  }
+
   /** A drop-off code for a person who will leave a parcel for a courier (a return). Returns it in clear, once. */
   issueDropoffCode(personId: string, actor: string): string {
     const person = this.deps.ledger.person(personId);
@@ -342,7 +375,8 @@ export class Bank extends EventEmitter<BankEvents> {
 
   // ── internals ─────────────────────────────────────────────────────────────
 
-  private collect(
+  /** @internal (remote.ts) */
+  collect(
     parcel: Parcel,
     compartment: Compartment,
     how: { via: CollectVia; credentialId: number | null; collectorId: string | null; terminal: string },
@@ -438,6 +472,9 @@ export class Bank extends EventEmitter<BankEvents> {
       if (done) this.emit(done.kind, done.payload as never);
     } catch (e) {
       this.log.error({ err: e, compartment: layout.id, state }, "door change not recorded");
+    } finally {
+      const codes = this.pendingCodes.splice(0);
+      for (const c of codes) this.emit("codeIssued", c);
     }
   }
 
@@ -488,6 +525,15 @@ export class Bank extends EventEmitter<BankEvents> {
       tx.event({ type: "parcel.dropped_off", compartment: id, parcel: parcel.id, actor: parcel.depositorId, data: { size: parcel.size } });
       return { kind: "loaded", payload: { parcel: parcel.id, compartment: id, awaitingRecipient: false } };
     }
+    if (c.state === "loading" && parcel.recipientId !== null) {
+      // Reserved by the server for a known recipient: stored at once, the code goes out.
+      assertTransition(id, c.state, "occupied");
+      tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
+      const code = this.store(tx, { ...parcel, depositedAt: now }, parcel.depositorId ?? "courier");
+      const recipient = this.deps.ledger.person(parcel.recipientId);
+      this.pendingCodes.push({ parcel: parcel.id, person: parcel.recipientId, name: recipient?.name ?? parcel.recipientId, compartment: id, code });
+      return { kind: "loaded", payload: { parcel: parcel.id, compartment: id, awaitingRecipient: false } };
+    }
     if (c.state === "loading") {
       assertTransition(id, c.state, "occupied");
       tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
@@ -499,7 +545,7 @@ export class Bank extends EventEmitter<BankEvents> {
   }
 
   /** Issue the pickup code for a parcel in its compartment and record the deposit. Returns the code. */
-  private store(tx: LedgerTx, parcel: Parcel, actor: string): string {
+  store(tx: LedgerTx, parcel: Parcel, actor: string): string {
     const now = this.deps.now();
     tx.revokeParcelCredentials(parcel.id, "code", now);
     const code = this.drawCode(tx, "code", { parcelId: parcel.id, personId: parcel.recipientId });
@@ -509,7 +555,7 @@ export class Bank extends EventEmitter<BankEvents> {
       compartment: parcel.compartmentId,
       parcel: parcel.id,
       actor,
-      data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code" },
+      data: { size: parcel.size, recipient: parcel.recipientId, depositor: parcel.depositorId, credential: "code", ...this.sealed(code, parcel.id) },
     });
     const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
     for (const n of noticesFor(this.deps.config.policies, parcel.depositedAt ?? now, parcel.size, compartment?.refrigerated ?? false)) {
@@ -518,8 +564,13 @@ export class Bank extends EventEmitter<BankEvents> {
     return code;
   }
 
-  /** A fresh random code, unique among live pickup and drop-off codes, stored as its HMAC. */
-  private drawCode(tx: LedgerTx, kind: "code" | "dropoff", owner: { parcelId?: string; personId?: string | null }): string {
+  /** `{sealedCode}` for an event, when the server gave a key to seal codes for. */
+  sealed(code: string, parcelId: string): { sealedCode?: ReturnType<Sealer["seal"]> } {
+    return this.deps.sealer ? { sealedCode: this.deps.sealer.seal(code, parcelId) } : {};
+  }
+
+  /** A fresh random code, unique among live pickup and drop-off codes, stored as its HMAC. @internal (remote.ts) */
+  drawCode(tx: LedgerTx, kind: "code" | "dropoff", owner: { parcelId?: string; personId?: string | null }): string {
     for (let i = 0; i < CODE_ATTEMPTS; i++) {
       const code = generateCode(this.deps.config.codes.length);
       try {

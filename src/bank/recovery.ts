@@ -13,6 +13,11 @@ export function recover(ledger: Ledger, now: number, log: Logger): void {
         if (parcel) undoCollect(tx, parcel);
         tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
         tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
+      } else if (parcel && parcel.recipientId !== null && parcel.direction === "inbound") {
+        // A reserved parcel's deposit: the reservation stands, the courier can try again.
+        tx.updateParcel(parcel.id, { status: "reserved", depositorId: null });
+        tx.updateCompartment(c.id, { state: "reserved", doorOpened: false, since: now });
+        tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "interrupted", reserved: true } });
       } else {
         if (parcel) undoDeposit(tx, parcel, now);
         tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });

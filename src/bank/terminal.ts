@@ -135,8 +135,13 @@ export class Terminal {
     }
   }
 
-  /** A QR code or barcode: a pickup code, bare or as `L:<code>`. */
+  /**
+   * A QR code or barcode: a pickup code, bare or as `L:<code>`; or, for a courier at the size menu,
+   * the label of a parcel the server reserved a compartment for.
+   */
   scan(text: string): void {
+    const mode = this.mode;
+    if (mode.m === "size" && !mode.outbound && !/^(?:L:)?[0-9]{4,12}$/.test(text.trim())) return this.depositReserved(mode.person, text.trim());
     this.dismissMessage();
     const m = /^(?:L:)?([0-9]{4,12})$/.exec(text.trim());
     this.mode = { m: "idle", buf: "" };
@@ -254,6 +259,18 @@ export class Terminal {
     }
   }
 
+  private depositReserved(person: Person, parcel: string): void {
+    this.dismissMessage();
+    this.armIdle();
+    try {
+      const t = this.deps.bank.beginReservedDeposit(this.deps.id, parcel, person);
+      this.deps.buzzer.sound("ok");
+      this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment });
+    } catch (e) {
+      this.fail(e, { m: "size", person });
+    }
+  }
+
   private collectOutbound(courier: Person): void {
     try {
       const tickets = this.deps.bank.collectOutbound(this.deps.id, courier);
@@ -339,6 +356,11 @@ export class Terminal {
     if (mode.m !== "depositing" || mode.parcel !== e.parcel) return;
     this.armIdle();
     if (mode.outbound) return this.flash(["Parcel dropped off", `in ${e.compartment}`, "Thank you"], "ok", { m: "idle", buf: "" });
+    if (!e.awaitingRecipient) {
+      // A reserved parcel: the recipient is known, the code went out with the deposit.
+      this.flash([`Stored in ${e.compartment}`, "Recipient notified", "Next parcel: size", "* = done"], "ok", { m: "size", person: mode.person });
+      return this.armIdle(NEXT_PARCEL_MS);
+    }
     this.go({ m: "recipient", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
   }
 

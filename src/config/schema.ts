@@ -82,10 +82,38 @@ const Policies = z.strictObject({
   offerLarger: z.boolean().default(true).describe("give a larger free compartment when the asked size is full"),
 });
 
+/** MQTT topic levels without wildcards, not starting with `$` (reserved for the broker). */
+export const TopicPrefix = z.string().regex(/^(?!\$)[^/+#\0]+(\/[^/+#\0]+)*$/, "expected topic levels without + # or a leading $");
+const base64Key = (what: string) =>
+  z.string().regex(/^[A-Za-z0-9+/]{43}=$/, `expected ${what}: 32 bytes, base64 (44 characters)`);
+const filePath = z.string().min(1).max(4096);
+
 const Sync = z.strictObject({
   enabled: z.boolean().default(false),
-  url: z.string().regex(/^mqtts?:\/\//, "expected mqtt:// or mqtts:// URL").default("mqtt://127.0.0.1:1883"),
-  topicPrefix: z.string().min(1).default("lockers"),
+  url: z.string().regex(/^mqtts?:\/\/[^\s/@]+(:[0-9]{1,5})?\/?$/, "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in username / passwordFile)").default("mqtt://127.0.0.1:1883"),
+  topicPrefix: TopicPrefix.default("lockers"),
+  clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/).optional().describe("default lockerd-<site>-<device>"),
+  username: z.string().min(1).max(256).optional(),
+  passwordFile: filePath.optional().describe("file holding the broker password (never in the config)"),
+  tls: z
+    .strictObject({
+      ca: filePath.optional().describe("PEM CA bundle that signed the broker's certificate"),
+      cert: filePath.optional().describe("PEM client certificate (mutual TLS)"),
+      key: filePath.optional().describe("PEM client private key (mutual TLS)"),
+      servername: z.string().min(1).optional().describe("SNI / name to verify, when it differs from the URL's host"),
+    })
+    .refine((t) => (t.cert === undefined) === (t.key === undefined), "give both cert and key, or neither")
+    .optional(),
+  serverPublicKey: base64Key("the server's Ed25519 public key").optional().describe("when set, door and credential commands must be signed"),
+  sealKey: base64Key("the server's X25519 public key").optional().describe("pickup codes reach the server sealed for this key"),
+  clockSkewS: z.int().min(0).max(3600).default(120).describe("tolerance when checking a command's expiresAt"),
+  keepaliveS: z.int().min(5).max(1200).default(30),
+  window: z.int().min(1).max(65535).default(256).describe("events in flight before the first is acknowledged"),
+  retentionDays: z.number().positive().max(3650).default(30).describe("published events older than this are pruned"),
+  telemetryS: z.int().min(5).max(86400).default(60),
+  stateCoalesceMs: z.int().min(0).max(60000).default(250).describe("a burst of changes makes one retained state message"),
+  reconnectBaseMs: z.int().min(50).max(60000).default(500),
+  reconnectCapMs: z.int().min(100).max(3600000).default(60000),
 });
 
 const Admin = z.strictObject({

@@ -45,6 +45,11 @@ export const EVENT_TYPES = [
   "alarm.temperature",
   "alarm.sensor_fault",
   "alarm.cleared",
+  "alarm.unauthorized_command",
+  "person.updated",
+  "person.removed",
+  "compartment.resized",
+  "policy.changed",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

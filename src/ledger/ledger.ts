@@ -88,6 +88,14 @@ export interface Parcel {
   direction: Direction;
 }
 
+export interface StoredCommand {
+  id: string;
+  name: string;
+  receivedAt: number;
+  repliedAt: number | null;
+  reply: unknown;
+}
+
 export interface Deadline {
   parcelId: string;
   stage: number;
@@ -289,7 +297,13 @@ export class Ledger {
       eventsFrom: db.prepare("SELECT * FROM events WHERE seq >= ? ORDER BY seq LIMIT ?"),
       eventsAll: db.prepare("SELECT * FROM events ORDER BY seq"),
       eventsOfParcel: db.prepare("SELECT * FROM events WHERE parcel = ? ORDER BY seq"),
-      count: db.prepare("SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM events WHERE published_at IS NULL) AS unpublished"),
+      count: db.prepare("SELECT count(*) AS events FROM events"),
+      firstEvent: db.prepare("SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1"),
+      pruneEvents: db.prepare("DELETE FROM events WHERE seq <= ? AND ts < ?"),
+      command: db.prepare("SELECT id, name, received_at, replied_at, reply FROM commands WHERE id = ?"),
+      insertCommand: db.prepare("INSERT INTO commands (id, name, received_at) VALUES (?, ?, ?)"),
+      replyCommand: db.prepare("UPDATE commands SET reply = ?, replied_at = ? WHERE id = ?"),
+      pruneCommands: db.prepare("DELETE FROM commands WHERE received_at < ? AND reply IS NOT NULL"),
     };
     const h = this.stmt.head.get() as { seq: number; hash: string } | undefined;
     this.head = h ?? { seq: 0, hash: GENESIS_HASH };
@@ -506,16 +520,55 @@ export class Ledger {
     return (this.stmt.eventsOfParcel.all(parcelId) as Row[]).map(toEvent);
   }
 
+  /** Events stored, and those the broker has not yet acknowledged (the outbox backlog). */
   counts(): { events: number; unpublished: number } {
-    return this.stmt.count.get() as { events: number; unpublished: number };
+    const { events } = this.stmt.count.get() as { events: number };
+    return { events, unpublished: this.head.seq - this.ackedSeq() };
   }
 
-  /** Walk the whole chain from genesis. */
+  /** The last seq the broker acknowledged: every event up to it is published. */
+  ackedSeq(): number {
+    return Number(this.meta("outbox.acked") ?? 0);
+  }
+
+  /** A command seen before, with its reply (null while it is still executing). */
+  command(id: string): StoredCommand | undefined {
+    const r = this.stmt.command.get(id) as Row | undefined;
+    if (!r) return undefined;
+    return {
+      id: r.id as string,
+      name: r.name as string,
+      receivedAt: r.received_at as number,
+      repliedAt: (r.replied_at as number | null) ?? null,
+      reply: r.reply === null ? null : (JSON.parse(r.reply as string) as unknown),
+    };
+  }
+
+  /**
+   * Delete published events older than `before` (ms), never one the broker has not acknowledged,
+   * and remembered commands answered before it. The chain stays verifiable: the first event kept
+   * still carries its prevHash, and verify() starts from it. Returns the events deleted.
+   */
+  prune(before: number): { events: number; commands: number } {
+    const acked = this.ackedSeq();
+    const run = this.db.transaction(() => ({
+      events: this.stmt.pruneEvents.run(acked, before).changes,
+      commands: this.stmt.pruneCommands.run(before).changes,
+    }));
+    return run.immediate();
+  }
+
+  /** Walk the chain from the first event kept (genesis unless published events were pruned). */
   verify(): ChainCheck {
+    const first = this.stmt.firstEvent.get() as { seq: number; prev_hash: string } | undefined;
     const rows = this.stmt.eventsAll.iterate() as IterableIterator<Row>;
-    return verifyChain((function* () {
-      for (const r of rows) yield toEvent(r);
-    })());
+    return verifyChain(
+      (function* () {
+        for (const r of rows) yield toEvent(r);
+      })(),
+      first?.prev_hash ?? GENESIS_HASH,
+      first?.seq ?? 1,
+    );
   }
 
   close(): void {
@@ -611,5 +664,21 @@ export class LedgerTx {
   setMeta(key: string, value: string): void {
     this.ledger.requireTx();
     this.ledger.statements.setMeta.run(key, value);
+  }
+
+  /** Remember a command id before executing it: a second insert of the same id fails (busy). */
+  insertCommand(id: string, name: string, at: number): void {
+    this.ledger.requireTx();
+    try {
+      this.ledger.statements.insertCommand.run(id, name, at);
+    } catch (e) {
+      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw new LockerError(ErrorCode.Busy, `command ${id} seen before`);
+      throw e;
+    }
+  }
+
+  setCommandReply(id: string, reply: unknown, at: number): void {
+    this.ledger.requireTx();
+    this.ledger.statements.replyCommand.run(JSON.stringify(reply), at, id);
   }
 }

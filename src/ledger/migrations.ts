@@ -112,6 +112,21 @@ export const MIGRATIONS: readonly string[] = [
   -- forced open: not assigned again until a technician has looked (ts of the alarm, or NULL)
   ALTER TABLE compartments ADD COLUMN inspect_since INTEGER;
   `,
+  // 3: the server link. Events go out in seq order and the broker acknowledges them in order
+  // (MQTT 3.1.1 §4.6, MQTT 5 §4.6), so one watermark in meta ('outbox.acked') says what is
+  // published: no per-row UPDATE for each PUBACK, no index to keep. Commands are remembered by id
+  // with their reply, so a repeat (also after a restart) is answered, never executed again.
+  `
+  ALTER TABLE events DROP COLUMN published_at;
+  CREATE TABLE commands (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    replied_at   INTEGER,
+    reply        TEXT                         -- the reply envelope as JSON; NULL while executing
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX commands_received ON commands(received_at);
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

@@ -10,7 +10,7 @@
 // servers should ignore keys they do not know, so fields can be added without breaking them.
 import { z } from "zod";
 import { formatIssues } from "../config/load.js";
-import { ConfigSchema, Role, ROLES, Size } from "../config/schema.js";
+import { ConfigSchema, Role, ROLES, Size, TopicPrefix } from "../config/schema.js";
 import { COMPARTMENT_STATES } from "../domain/compartment.js";
 import { canonicalJson, EVENT_TYPES } from "../domain/events.js";
 import { ErrorCode } from "../errors.js";
@@ -94,6 +94,9 @@ export const TelemetryMessage = z.object({
   cpuTempC: z.number().nullable(),
   diskFreeBytes: count,
   devices: z.array(DeviceHealth),
+  temperatures: z.array(
+    z.object({ compartment: compartmentId, celsius: z.number().nullable(), ok: z.boolean(), at: timestamp.nullable() }),
+  ),
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 
@@ -242,8 +245,7 @@ export const DELIVERY = {
   reply: { qos: 1, retain: false },
 } as const satisfies Record<TopicKind, { qos: 0 | 1 | 2; retain: boolean }>;
 
-/** One or more non-empty levels without wildcards, not starting with `$` (reserved for the broker). */
-export const TopicPrefix = z.string().regex(/^(?!\$)[^/+#\0]+(\/[^/+#\0]+)*$/, "expected topic levels without + # or a leading $");
+export { TopicPrefix };
 const deviceName = z.string().regex(/^[a-z0-9-]{1,40}$/, "expected lowercase letters, digits, dashes");
 
 export interface Topics {
@@ -304,9 +306,9 @@ export type DecodeResult =
  * they belong to the router.
  */
 export function decodeCommand(name: string, payload: Uint8Array | string): DecodeResult {
-  const fail = (message: string, id: string | null = null): DecodeResult => ({ ok: false, id, error: { code: ErrorCode.BadInput, message } });
+  const fail = (message: string, id: string | null = null, code: ErrorCode = ErrorCode.BadInput): DecodeResult => ({ ok: false, id, error: { code, message } });
   const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
-  if (bytes > MAX_COMMAND_BYTES) return fail(`payload of ${bytes} bytes exceeds the ${MAX_COMMAND_BYTES}-byte limit`);
+  if (bytes > MAX_COMMAND_BYTES) return fail(`payload of ${bytes} bytes exceeds the ${MAX_COMMAND_BYTES}-byte limit`, null, ErrorCode.PayloadTooLarge);
   let raw: unknown;
   try {
     raw = JSON.parse(typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8"));
@@ -315,7 +317,7 @@ export function decodeCommand(name: string, payload: Uint8Array | string): Decod
   }
   const rawId = typeof raw === "object" && raw !== null ? (raw as { id?: unknown }).id : undefined;
   const id = commandId.safeParse(rawId).success ? (rawId as string) : null;
-  if (!isCommandName(name)) return fail(`unknown command "${name}"; known: ${COMMAND_NAMES.join(", ")}`, id);
+  if (!isCommandName(name)) return fail(`unknown command "${name}"; known: ${COMMAND_NAMES.join(", ")}`, id, ErrorCode.UnknownCommand);
   const parsed = COMMANDS[name].safeParse(raw);
   if (!parsed.success) return fail(formatIssues(parsed.error).join("; "), id);
   return { ok: true, command: { name, ...parsed.data } as Command };

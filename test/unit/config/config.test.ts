@@ -75,7 +75,19 @@ describe("defaults", () => {
       alarmWindowMs: 3_600_000,
     });
     expect(cfg.policies).toEqual({ reminderHours: [24, 48], expiryHours: 72, temperatureReadS: 60, doorLeftOpenS: 60, offerLarger: true });
-    expect(cfg.sync).toEqual({ enabled: false, url: "mqtt://127.0.0.1:1883", topicPrefix: "lockers" });
+    expect(cfg.sync).toEqual({
+      enabled: false,
+      url: "mqtt://127.0.0.1:1883",
+      topicPrefix: "lockers",
+      clockSkewS: 120,
+      keepaliveS: 30,
+      window: 256,
+      retentionDays: 30,
+      telemetryS: 60,
+      stateCoalesceMs: 250,
+      reconnectBaseMs: 500,
+      reconnectCapMs: 60000,
+    });
     expect(cfg.seed).toEqual({ people: [] });
     expect(cfg.log).toEqual({ level: "info" });
     expect(cfg.bank.columns[0]!.compartments[0]).toEqual({ size: "S", refrigerated: false, accessible: false });

@@ -409,7 +409,7 @@ describe("decodeCommand", () => {
 
   it("refuses an unknown command, naming the known ones", () => {
     const result = decode("explode", VALID.open);
-    expect(result).toMatchObject({ ok: false, id: VALID.open.id, error: { code: ErrorCode.BadInput } });
+    expect(result).toMatchObject({ ok: false, id: VALID.open.id, error: { code: ErrorCode.UnknownCommand } });
     expect(!result.ok && result.error.message).toMatch(/^unknown command "explode"; known: reserve, cancel, open/);
   });
 
@@ -420,7 +420,7 @@ describe("decodeCommand", () => {
   it("refuses an oversized payload before parsing it", () => {
     const huge = JSON.stringify({ ...VALID.snapshot, pad: "x".repeat(MAX_COMMAND_BYTES) });
     const result = decode("snapshot", huge);
-    expect(result).toMatchObject({ ok: false, id: null });
+    expect(result).toMatchObject({ ok: false, id: null, error: { code: ErrorCode.PayloadTooLarge } });
     expect(!result.ok && result.error.message).toContain(`exceeds the ${MAX_COMMAND_BYTES}-byte limit`);
   });
 
