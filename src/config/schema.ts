@@ -108,6 +108,7 @@ const Sync = z.strictObject({
   sealKey: base64Key("the server's X25519 public key").optional().describe("pickup codes reach the server sealed for this key"),
   clockSkewS: z.int().min(0).max(3600).default(120).describe("tolerance when checking a command's expiresAt"),
   keepaliveS: z.int().min(5).max(1200).default(30),
+  sessionExpiryS: z.int().min(0).max(4_294_967_295).default(604_800).describe("the broker keeps commands for an offline bank this long"),
   window: z.int().min(1).max(65535).default(256).describe("events in flight before the first is acknowledged"),
   retentionDays: z.number().positive().max(3650).default(30).describe("published events older than this are pruned"),
   telemetryS: z.int().min(5).max(86400).default(60),

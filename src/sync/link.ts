@@ -52,7 +52,10 @@ export function clientOptions(sync: Config["sync"], clientId: string, will: { to
   const opts: IClientOptions = {
     clientId,
     protocolVersion: 5,
-    clean: true,
+    // A persistent session: commands the server sends while the bank is offline wait at the
+    // broker (they carry expiresAt; a repeat is answered from the ledger, never run twice).
+    clean: false,
+    properties: { sessionExpiryInterval: sync.sessionExpiryS },
     keepalive: sync.keepaliveS,
     reconnectPeriod: 0, // reconnects are ours: exponential backoff with jitter
     connectTimeout: 10_000,
@@ -236,9 +239,10 @@ export class SyncLink {
     this.lastError = null;
     this.backoff.reset();
     this.log.info({ broker: this.deps.config.sync.url, backlog: this.outbox.backlog }, "connected to the broker");
-    client.publish(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status);
+    // "online" once commands are heard: a server may send as soon as it sees it.
     client.subscribe(this.topics.cmdFilter, { qos: DELIVERY.cmd.qos }, (err) => {
       if (err) this.log.error({ err }, "subscribe to commands failed");
+      client.publish(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status);
     });
     this.publishState();
     this.publishTelemetry();

@@ -2,7 +2,7 @@
 // persistence), started and stopped by the test (a broker outage is `stop()` then `start()` on the
 // same port). .ci/run installs the Debian package.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
@@ -44,6 +44,8 @@ export class Mosquitto {
   private child: ChildProcess | undefined;
   private readonly dir = tempDir("mosquitto-");
   log = "";
+  /** Keep sessions and retained messages across stop()/start() (a broker restart, not a new broker). */
+  constructor(private readonly opts: { persistence?: boolean } = {}) {}
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
@@ -55,7 +57,7 @@ export class Mosquitto {
     const conf = join(this.dir, "mosquitto.conf");
     writeFileSync(
       conf,
-      [`listener ${this.port} 127.0.0.1`, "allow_anonymous true", "set_tcp_nodelay true", "persistence false", "max_inflight_messages 0", "max_queued_messages 0", "log_dest stderr", "log_type error", "log_type warning"].join("\n") + "\n",
+      [`listener ${this.port} 127.0.0.1`, "allow_anonymous true", "set_tcp_nodelay true", ...(this.opts.persistence ? ["persistence true", `persistence_location ${this.dir}/`] : ["persistence false"]), "max_inflight_messages 0", "max_queued_messages 0", "log_dest stderr", "log_type error", "log_type warning"].join("\n") + "\n",
     );
     const child = spawn(BIN, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.log += d));
@@ -70,6 +72,12 @@ export class Mosquitto {
     const gone = new Promise((r) => child.once("exit", r));
     child.kill("SIGTERM");
     await gone;
+  }
+
+  /** Stop for good and remove its files. */
+  async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** A server-side client (MQTT 5, Nagle off). */

@@ -81,6 +81,7 @@ describe("defaults", () => {
       topicPrefix: "lockers",
       clockSkewS: 120,
       keepaliveS: 30,
+      sessionExpiryS: 604800,
       window: 256,
       retentionDays: 30,
       telemetryS: 60,

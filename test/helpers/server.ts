@@ -1,0 +1,100 @@
+// The central server's side of the MQTT contract, for tests and benchmarks: subscribes to one bank's
+// topics, sends commands and waits for their replies, collects events.
+import { randomUUID } from "node:crypto";
+import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
+import type { LedgerEvent } from "../../src/domain/events.js";
+import { topics, type Topics } from "../../src/sync/contract.js";
+import type { ReplyEnvelope } from "../../src/sync/commands.js";
+import type { Mosquitto } from "./mosquitto.js";
+
+export interface Received {
+  topic: string;
+  text: string;
+  packet: IPublishPacket;
+}
+
+export class TestServer {
+  readonly t: Topics;
+  readonly received: Received[] = [];
+  /** Events by seq (duplicates from at-least-once delivery collapse). */
+  readonly events = new Map<number, LedgerEvent>();
+  duplicates = 0;
+  client!: MqttClient;
+  private waiters: { pred: (m: Received) => boolean; resolve: (m: Received) => void }[] = [];
+
+  constructor(private readonly broker: Mosquitto, site = "hq", device = "bank-01") {
+    this.t = topics("lockers", site, device);
+  }
+
+  async connect(opts: IClientOptions = {}): Promise<this> {
+    this.client = await this.broker.client(opts);
+    this.client.on("message", (topic, payload, packet) => {
+      const m = { topic, text: payload.toString("utf8"), packet };
+      this.received.push(m);
+      if (topic === this.t.events) {
+        const e = JSON.parse(m.text) as LedgerEvent;
+        if (this.events.has(e.seq)) this.duplicates++;
+        this.events.set(e.seq, e);
+      }
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(m)) return true;
+        w.resolve(m);
+        return false;
+      });
+    });
+    await this.client.subscribeAsync(`${this.t.root}/#`, { qos: 1 });
+    return this;
+  }
+
+  /** The next (or an already received) message matching `pred`. */
+  waitFor(pred: (m: Received) => boolean, timeoutMs = 5000, what = "message"): Promise<Received> {
+    const seen = this.received.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  /** Wait until events 1..seq (or from..seq) have all arrived. */
+  async waitForEvents(seq: number, timeoutMs = 10_000, from = 1): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      let missing = 0;
+      for (let s = from; s <= seq; s++) if (!this.events.has(s)) missing++;
+      if (!missing) return;
+      if (Date.now() > until) throw new Error(`${missing} events of ${from}..${seq} missing`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Publish a command and wait for its reply (matched by id). */
+  async command(name: string, args: unknown, extra: Record<string, unknown> = {}, timeoutMs = 5000): Promise<ReplyEnvelope> {
+    const id = (extra.id as string | undefined) ?? `c-${randomUUID()}`;
+    const payload = JSON.stringify({ id, args, issuedAt: Date.now(), ...extra });
+    return this.raw(name, payload, id, timeoutMs);
+  }
+
+  /** Publish any bytes on cmd/<name>; resolves with the reply whose id is `id` (null: unreadable). */
+  async raw(name: string, payload: string, id: string | null, timeoutMs = 5000): Promise<ReplyEnvelope> {
+    const replyTopic = `${this.t.root}/reply/${name}`;
+    const before = this.received.length;
+    const waiting = this.waitFor(
+      (m) => m.topic === replyTopic && this.received.indexOf(m) >= before && (JSON.parse(m.text) as ReplyEnvelope).id === id,
+      timeoutMs,
+      `reply to ${name} ${id}`,
+    );
+    await this.client.publishAsync(`${this.t.root}/cmd/${name}`, payload, { qos: 1 });
+    return JSON.parse((await waiting).text) as ReplyEnvelope;
+  }
+
+  async close(): Promise<void> {
+    await this.client?.endAsync();
+  }
+}
