@@ -3,7 +3,7 @@
 // so one does not inflate another's memory or warm another's caches.
 //
 //   node dist/scripts/bench.js            all of them
-//   node dist/scripts/bench.js latency    one (latency | startup | rss)
+//   node dist/scripts/bench.js latency    one (latency | startup | rss | drain | command | fleet)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,6 +16,7 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
+import { command, drain, fleet } from "./bench-sync.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
@@ -210,7 +211,14 @@ async function rss(): Promise<void> {
   }
 }
 
-const MODES: Record<string, () => Promise<void>> = { latency, startup, rss };
+const MODES: Record<string, () => Promise<void>> = {
+  latency,
+  startup,
+  rss,
+  drain: () => drain(exampleConfig, emit),
+  command: () => command(exampleConfig, emit),
+  fleet: () => fleet(exampleConfig, emit),
+};
 
 async function main(): Promise<void> {
   const mode = process.argv[2];

@@ -526,6 +526,24 @@ export class Ledger {
     return { events, unpublished: this.head.seq - this.ackedSeq() };
   }
 
+  /**
+   * Write a meta value without waiting for the disk (synchronous=NORMAL for this one commit): for
+   * the outbox watermark, where losing the last write to a power cut only re-sends events the
+   * server already has (at least once), and an fsync per batch of PUBACKs would stall the loop
+   * the unlock path runs on. The next durable commit makes it durable too (same WAL).
+   */
+  setMetaLazy(key: string, value: string): void {
+    if (this.inTx) throw new LockerError(ErrorCode.Internal, "setMetaLazy inside a transaction");
+    const sync = this.db.pragma("synchronous", { simple: true }) as number;
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      this.stmt.setMeta.run(key, value);
+    } finally {
+      this.db.pragma(`synchronous = ${sync}`);
+    }
+    this.scheduleCheckpoint();
+  }
+
   /** The last seq the broker acknowledged: every event up to it is published. */
   ackedSeq(): number {
     return Number(this.meta("outbox.acked") ?? 0);

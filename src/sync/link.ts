@@ -7,6 +7,7 @@
 //
 // The bank never waits on this: a commit only schedules work here. With the network gone for a
 // week everything still works locally; the outbox holds the events until the broker acknowledges.
+import { EventEmitter } from "node:events";
 import { readFileSync, statfsSync } from "node:fs";
 import type { Socket } from "node:net";
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
@@ -75,7 +76,13 @@ export function clientOptions(sync: Config["sync"], clientId: string, will: { to
   return opts;
 }
 
-export class SyncLink {
+export interface LinkEvents {
+  /** Connected, subscribed to commands, status online published. */
+  online: [];
+  offline: [];
+}
+
+export class SyncLink extends EventEmitter<LinkEvents> {
   readonly topics: Topics;
   readonly outbox: Outbox;
   private client: MqttClient | undefined;
@@ -94,6 +101,7 @@ export class SyncLink {
   private connects = 0;
 
   constructor(private readonly deps: SyncLinkDeps) {
+    super();
     const { config } = deps;
     this.log = deps.log.child({ module: "sync" });
     this.topics = topics(config.sync.topicPrefix, config.device.site, config.device.id);
@@ -243,6 +251,7 @@ export class SyncLink {
     client.subscribe(this.topics.cmdFilter, { qos: DELIVERY.cmd.qos }, (err) => {
       if (err) this.log.error({ err }, "subscribe to commands failed");
       client.publish(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status);
+      this.emit("online");
     });
     this.publishState();
     this.publishTelemetry();
@@ -257,6 +266,7 @@ export class SyncLink {
     if (this.stopped) return;
     if (this.state === "online") this.log.warn({ backlog: this.outbox.backlog }, "broker connection lost; events are kept until it returns");
     this.state = "offline";
+    this.emit("offline");
     client.removeAllListeners();
     client.on("error", () => undefined);
     client.end(true);

@@ -48,7 +48,7 @@ export class Outbox {
     this.acked = opts.ledger.ackedSeq();
     this.persisted = this.acked;
     this.next = this.acked + 1;
-    this.persistEveryMs = opts.persistEveryMs ?? 50;
+    this.persistEveryMs = opts.persistEveryMs ?? 200;
   }
 
   start(): void {
@@ -161,7 +161,7 @@ export class Outbox {
     if (this.acked === this.persisted) return;
     const acked = this.acked;
     try {
-      this.opts.ledger.transact((tx) => tx.setMeta("outbox.acked", String(acked)));
+      this.opts.ledger.setMetaLazy("outbox.acked", String(acked));
       this.persisted = acked;
     } catch (e) {
       // A closed ledger at shutdown: the events go out again next time (at least once).

@@ -1,0 +1,276 @@
+// The server link's benchmarks (npm run bench, modes drain | command | fleet), each against a
+// mosquitto started here, each beside a bare mqtt.js figure measured in the same run.
+//
+//   drain    100,000 queued events to the broker vs a bare QoS 1 publish loop with the same window
+//   command  server publishes cmd, receives reply: p50/p99 vs a bare QoS 1 echo client
+//   fleet    1,000 banks in this process, one server, reserve → deposit → sealed code → pickup
+import { randomUUID } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MqttClient } from "mqtt";
+import { parseConfig } from "../src/config/load.js";
+import type { SimHardware } from "../src/drivers/sim/hardware.js";
+import { ensureDataDir } from "../src/ledger/datadir.js";
+import { Ledger } from "../src/ledger/ledger.js";
+import { silentLogger } from "../src/log.js";
+import { Runtime } from "../src/runtime.js";
+import type { ReplyEnvelope } from "../src/sync/commands.js";
+import { openSealed, publicKeyB64, type SealedBox } from "../src/sync/seal.js";
+import { Mosquitto } from "./broker.js";
+
+export interface Line {
+  metric: string;
+  value: number;
+  unit: string;
+  floor: number | null;
+  target: number | null;
+  note?: string;
+}
+type Emit = (l: Line) => void;
+
+const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
+}
+
+async function bankRuntime(
+  example: Record<string, unknown>,
+  dataDir: string,
+  url: string,
+  opts: { device?: string; window?: number; synchronous: "FULL" | "NORMAL"; sealKey?: string },
+): Promise<Runtime> {
+  const raw = structuredClone(example) as Record<string, Record<string, unknown>>;
+  raw.log = { level: "error" };
+  raw.device = { ...raw.device, id: opts.device ?? "bank-01" };
+  raw.hardware = { profile: "sim", springOpen: true, openDelayMs: 0, timeScale: 0 };
+  raw.sync = { enabled: true, url, window: opts.window ?? 256, telemetryS: 300, ...(opts.sealKey ? { sealKey: opts.sealKey } : {}) };
+  const rt = new Runtime({ config: parseConfig(raw), dataDir, log: silentLogger(), version: "bench", simSocket: false, adminSocket: false, synchronous: opts.synchronous });
+  await rt.start();
+  return rt;
+}
+
+function online(rt: Runtime): Promise<number> {
+  return new Promise((resolve) => {
+    if (rt.link?.info().state === "online") return resolve(performance.now());
+    rt.link!.once("online", () => resolve(performance.now()));
+  });
+}
+
+/** A bare mqtt.js client publishing `n` QoS 1 messages with at most `window` unacknowledged. */
+async function bareDrain(broker: Mosquitto, n: number, window: number, payload: string): Promise<number> {
+  const c = await broker.client({ clean: true });
+  const t0 = performance.now();
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    let acked = 0;
+    const pump = () => {
+      while (sent < n && sent - acked < window) {
+        sent++;
+        c.publish("bench/bare/events", payload, { qos: 1 }, () => {
+          if (++acked === n) resolve();
+          else setImmediate(pump);
+        });
+      }
+    };
+    pump();
+  });
+  const rate = n / ((performance.now() - t0) / 1000);
+  await c.endAsync();
+  return rate;
+}
+
+export async function drain(example: Record<string, unknown>, emit: Emit): Promise<void> {
+  const N = Number(process.env.BENCH_DRAIN ?? 100_000);
+  const WINDOW = 256;
+  const broker = new Mosquitto();
+  await broker.start();
+  const dir = tmp();
+  try {
+    const dataDir = join(dir, "data");
+    ensureDataDir(dataDir);
+    const ledger = new Ledger(join(dataDir, "ledger.db"), { now: () => Date.now(), synchronous: "NORMAL" });
+    for (let done = 0; done < N; done += 10_000) {
+      ledger.transact((tx) => {
+        for (let i = done; i < Math.min(N, done + 10_000); i++) tx.event({ type: "door.opened", compartment: "A01", parcel: `P-${i}`, actor: "courier-1", data: { i, terminal: "T1" } });
+      });
+    }
+    const payload = JSON.stringify(ledger.eventsFrom(1, 1)[0]);
+    ledger.close();
+    const bare = await bareDrain(broker, N, WINDOW, payload);
+    const rt = await bankRuntime(example, dataDir, broker.url, { window: WINDOW, synchronous: "FULL" });
+    const t0 = await online(rt);
+    await rt.link!.outbox.drained();
+    const ours = rt.ledger.headSeq / ((performance.now() - t0) / 1000);
+    await rt.stop();
+    emit({ metric: "backlog_drain", value: Math.round(ours), unit: "events/s", floor: Math.round(bare), target: null, note: `${N} queued events, window ${WINDOW}, ${payload.length}-byte events; floor: bare mqtt.js QoS 1 loop, same broker, payload and window` });
+    emit({ metric: "backlog_drain_ratio", value: round(ours / bare, 2), unit: "ratio", floor: null, target: 0.7, note: "ours / bare mqtt.js (higher is better)" });
+  } finally {
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Round trips of `send` → first message on `replyTopic`, one at a time. */
+async function roundTrips(server: MqttClient, n: number, send: (i: number) => Promise<void>, replyTopic: string): Promise<number[]> {
+  const samples: number[] = [];
+  let waiting: (() => void) | undefined;
+  server.on("message", (topic) => {
+    if (topic === replyTopic) waiting?.();
+  });
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const got = new Promise<void>((r) => (waiting = r));
+    await send(i);
+    await got;
+    samples.push(performance.now() - t0);
+  }
+  return samples.sort((a, b) => a - b);
+}
+
+export async function command(example: Record<string, unknown>, emit: Emit): Promise<void> {
+  const N = 2000;
+  const broker = new Mosquitto();
+  await broker.start();
+  const dir = tmp();
+  try {
+    // Floor: a bare QoS 1 echo — receive on one topic, publish on another.
+    const echo = await broker.client({ clean: true });
+    await echo.subscribeAsync("bench/cmd", { qos: 1 });
+    echo.on("message", (_t, payload) => echo.publish("bench/reply", payload, { qos: 1 }));
+    const srv = await broker.client({ clean: true });
+    await srv.subscribeAsync("bench/reply", { qos: 1 });
+    const bare = await roundTrips(srv, N, (i) => srv.publishAsync("bench/cmd", JSON.stringify({ id: `e${i}` }), { qos: 1 }).then(() => undefined), "bench/reply");
+    srv.removeAllListeners("message");
+    await echo.endAsync();
+
+    const rt = await bankRuntime(example, join(dir, "data"), broker.url, { synchronous: "FULL" });
+    await online(rt);
+    const root = rt.link!.topics.root;
+    await srv.subscribeAsync(`${root}/reply/set-compartment`, { qos: 1 });
+    // A real change each time: disable / enable a compartment (state + event + command id, one durable commit).
+    const ours = await roundTrips(
+      srv,
+      N,
+      (i) =>
+        srv
+          .publishAsync(`${root}/cmd/set-compartment`, JSON.stringify({ id: `b-${i}`, args: { compartment: "A05", enabled: i % 2 === 1, reason: "bench run" }, issuedAt: Date.now() }), { qos: 1 })
+          .then(() => undefined),
+      `${root}/reply/set-compartment`,
+    );
+    await srv.endAsync();
+    await rt.stop();
+    const note = `${N} sequential set-compartment commands (a durable commit each), Nagle off both sides; floor: bare QoS 1 echo client`;
+    emit({ metric: "command_rtt_p50", value: round(pct(ours, 50)), unit: "ms", floor: round(pct(bare, 50)), target: null, note });
+    emit({ metric: "command_rtt_p99", value: round(pct(ours, 99)), unit: "ms", floor: round(pct(bare, 99)), target: 3, note });
+  } finally {
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function fleet(example: Record<string, unknown>, emit: Emit): Promise<void> {
+  const BANKS = Number(process.env.BENCH_FLEET ?? 1000);
+  const SECONDS = Number(process.env.BENCH_FLEET_S ?? 20);
+  const RATE = Number(process.env.BENCH_FLEET_RATE ?? 100); // reservations per second across the fleet
+  const broker = new Mosquitto({ sysInterval: 1 });
+  await broker.start();
+  const dir = tmp();
+  const seal = generateKeyPairSync("x25519");
+  const banks: { rt: Runtime; hw: SimHardware; busy: boolean }[] = [];
+  try {
+    const t0 = performance.now();
+    for (let i = 0; i < BANKS; i++) {
+      const device = `bank-${String(i).padStart(4, "0")}`;
+      const rt = await bankRuntime(example, join(dir, device), broker.url, { device, window: 64, synchronous: "NORMAL", sealKey: publicKeyB64(seal.publicKey) });
+      banks.push({ rt, hw: rt.hardware as SimHardware, busy: false });
+    }
+    await Promise.all(banks.map((b) => online(b.rt)));
+    const startS = (performance.now() - t0) / 1000;
+
+    const srv = await broker.client({ clean: true });
+    const pending = new Map<string, { t0: number; done: (r: ReplyEnvelope) => void }>();
+    const deposits = new Map<string, (e: { data: { sealedCode: SealedBox } }) => void>();
+    const sys: Record<string, number> = {};
+    srv.on("message", (topic, payload) => {
+      if (topic.startsWith("$SYS/")) {
+        sys[topic] = Number(payload.toString());
+        return;
+      }
+      const msg = JSON.parse(payload.toString()) as { id?: string; type?: string; parcel?: string; data?: { sealedCode: SealedBox } };
+      if (topic.endsWith("/reply/reserve") && msg.id) pending.get(msg.id)?.done(msg as ReplyEnvelope);
+      else if (msg.type === "parcel.deposited" && msg.parcel) deposits.get(msg.parcel)?.(msg as { data: { sealedCode: SealedBox } });
+    });
+    await srv.subscribeAsync(["lockers/+/+/reply/reserve", "lockers/+/+/events", "$SYS/broker/messages/received", "$SYS/broker/messages/sent"], { qos: 1 });
+    await sleep(1500);
+    const sysAt = () => (sys["$SYS/broker/messages/received"] ?? 0) + (sys["$SYS/broker/messages/sent"] ?? 0);
+    const msgs0 = sysAt();
+
+    const rtt: number[] = [];
+    let pickups = 0;
+    let failures = 0;
+    const cycle = async (b: (typeof banks)[number]) => {
+      b.busy = true;
+      const parcel = `F-${randomUUID().slice(0, 12)}`;
+      const id = randomUUID();
+      const root = b.rt.link!.topics.root;
+      try {
+        const reply = await new Promise<ReplyEnvelope>((resolve) => {
+          pending.set(id, { t0: performance.now(), done: resolve });
+          srv.publish(`${root}/cmd/reserve`, JSON.stringify({ id, args: { parcel, recipient: "p-1001", size: "S" }, issuedAt: Date.now() }), { qos: 1 });
+        });
+        rtt.push(performance.now() - pending.get(id)!.t0);
+        pending.delete(id);
+        if (!reply.ok) throw new Error(reply.error.message);
+        const compartment = (reply.result as { compartment: string }).compartment;
+        const lock = b.rt.bank.layoutOf(compartment).lock;
+        const deposited = new Promise<{ data: { sealedCode: SealedBox } }>((r) => deposits.set(parcel, r));
+        b.hw.keypad.keys("*2468#");
+        b.hw.keypad.scan(parcel);
+        await sleep(5);
+        b.hw.doors.set(lock, "closed");
+        const code = openSealed((await deposited).data.sealedCode, seal.privateKey, parcel);
+        deposits.delete(parcel);
+        b.hw.keypad.keys("*");
+        b.hw.keypad.keys(`${code}#`);
+        await sleep(5);
+        b.hw.doors.set(lock, "closed");
+        pickups++;
+      } catch {
+        failures++;
+      } finally {
+        b.busy = false;
+      }
+    };
+    const tRun = performance.now();
+    const running: Promise<void>[] = [];
+    let next = 0;
+    while (performance.now() - tRun < SECONDS * 1000) {
+      const due = Math.floor(((performance.now() - tRun) / 1000) * RATE);
+      while (next < due) {
+        const b = banks[Math.floor(Math.random() * banks.length)]!;
+        next++;
+        if (!b.busy) running.push(cycle(b));
+      }
+      await sleep(2);
+    }
+    await Promise.all(running);
+    const runS = (performance.now() - tRun) / 1000;
+    await sleep(1500);
+    const brokerRate = (sysAt() - msgs0) / (runS + 1.5);
+    rtt.sort((a, b) => a - b);
+    const note = `${BANKS} banks in one process (SQLite NORMAL), ${RATE} reservations/s for ${SECONDS} s, each followed by a deposit and a pickup with the sealed code: ${pickups} done, ${failures} failed; fleet start ${round(startS, 1)} s`;
+    emit({ metric: "fleet_command_p50", value: round(pct(rtt, 50)), unit: "ms", floor: null, target: null, note });
+    emit({ metric: "fleet_command_p99", value: round(pct(rtt, 99)), unit: "ms", floor: null, target: 20, note });
+    emit({ metric: "fleet_broker_messages", value: Math.round(brokerRate), unit: "messages/s", floor: null, target: null, note: "mosquitto $SYS messages received + sent during the run" });
+    await srv.endAsync();
+  } finally {
+    for (const b of banks) await b.rt.stop();
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

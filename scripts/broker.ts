@@ -1,0 +1,89 @@
+// A real mosquitto broker for a test file or a benchmark: its own port and config (Nagle off,
+// anonymous), started and stopped by its user (a broker outage is `stop()` then `start()` on the
+// same port). .ci/run installs the Debian package.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createServer, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
+import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
+
+const BIN = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find((p) => spawnSync("test", ["-x", p]).status === 0);
+
+export function hasMosquitto(): boolean {
+  return BIN !== undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function accepting(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = tcpConnect(port, "127.0.0.1");
+      sock.once("connect", () => (sock.destroy(), resolve(true)));
+      sock.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`mosquitto not listening on ${port}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export class Mosquitto {
+  port = 0;
+  private child: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), "mosquitto-"));
+  log = "";
+  /** Keep sessions and retained messages across stop()/start() (a broker restart, not a new broker). */
+  constructor(private readonly opts: { persistence?: boolean; sysInterval?: number } = {}) {}
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    if (!BIN) throw new Error("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
+    if (!this.port) this.port = await freePort();
+    const conf = join(this.dir, "mosquitto.conf");
+    writeFileSync(
+      conf,
+      [`listener ${this.port} 127.0.0.1`, "allow_anonymous true", "set_tcp_nodelay true", ...(this.opts.persistence ? ["persistence true", `persistence_location ${this.dir}/`] : ["persistence false"]), "max_inflight_messages 0", "max_queued_messages 0", ...(this.opts.sysInterval ? [`sys_interval ${this.opts.sysInterval}`] : []), "log_dest stderr", "log_type error", "log_type warning"].join("\n") + "\n",
+    );
+    const child = spawn(BIN, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.log += d));
+    this.child = child;
+    await accepting(this.port, 5000);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const gone = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await gone;
+  }
+
+  /** Stop for good and remove its files. */
+  async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** A server-side client (MQTT 5, Nagle off). */
+  async client(opts: IClientOptions = {}): Promise<MqttClient> {
+    const c = await connectAsync(this.url, { protocolVersion: 5, reconnectPeriod: 0, ...opts });
+    (c.stream as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(true);
+    return c;
+  }
+}
