@@ -191,15 +191,17 @@ describe("server link over mosquitto", () => {
     await online(b);
     const root = "lockers/hq/bank-01";
     const args = ["-h", "127.0.0.1", "-p", String(broker.port), "-V", "mqttv5"];
-    const sub = spawn("mosquitto_sub", [...args, "-t", `${root}/reply/set-compartment`, "-C", "1", "-W", "10"], { stdio: ["ignore", "pipe", "pipe"] });
+    // -d prints the SUBACK: publish only once mosquitto_sub is really subscribed.
+    const sub = spawn("mosquitto_sub", [...args, "-d", "-t", `${root}/reply/set-compartment`, "-C", "1", "-W", "10"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     sub.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
     const done = new Promise((r) => sub.on("exit", r));
-    await sleep(200); // mosquitto_sub subscribed
+    for (let i = 0; i < 500 && !out.includes("SUBACK"); i++) await sleep(10);
     const cmd = { id: "cli-1", args: { compartment: "A05", enabled: false, reason: "door sticks" }, issuedAt: Date.now() };
     await run("mosquitto_pub", [...args, "-t", `${root}/cmd/set-compartment`, "-q", "1", "-m", JSON.stringify(cmd)]);
     await done;
-    expect(REPLIES["set-compartment"].parse(JSON.parse(out))).toMatchObject({ id: "cli-1", ok: true, result: { id: "A05", enabled: false } });
+    const line = out.split("\n").find((l) => l.startsWith("{"));
+    expect(REPLIES["set-compartment"].parse(JSON.parse(line ?? "null"))).toMatchObject({ id: "cli-1", ok: true, result: { id: "A05", enabled: false } });
     expect(b.rt.ledger.compartment("A05")?.enabled).toBe(false);
 
     const retained = await run("mosquitto_sub", [...args, "-t", `${root}/status`, "-C", "1", "-W", "5"]);
