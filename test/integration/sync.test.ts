@@ -53,6 +53,14 @@ async function online(b: TestBank): Promise<void> {
   expect(b.rt.link?.info().state).toBe("online");
 }
 
+/** The person at the door: waits until the sim door has sprung open, then shuts it. */
+async function closeWhenOpen(b: TestBank, compartment: string): Promise<void> {
+  const lock = b.rt.bank.layoutOf(compartment).lock;
+  for (let i = 0; i < 300 && b.hw.doors.read(lock) !== "open"; i++) await sleep(10);
+  expect(b.hw.doors.read(lock)).toBe("open");
+  b.hw.doors.set(lock, "closed");
+}
+
 function chainOf(s: TestServer, from: number, to: number): LedgerEvent[] {
   return Array.from({ length: to - from + 1 }, (_, i) => s.events.get(from + i)!);
 }
@@ -73,8 +81,7 @@ describe("server link over mosquitto", () => {
     // The courier scans the parcel at the keypad: the reserved door opens, they close it.
     b.hw.keypad.keys("*2468#");
     b.hw.keypad.scan("P-1");
-    await sleep(150);
-    b.hw.doors.set(b.rt.bank.layoutOf(compartment).lock, "closed");
+    await closeWhenOpen(b, compartment);
     const deposited = await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.deposited"'));
     const ev = EventMessage.parse(JSON.parse(deposited.text));
     const code = openSealed(ev.data.sealedCode as SealedBox, sealKeys.privateKey, "P-1");
@@ -83,8 +90,7 @@ describe("server link over mosquitto", () => {
     // The recipient types the code the server sent them.
     b.hw.keypad.keys("*");
     b.hw.keypad.keys(`${code}#`);
-    await sleep(150);
-    b.hw.doors.set(b.rt.bank.layoutOf(compartment).lock, "closed");
+    await closeWhenOpen(b, compartment);
     await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.picked_up"'));
     const head = b.rt.ledger.headSeq;
     await srv.waitForEvents(head);
