@@ -135,16 +135,11 @@ describe("server link over mosquitto", () => {
     expect(b.rt.ledger.counts().unpublished).toBeGreaterThanOrEqual(head - before);
     await broker.start();
     await srv.client.endAsync(true);
-    srv.client = (await new TestServer(broker).connect({ clientId: "server-outage", clean: false, properties: { sessionExpiryInterval: 600 } })).client;
-    // Re-attach the collector to the resumed session.
-    srv.client.on("message", (topic, payload) => {
-      if (topic === srv.t.events) {
-        const e = JSON.parse(payload.toString()) as LedgerEvent;
-        srv.events.set(e.seq, e);
-      }
-    });
+    // The server resumes its session: what the bank sent meanwhile was queued for it.
+    const resumed = await server({ clientId: "server-outage", clean: false, properties: { sessionExpiryInterval: 600 } });
     await online(b);
-    await srv.waitForEvents(head, 10_000);
+    await resumed.waitForEvents(head, 10_000, before + 1);
+    for (const [seq, e] of resumed.events) srv.events.set(seq, e);
     expect(verifyChain(chainOf(srv, 1, head))).toMatchObject({ ok: true });
     await b.rt.link!.outbox.drained();
     expect(b.rt.ledger.ackedSeq()).toBe(b.rt.ledger.headSeq);
