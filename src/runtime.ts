@@ -8,6 +8,7 @@ import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
 import { DoorAlarms } from "./bank/door-alarms.js";
 import { TemperatureMonitor } from "./bank/temperature.js";
+import { ItemSensors } from "./bank/item-sensors.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
@@ -48,6 +49,7 @@ export class Runtime {
   deadlines!: DeadlineScheduler;
   doorAlarms!: DoorAlarms;
   temperature!: TemperatureMonitor;
+  items!: ItemSensors;
   admin: AdminServer | undefined;
   adminPath: string | undefined;
   sim: SimSocket | undefined;
@@ -156,6 +158,8 @@ export class Runtime {
     this.doorAlarms = new DoorAlarms({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, limitS: config.policies.doorLeftOpenS, log });
     this.doorAlarms.on("leftOpen", (id) => this.terminal.notice([`Please close`, `door ${id}`]));
     this.doorAlarms.start();
+    this.items = new ItemSensors({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
+    this.items.start();
     const sensors = new Map(
       this.layout.flatMap((l) => {
         const sensor = this.hardware.thermometers.get(l.id);
@@ -226,6 +230,7 @@ export class Runtime {
     this.terminal?.stop();
     this.deadlines?.stop();
     this.doorAlarms?.stop();
+    this.items?.stop();
     await this.temperature?.stop();
     await this.admin?.stop();
     await this.link?.stop();

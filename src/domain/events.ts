@@ -50,6 +50,9 @@ export const EVENT_TYPES = [
   "person.removed",
   "compartment.resized",
   "policy.changed",
+  "alarm.item_left_inside",
+  "device.fault",
+  "device.recovered",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -5,10 +5,18 @@
 import type { EventEmitter } from "node:events";
 import type { Buzzer, DeviceHealth, Display, DoorEvents, DoorState, InputSource } from "./types.js";
 
+/** A device that stopped answering, and came back: the runtime records both as events. */
+export interface AvailabilityEvents {
+  fault: [detail: string];
+  recovered: [];
+}
+
 export interface Part {
   /** For status, selftest and logs, e.g. "mcp23017 i2c-1@0x20", "kerong /dev/rs485 #0". */
   readonly name: string;
   health(): DeviceHealth;
+  /** Fault / recovered, where the device can fail on its own (a bus, a port, a USB reader). */
+  readonly availability?: EventEmitter<AvailabilityEvents>;
   /** Opens the device, relays off. Must not throw for a device that is absent or not answering:
    *  the part reports itself faulted and keeps retrying with backoff. Throws (LockerError Config or
    *  HardwareUnavailable with a what-to-do message) only when it can never work, e.g. no sysfs GPIO. */

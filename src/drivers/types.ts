@@ -60,6 +60,8 @@ export interface Hardware {
   readonly inputs: readonly InputSource[];
   readonly display: Display;
   readonly buzzer: Buzzer;
+  /** What a compartment's item (infrared) sensor sees: true something inside, null no sensor / no answer. */
+  itemPresent?(channel: number): boolean | null;
   /** Temperature sensors of refrigerated compartments, by compartment id. */
   readonly thermometers: ReadonlyMap<string, TemperatureSensor>;
   start(): Promise<void>;

@@ -116,6 +116,8 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly display: Display & { lines: readonly string[] };
   readonly buzzer: Buzzer;
   readonly thermometers = new Map<string, SimTemperatureSensor>();
+  /** Simulated item sensors: a channel present here has one, and its value is what it sees. */
+  readonly items = new Map<number, boolean>();
 
   constructor(readonly options: SimOptions) {
     super();
@@ -133,6 +135,10 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
     };
     this.display = display;
     this.buzzer = { sound: (p) => this.emit("buzzer", p) };
+  }
+
+  itemPresent(channel: number): boolean | null {
+    return this.items.get(channel) ?? null;
   }
 
   health(): DeviceHealth[] {
