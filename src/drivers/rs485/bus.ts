@@ -1,0 +1,305 @@
+// One RS485 bus: a serial port (USB-RS485 adapter), the boards on it share it half-duplex, so one
+// frame is on the wire at a time. Exchanges queue up; each writes its frame and either waits for
+// the matching reply (with a timeout) or, for commands the board does not answer, holds the bus for
+// the frame's wire time plus a gap. When the port disappears (adapter unplugged) every waiting
+// exchange fails fast and the port is reopened with backoff.
+//
+//   request() ─▶ queue ─▶ write ─▶ serial ─▶ boards
+//                  ▲                  │
+//   reply ◀─ matcher ◀─ FrameParser ◀─┘──▶ unsolicited / discarded events
+import { EventEmitter } from "node:events";
+import { SerialPort } from "serialport";
+import { Backoff, type BackoffOptions } from "../../backoff.js";
+import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
+import type { Logger } from "../../log.js";
+import { ReplyMatcher } from "./matcher.js";
+import { hex, type FrameParser, type ParserStats } from "./parser.js";
+
+export interface Exchange<F> {
+  /** The bytes to send. */
+  frame: Buffer;
+  /** For logs and errors, e.g. "kerong #1 read status". */
+  what: string;
+  /** The reply's predicate (address + command); absent for a command the board does not answer. */
+  reply?: (frame: F) => boolean;
+  /** How long to wait for the reply after the frame has been written. */
+  timeoutMs: number;
+  /** Goes ahead of queued non-urgent exchanges (unlocks before status polls). */
+  urgent?: boolean;
+}
+
+export interface BusOptions<F> {
+  path: string;
+  baudRate: number;
+  parser: FrameParser<F>;
+  describe: (frame: F) => string;
+  /** Quiet time after every exchange, and after the wire time of an unanswered command. */
+  gapMs: number;
+  /** Reopening the port after it vanished or failed to open. */
+  reopen: BackoffOptions;
+  log: Logger;
+}
+
+export interface BusEvents<F> {
+  /** A valid frame no exchange was waiting for (a late reply, a board's own report). */
+  unsolicited: [frame: F];
+  /** Bytes that were no valid frame (noise, bad checksum, truncated). */
+  discarded: [bytes: Buffer, reason: string];
+  open: [];
+  /** The port closed or could not be opened; emitted on the change, not on every retry. */
+  down: [reason: string];
+}
+
+export interface BusStats extends ParserStats {
+  written: number;
+  timeouts: number;
+  unsolicited: number;
+  opens: number;
+}
+
+interface Job<F> {
+  x: Exchange<F>;
+  resolve: (frame: F | null) => void;
+  reject: (e: unknown) => void;
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A write that has not drained this long after its wire time means the port is stuck. */
+const WRITE_STALL_MS = 1000;
+
+export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
+  private port: SerialPort | null = null;
+  private readonly matcher = new ReplyMatcher<F>();
+  private readonly queue: Job<F>[] = [];
+  private readonly reopenBackoff: Backoff;
+  private reopenTimer: NodeJS.Timeout | null = null;
+  /** The exchange on the bus now. */
+  private current: Job<F> | null = null;
+  private running = false;
+  private up = false;
+  private lastProblem = "not started";
+  private readonly counters = { written: 0, timeouts: 0, unsolicited: 0, opens: 0 };
+  private readonly log: Logger;
+
+  constructor(private readonly opts: BusOptions<F>) {
+    super();
+    this.reopenBackoff = new Backoff(opts.reopen);
+    this.log = opts.log.child({ module: "rs485", port: opts.path });
+  }
+
+  get path(): string {
+    return this.opts.path;
+  }
+
+  get isOpen(): boolean {
+    return this.port !== null;
+  }
+
+  /** Null while open; otherwise why not ("cannot open: ...", "closed: ...", "stopped"). */
+  get problem(): string | null {
+    return this.port ? null : this.lastProblem;
+  }
+
+  get stats(): BusStats {
+    return { ...this.opts.parser.stats, ...this.counters };
+  }
+
+  /** Time on the wire for `bytes` at 8N1 (10 bits a byte). */
+  wireMs(bytes: number): number {
+    return (bytes * 10 * 1000) / this.opts.baudRate;
+  }
+
+  /** Opens the port; never throws. When it cannot be opened it keeps retrying with backoff. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    await this.open();
+  }
+
+  /** Fails whatever waits, closes the port. Never throws. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
+    const e = new LockerError(ErrorCode.HardwareUnavailable, `rs485 ${this.opts.path} stopped`, { port: this.opts.path });
+    this.failAll(e);
+    const port = this.port;
+    this.port = null;
+    this.up = false;
+    this.lastProblem = "stopped";
+    if (port) {
+      port.removeAllListeners();
+      port.on("error", () => {});
+      await new Promise<void>((resolve) => port.close(() => resolve()));
+    }
+  }
+
+  /**
+   * Queue one exchange. Resolves with the reply (null for an unanswered command once its bus time
+   * has passed). Rejects with HardwareTimeout (no reply) or HardwareUnavailable (port not open).
+   */
+  request(x: Exchange<F>): Promise<F | null> {
+    if (!this.port) {
+      return Promise.reject(
+        new LockerError(ErrorCode.HardwareUnavailable, `rs485 ${this.opts.path} not open (${this.lastProblem}): ${x.what}`, {
+          port: this.opts.path,
+          what: x.what,
+        }),
+      );
+    }
+    return new Promise<F | null>((resolve, reject) => {
+      const job: Job<F> = { x, resolve, reject };
+      const at = x.urgent ? this.queue.findIndex((j) => !j.x.urgent) : -1;
+      if (at < 0) this.queue.push(job);
+      else this.queue.splice(at, 0, job);
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.current || !this.port) return;
+    const job = this.queue.shift();
+    if (!job) return;
+    this.current = job;
+    void this.run(job, this.port).finally(() => {
+      // When the port closed meanwhile, onClose already failed this job and freed the bus.
+      if (this.current !== job) return;
+      this.current = null;
+      this.pump();
+    });
+  }
+
+  private async run(job: Job<F>, port: SerialPort): Promise<void> {
+    const { x } = job;
+    const wire = this.wireMs(x.frame.length);
+    const unsent = new AbortController();
+    // The waiter exists before the first byte leaves, so a quick reply cannot slip past it.
+    const reply = x.reply ? this.matcher.wait(x.reply, x.timeoutMs + Math.ceil(wire), x.what, unsent.signal) : null;
+    reply?.catch(() => {});
+    try {
+      try {
+        await this.write(port, x.frame, wire);
+      } catch (e) {
+        unsent.abort(e);
+        throw e;
+      }
+      this.counters.written++;
+      this.log.trace({ tx: hex(x.frame), what: x.what }, "tx");
+      if (!reply) {
+        await delay(wire + this.opts.gapMs);
+        job.resolve(null);
+        return;
+      }
+      job.resolve(await reply);
+    } catch (e) {
+      if (isLockerError(e, ErrorCode.HardwareTimeout)) {
+        this.counters.timeouts++;
+        // A reply cut short stays in the parser: count it as discarded now, not with the next reply.
+        for (const p of this.opts.parser.flush()) if (p.kind === "discarded") this.discarded(p.bytes, p.reason);
+      }
+      job.reject(e);
+    }
+    await delay(this.opts.gapMs);
+  }
+
+  /** Write and drain; a write that has not drained within a second is a stalled port. */
+  private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stall = setTimeout(() => reject(this.unavailable("write stalled")), WRITE_STALL_MS + wireMs);
+      const done = (e?: LockerError) => {
+        clearTimeout(stall);
+        if (e) reject(e);
+        else resolve();
+      };
+      port.write(frame, (err) => {
+        if (err) return done(this.unavailable(`write failed: ${err.message}`));
+        port.drain((e) => done(e ? this.unavailable(`drain failed: ${e.message}`) : undefined));
+      });
+    });
+  }
+
+  private unavailable(why: string): LockerError {
+    return new LockerError(ErrorCode.HardwareUnavailable, `rs485 ${this.opts.path}: ${why}`, { port: this.opts.path });
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const p of this.opts.parser.push(chunk)) {
+      if (p.kind === "discarded") {
+        this.discarded(p.bytes, p.reason);
+        continue;
+      }
+      this.log.trace({ rx: hex(p.raw), frame: this.opts.describe(p.frame) }, "rx");
+      if (this.matcher.offer(p.frame)) continue;
+      this.counters.unsolicited++;
+      this.emit("unsolicited", p.frame);
+    }
+  }
+
+  private discarded(bytes: Buffer, reason: string): void {
+    this.log.debug({ discarded: hex(bytes), reason, total: this.opts.parser.stats.discardedBytes }, "discarded bytes");
+    this.emit("discarded", bytes, reason);
+  }
+
+  private open(): Promise<void> {
+    const { path, baudRate } = this.opts;
+    const port = new SerialPort({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
+    return new Promise<void>((resolve) => {
+      port.open((err) => {
+        if (!this.running) {
+          if (!err) port.close();
+          return resolve();
+        }
+        if (err) {
+          this.down(`cannot open: ${err.message}`);
+          return resolve();
+        }
+        this.port = port;
+        this.up = true;
+        this.counters.opens++;
+        this.reopenBackoff.reset();
+        port.on("data", (chunk: Buffer) => this.onData(chunk));
+        port.on("error", (e) => this.log.warn({ err: e.message }, "serial port error"));
+        port.on("close", (e?: Error | null) => this.onClose(port, e?.message ?? "closed"));
+        this.log.info({ baudRate }, "rs485 port open");
+        this.emit("open");
+        this.pump();
+        resolve();
+      });
+    });
+  }
+
+  private onClose(port: SerialPort, reason: string): void {
+    if (this.port !== port) return;
+    port.removeAllListeners();
+    port.on("error", () => {});
+    this.port = null;
+    for (const p of this.opts.parser.flush("port closed")) if (p.kind === "discarded") this.discarded(p.bytes, p.reason);
+    this.failAll(this.unavailable(`port closed (${reason})`));
+    this.down(`closed: ${reason}`);
+  }
+
+  private failAll(e: LockerError): void {
+    this.matcher.cancelAll(e);
+    this.current?.reject(e);
+    this.current = null;
+    for (const job of this.queue.splice(0)) job.reject(e);
+  }
+
+  private down(problem: string): void {
+    this.lastProblem = problem;
+    if (this.up || this.reopenBackoff.failures === 0) {
+      this.log.warn({ problem }, "rs485 port down; reopening with backoff");
+      this.emit("down", problem);
+    } else {
+      this.log.debug({ problem, attempt: this.reopenBackoff.failures }, "rs485 port still down");
+    }
+    this.up = false;
+    if (!this.running) return;
+    const wait = this.reopenBackoff.next();
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      if (this.running) void this.open();
+    }, wait);
+  }
+}

@@ -1,0 +1,324 @@
+// Board parts and the bus over a real pseudo-terminal pair (socat): lockerd's side opens one end
+// through serialport, the emulated boards serve the other. Exact unlock frames, door and item state
+// from status polls, a board that stops mid-reply (fault, fast-failing pulses, recovery), noise on
+// the bus, and the adapter vanishing and coming back. Timings are small so this runs in seconds.
+import { once } from "node:events";
+import { performance } from "node:perf_hooks";
+import { Writable } from "node:stream";
+import type { SerialPort } from "serialport";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createCu8aBoards, createKerongBoards, type Rs485Boards } from "../../../src/drivers/rs485/boards.js";
+import { kerongProtocol } from "../../../src/drivers/rs485/protocols.js";
+import { Rs485Bus } from "../../../src/drivers/rs485/bus.js";
+import { Cu8aConfig, KerongConfig } from "../../../src/drivers/rs485/config.js";
+import { Cu8aEmulator, KerongEmulator, type RxRecord } from "../../../src/drivers/rs485/emulator.js";
+import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
+import { ErrorCode } from "../../../src/errors.js";
+import { createLogger } from "../../../src/log.js";
+import { closeSerial, hasSocat, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
+
+const WAIT = { timeout: 3000, interval: 5 };
+
+function captureLog() {
+  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { log: createLogger("debug", dest), lines };
+}
+
+/** The next `event` of `emitter`, or a rejection after 3 s. */
+const next = (emitter: NodeJS.EventEmitter, event: string) => once(emitter, event, { signal: AbortSignal.timeout(3000) });
+
+interface Rig<E> {
+  pair: PtyPair;
+  device: SerialPort;
+  emu: E;
+  detach: () => void;
+  rx: RxRecord[];
+}
+
+async function rig<E extends KerongEmulator | Cu8aEmulator>(emu: E, baudRate: number): Promise<Rig<E>> {
+  const pair = await makePtyPair();
+  const device = await openSerial(pair.device, baudRate);
+  const rx: RxRecord[] = [];
+  emu.on("rx", (r) => rx.push(r));
+  return { pair, device, emu, rx, detach: emu.attach(device) };
+}
+
+async function teardown(r: Rig<unknown> | undefined, set: Rs485Boards | undefined): Promise<void> {
+  for (const p of set?.parts ?? []) await p.stop();
+  if (r) {
+    r.detach();
+    await closeSerial(r.device);
+    await r.pair.close();
+  }
+}
+
+type FrameRecord = Extract<RxRecord, { rx: string }>;
+const unlocks = (rx: RxRecord[]) => rx.filter((r): r is FrameRecord => "command" in r && r.command === "unlock");
+
+describe.skipIf(!hasSocat())("the bus over a pseudo-terminal", () => {
+  let r: Rig<KerongEmulator>;
+  let bus: Rs485Bus<KerongFrame>;
+
+  beforeEach(async () => {
+    r = await rig(new KerongEmulator({ boards: [0, 1] }), 19200);
+    const parser = createKerongParser();
+    bus = new Rs485Bus({ path: r.pair.host, baudRate: 19200, parser, describe: describeKerong, gapMs: 2, reopen: { baseMs: 20, capMs: 100 }, log: captureLog().log });
+    await bus.start();
+  });
+
+  afterEach(async () => {
+    await bus.stop();
+    await teardown(r, undefined);
+  });
+
+  it("puts one frame on the wire at a time, unlocks ahead of queued reads, matches replies to requests", async () => {
+    const kerong = kerongProtocol({ timeoutMs: 60 });
+    const t0 = performance.now();
+    const [read0, read1, unlock] = await Promise.all([
+      bus.request(kerong.readStatus(0)),
+      bus.request(kerong.readStatus(1)),
+      bus.request(kerong.unlock(0, 2)),
+    ]);
+    expect(r.rx.map((x) => ("rx" in x ? x.rx : x.discarded))).toEqual(["0200300335", "0201310337", "0210300345"]);
+    expect(read0).toMatchObject({ kind: "status", board: 0 });
+    expect(read1).toMatchObject({ kind: "status", board: 1 });
+    expect(unlock).toBeNull();
+    // an unanswered unlock holds the bus for its wire time (5 bytes at 19200 baud: 2.6 ms) + gap
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(bus.wireMs(5) * 3 + 2);
+    expect(bus.stats).toMatchObject({ written: 3, frames: 2, timeouts: 0, discardedBytes: 0, opens: 1 });
+  });
+
+  it("times out a board that is not there (timeout + wire time) and carries on with the next", async () => {
+    const kerong = kerongProtocol({ timeoutMs: 40 });
+    const absent = bus.request(kerong.readStatus(5));
+    const present = bus.request(kerong.readStatus(1));
+    await expect(absent).rejects.toMatchObject({ code: ErrorCode.HardwareTimeout, message: "no answer from kerong #5 read status within 43 ms" });
+    await expect(present).resolves.toMatchObject({ kind: "status", board: 1 });
+    expect(bus.stats.timeouts).toBe(1);
+  });
+
+  it("rejects at once when stopped", async () => {
+    await bus.stop();
+    await expect(bus.request(kerongProtocol({ timeoutMs: 40 }).readStatus(0))).rejects.toMatchObject({
+      code: ErrorCode.HardwareUnavailable,
+      message: expect.stringMatching(/not open \(stopped\)/),
+    });
+  });
+});
+
+describe.skipIf(!hasSocat())("kerong boards over a pseudo-terminal", () => {
+  let r: Rig<KerongEmulator>;
+  let set: Rs485Boards;
+  let logs: ReturnType<typeof captureLog>;
+
+  const config = (port: string, over: Partial<KerongConfig> = {}) =>
+    KerongConfig.parse({
+      type: "kerong",
+      port,
+      boards: [
+        { address: 0, firstChannel: 1 },
+        { address: 1, firstChannel: 17 },
+      ],
+      pollMs: 20,
+      timeoutMs: 60,
+      pulseMs: 50,
+      missesToFault: 1,
+      retryMaxMs: 100,
+      gapMs: 2,
+      ...over,
+    });
+
+  beforeEach(async () => {
+    r = await rig(new KerongEmulator({ boards: [0, 1] }), 19200);
+    logs = captureLog();
+    set = createKerongBoards(config(r.pair.host), { log: logs.log });
+    for (const p of set.parts) await p.start();
+    await vi.waitFor(() => expect(set.parts.map((p) => p.health().health)).toEqual(["ok", "ok"]), WAIT);
+  });
+
+  afterEach(() => teardown(r, set));
+
+  it("writes the exact unlock frame once and resolves after the configured pulse time", async () => {
+    const [board0, board1] = set.parts;
+    const changes: [number, string][] = [];
+    board0!.on("change", (c, s) => changes.push([c, s]));
+    const t0 = performance.now();
+    await board0!.pulse(1, 300);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(49);
+    await board1!.pulse(19, 300);
+    expect(unlocks(r.rx)).toEqual([
+      { rx: "0200310336", board: 0, command: "unlock", lock: 1 },
+      { rx: "0212310348", board: 1, command: "unlock", lock: 3 },
+    ]);
+    await vi.waitFor(() => expect(changes).toEqual([[1, "open"]]), WAIT);
+    expect(board0!.read(1)).toBe("open");
+    expect(board0!.read(2)).toBe("closed");
+    await vi.waitFor(() => expect(board1!.read(19)).toBe("open"), WAIT);
+    expect(board0!.read(17)).toBe("unknown");
+    await board0!.allOff();
+  });
+
+  it("reports a door closed through the emulator, and item sensors", async () => {
+    const board1 = set.parts[1]!;
+    const changes: [number, string][] = [];
+    board1.on("change", (c, s) => changes.push([c, s]));
+    await board1.pulse(17, 300);
+    await vi.waitFor(() => expect(changes).toEqual([[17, "open"]]), WAIT);
+    r.emu.closeDoor(1, 1);
+    await vi.waitFor(() => expect(changes).toEqual([[17, "open"], [17, "closed"]]), WAIT);
+    expect(board1.itemPresent(19)).toBe(false);
+    r.emu.setItem(1, 3, true);
+    await vi.waitFor(() => expect(board1.itemPresent(19)).toBe(true), WAIT);
+    expect(board1.itemPresent(18)).toBe(false);
+    expect(board1.itemPresent(1)).toBeNull();
+    expect(board1.itemChannels).toEqual(board1.channels);
+  });
+
+  it("faults a board that stops mid-reply, fails its pulses fast, and recovers when it answers", async () => {
+    const [board0, board1] = set.parts;
+    const fault = next(board0!.availability, "fault");
+    r.emu.setFault(0, "truncate");
+    const [detail] = (await fault) as [string];
+    expect(detail).toMatch(/no answer from kerong #0 read status/);
+    expect(board0!.health()).toMatchObject({ health: "faulted", kind: "locks" });
+    expect(board0!.read(1)).toBe("unknown");
+    expect(board0!.itemPresent(1)).toBeNull();
+    expect(board1!.health().health).toBe("ok");
+    expect(set.bus.stats.discardedBytes).toBeGreaterThanOrEqual(5);
+    expect(set.bus.stats.timeouts).toBeGreaterThanOrEqual(1);
+
+    const t0 = performance.now();
+    await expect(board0!.pulse(1, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+    expect(performance.now() - t0).toBeLessThan(20);
+    expect(unlocks(r.rx)).toEqual([]);
+
+    const recovered = next(board0!.availability, "recovered");
+    r.emu.setFault(0, "none");
+    await recovered;
+    expect(board0!.health().health).toBe("ok");
+    expect(board0!.read(1)).toBe("closed");
+    const msgs = logs.lines.filter((l) => l.level >= 30).map((l) => l.msg);
+    expect(msgs).toContain("board not answering; retrying with backoff");
+    expect(msgs).toContain("board answers again");
+  });
+
+  it("resynchronises on garbage without a fault, and faults on corrupt answers", async () => {
+    const board0 = set.parts[0]!;
+    const faults: string[] = [];
+    board0.availability.on("fault", (d) => faults.push(d));
+    const before = set.bus.stats.discardedBytes;
+    r.emu.setFault(0, "garbage");
+    await vi.waitFor(() => expect(set.bus.stats.discardedBytes).toBeGreaterThanOrEqual(before + 15), WAIT);
+    expect(faults).toEqual([]);
+    expect(board0.health().health).toBe("ok");
+    expect(board0.health().detail).toMatch(/bytes discarded on the bus/);
+    r.emu.setFault(0, "bad-checksum");
+    await vi.waitFor(() => expect(faults).toHaveLength(1), WAIT);
+  });
+
+  it("survives the adapter vanishing: boards fault, pulses fail fast, all recover once it is back", async () => {
+    const faults = set.parts.map((p) => next(p.availability, "fault"));
+    await r.pair.unplug();
+    await Promise.all(faults);
+    // A poll may time out just before the close is seen; the port's state follows right after.
+    await vi.waitFor(() => expect(set.bus.isOpen).toBe(false), WAIT);
+    expect(set.bus.problem).toMatch(/^(closed|cannot open)/);
+    await vi.waitFor(() => expect(set.parts[0]!.health().detail).toMatch(/not open/), WAIT);
+    await expect(set.parts[1]!.pulse(17, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+
+    const recovered = set.parts.map((p) => next(p.availability, "recovered"));
+    await r.pair.replug();
+    r.detach();
+    r.device = await openSerial(r.pair.device, 19200);
+    r.detach = r.emu.attach(r.device);
+    await Promise.all(recovered);
+    expect(set.bus.isOpen).toBe(true);
+    expect(set.bus.stats.opens).toBe(2);
+    await set.parts[1]!.pulse(17, 300);
+    expect(unlocks(r.rx).map((x) => x.rx)).toEqual(["0210310346"]);
+  });
+});
+
+describe.skipIf(!hasSocat())("kerong boards without a port", () => {
+  it("start() does not throw on a missing port: the board reports itself faulted", async () => {
+    const pair = await makePtyPair();
+    const set = createKerongBoards(
+      KerongConfig.parse({ type: "kerong", port: `${pair.dir}/nothing`, boards: [{ address: 0, firstChannel: 1 }], pollMs: 20, missesToFault: 1, retryMaxMs: 50 }),
+      { log: captureLog().log },
+    );
+    const board = set.parts[0]!;
+    const fault = next(board.availability, "fault");
+    await board.start();
+    await fault;
+    expect(board.health()).toMatchObject({ health: "faulted", detail: expect.stringMatching(/cannot open/) });
+    await expect(board.pulse(1, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+    await board.stop();
+    await board.stop();
+    await pair.close();
+  });
+});
+
+describe.skipIf(!hasSocat())("0x8A boards over a pseudo-terminal", () => {
+  let r: Rig<Cu8aEmulator>;
+  let set: Rs485Boards;
+
+  const start = async (emu: Cu8aEmulator, over: Partial<Cu8aConfig> = {}) => {
+    r = await rig(emu, 9600);
+    set = createCu8aBoards(
+      Cu8aConfig.parse({
+        type: "cu8a",
+        port: r.pair.host,
+        boards: [{ address: 1, firstChannel: 0 }],
+        pollMs: 20,
+        timeoutMs: 60,
+        unlockTimeoutMs: 100,
+        pulseMs: 50,
+        missesToFault: 1,
+        retryMaxMs: 100,
+        gapMs: 2,
+        ...over,
+      }),
+      { log: captureLog().log },
+    );
+    await set.parts[0]!.start();
+    await vi.waitFor(() => expect(set.parts[0]!.health().health).toBe("ok"), WAIT);
+    return set.parts[0]!;
+  };
+
+  afterEach(() => teardown(r, set));
+
+  it("unlocks with the exact frame, takes the board's answer, and follows the door", async () => {
+    const board = await start(new Cu8aEmulator({ boards: [1] }));
+    const changes: [number, string][] = [];
+    board.on("change", (c, s) => changes.push([c, s]));
+    expect(board.read(0)).toBe("closed");
+    await board.pulse(0, 300);
+    expect(unlocks(r.rx)).toEqual([{ rx: "8a0101119b", board: 1, command: "unlock", lock: 1 }]);
+    // the answer 8A 01 01 00 8A already says open
+    expect(changes).toEqual([[0, "open"]]);
+    r.emu.closeDoor(1, 1);
+    await vi.waitFor(() => expect(changes).toEqual([[0, "open"], [0, "closed"]]), WAIT);
+    expect(board.itemChannels).toEqual([]);
+    expect(board.itemPresent(0)).toBeNull();
+    expect(set.bus.stats.unsolicited).toBe(0);
+  });
+
+  it("times out an unanswered unlock when an answer is expected, and not when it is not", async () => {
+    const board = await start(new Cu8aEmulator({ boards: [1], answerUnlock: false }));
+    await expect(board.pulse(5, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareTimeout });
+    await board.stop();
+    set = createCu8aBoards(
+      Cu8aConfig.parse({ type: "cu8a", port: r.pair.host, boards: [{ address: 1, firstChannel: 0 }], pollMs: 20, pulseMs: 50, awaitUnlockReply: false }),
+      { log: captureLog().log },
+    );
+    await set.parts[0]!.start();
+    await set.parts[0]!.pulse(5, 300);
+    await vi.waitFor(() => expect(set.parts[0]!.read(5)).toBe("open"), WAIT);
+  });
+});
