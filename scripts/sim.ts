@@ -141,7 +141,9 @@ if (opts.attach) {
   const configFile = resolve(opts.config ?? "config.example.json");
   const data = resolve(opts.data ?? "data");
   try {
-    socketPath = resolve(loadConfig(configFile).hardware.socket ?? join(data, "sim.sock"));
+    const hw = loadConfig(configFile).hardware;
+    if (hw.profile !== "sim") throw new Error(`hardware.profile is "${hw.profile}": the sim view needs the sim profile`);
+    socketPath = resolve(hw.socket ?? join(data, "sim.sock"));
   } catch (e) {
     const issues = isLockerError(e) ? ((e.context.issues as string[] | undefined) ?? [e.message]) : [String(e)];
     process.stderr.write(`sim: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`);

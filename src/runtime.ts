@@ -13,6 +13,7 @@ import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
+import { buildRealHardware } from "./drivers/real/profile.js";
 import type { Hardware, Input } from "./drivers/types.js";
 import { ensureDataDir, loadDeviceKey, takePidLock } from "./ledger/datadir.js";
 import { Ledger } from "./ledger/ledger.js";
@@ -127,7 +128,7 @@ export class Runtime {
       await admin.start();
       this.admin = admin;
     }
-    if (this.hardware instanceof SimHardware && this.opts.simSocket !== false) {
+    if (this.hardware instanceof SimHardware && config.hardware.profile === "sim" && this.opts.simSocket !== false) {
       this.simPath = config.hardware.socket ?? join(dataDir, "sim.sock");
       const sim = new SimSocket({
         path: this.simPath,
@@ -176,7 +177,6 @@ export class Runtime {
 
   private startLink(config: Config, dataDir: string): void {
     const { log } = this.opts;
-    let link: SyncLink | undefined;
     this.router = new CommandRouter({
       ledger: this.ledger,
       bank: this.bank,
@@ -187,10 +187,10 @@ export class Runtime {
       clockSkewMs: config.sync.clockSkewS * 1000,
       now: this.now,
       log,
-      replay: (from, limit) => link?.replay(from, limit) ?? 0,
-      publishState: () => link?.publishState(),
+      replay: (from, limit) => this.link?.replay(from, limit) ?? 0,
+      publishState: () => this.link?.publishState(),
     });
-    link = new SyncLink({
+    const link = new SyncLink({
       config,
       ledger: this.ledger,
       router: this.router,
@@ -264,6 +264,22 @@ export class Runtime {
           thermometers: this.layout.flatMap((l) => (l.temperature ? [{ compartment: l.id, celsius: (l.temperature.minC + l.temperature.maxC) / 2 }] : [])),
           terminal: config.terminal.id,
         });
+      case "real": {
+        const real = buildRealHardware(hw, { log: this.opts.log, terminal: config.terminal.id });
+        // A board that stops answering, or comes back: on record, and in lockerctl status.
+        real.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
+        real.on("recovered", (device) => this.recordDevice("device.recovered", device, {}));
+        return real;
+      }
+    }
+  }
+
+  private recordDevice(type: "device.fault" | "device.recovered", device: string, data: Record<string, unknown>): void {
+    if (!this.ledger?.db.open) return;
+    try {
+      this.ledger.transact((tx) => tx.event({ type, data: { device, ...data } }));
+    } catch (e) {
+      this.opts.log.error({ err: e, device }, "device event not recorded");
     }
   }
 }

@@ -1,6 +1,7 @@
 // The single source of lockerd's configuration: types, defaults, ranges and descriptions.
 // Every object is strict: an unknown key (a typo) is an error, never silently ignored.
 import { z } from "zod";
+import { coverageIssues, RealProfile } from "../drivers/real/profile.js";
 import { HYSTERESIS_C } from "../domain/temperature.js";
 
 export const CONFIG_VERSION = 1;
@@ -43,7 +44,7 @@ const SimHardware = z.strictObject({
   timeScale: z.number().min(0).max(1).default(1).describe("simulated coil time / real time (benchmarks: 0)"),
 });
 
-const Hardware = z.discriminatedUnion("profile", [SimHardware]);
+const Hardware = z.discriminatedUnion("profile", [SimHardware, RealProfile]);
 
 const Locks = z.strictObject({
   pulseMs: z.int().min(50).max(MAX_PULSE_MS).default(300),
@@ -187,6 +188,12 @@ export const ConfigSchema = z
           position++;
         }),
       );
+      // A real bank: every compartment's lock driven by one board and its door sensed by one.
+      const real = RealProfile.safeParse(cfg.hardware);
+      if (real.success) {
+        const channels = [...locks].map(([lock, id]) => ({ id, lock }));
+        for (const issue of coverageIssues(real.data, channels)) ctx.addIssue({ code: "custom", path: ["hardware", ...issue.path], message: issue.message });
+      }
       const lockout = cfg.lockout as Partial<Config["lockout"]> | undefined;
       if (typeof lockout?.maxDelayMs === "number" && typeof lockout.baseDelayMs === "number" && lockout.maxDelayMs < lockout.baseDelayMs)
         ctx.addIssue({ code: "custom", path: ["lockout", "maxDelayMs"], message: "must be >= baseDelayMs" });

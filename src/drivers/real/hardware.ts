@@ -8,7 +8,7 @@
 import { EventEmitter } from "node:events";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import type { BuzzerPart, DisplayPart, DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
+import type { AvailabilityEvents, BuzzerPart, DisplayPart, DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
 import type { TemperatureSensor } from "../temperature.js";
 import type { Buzzer, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, LockDriver } from "../types.js";
 
@@ -66,6 +66,8 @@ class MergedDoors extends EventEmitter<DoorEvents> implements DoorSensors {
 /** Shows nothing (a bank without a display): the terminal still runs, people see the doors. */
 const NO_DISPLAY: Display = { show: () => undefined };
 const NO_BUZZER: Buzzer = { sound: () => undefined };
+/** Longest wait at start for polled boards' first door readings. */
+const FIRST_READING_MS = 2000;
 
 export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware {
   readonly locks: RoutedLocks;
@@ -107,7 +109,8 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
   /** Every part up, relays off. A part that cannot work here at all (no GPIO) fails the start. */
   async start(): Promise<void> {
     for (const p of this.parts.all) {
-      const a = p.availability;
+      // Parts carry fault/recovered on `availability`, or on themselves (I2C boards, the LCD).
+      const a = p.availability ?? (p instanceof EventEmitter ? (p as unknown as EventEmitter<AvailabilityEvents>) : undefined);
       if (a) {
         const onFault = (detail: string) => {
           this.log.warn({ device: p.name, detail }, "device fault");
@@ -137,6 +140,19 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
     }
     await this.locks.allOff();
     this.doors.attach();
+    await this.firstReadings(FIRST_READING_MS);
+  }
+
+  /**
+   * Polled boards know their doors only after a first poll: wait for it (bounded), so the bank's
+   * start reads every door as it is. A board that does not answer leaves its doors unknown.
+   */
+  private async firstReadings(timeoutMs: number): Promise<void> {
+    const channels = this.parts.doors.flatMap((p) => [...p.channels]);
+    const until = performance.now() + timeoutMs;
+    while (channels.some((c) => this.doors.read(c) === "unknown") && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Relays off, every part stopped in reverse order. Never throws. */

@@ -1,0 +1,132 @@
+// A buzzer and/or an indicator LED on GPIO pins, sounding short on/off patterns. A new pattern
+// cuts the current one short; stop() always leaves both off. Faults are logged, never thrown.
+import { z } from "zod";
+import type { Logger } from "../../log.js";
+import type { BuzzerPart } from "../parts.js";
+import type { BuzzerPattern, DeviceHealth } from "../types.js";
+import { Sleeper, describeError } from "./common.js";
+import type { GpioLine, Level } from "./line.js";
+import type { GpioDeps } from "./relays.js";
+import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
+
+/** Durations in ms, alternating on, off, on...; odd length, so every pattern ends on an "on" step
+ *  that is followed by off. The LED blinks along with the buzzer. */
+export const BUZZER_PATTERNS: Readonly<Record<BuzzerPattern, readonly number[]>> = {
+  key: [30],
+  ok: [120],
+  error: [250, 100, 250],
+  alarm: [400, 200, 400, 200, 400, 200, 400],
+};
+
+const Output = z.strictObject({
+  pin: BcmPin.describe("BCM GPIO number"),
+  activeLow: z.boolean().default(false).describe("on when the pin is low"),
+});
+
+export const GpioBuzzerConfig = z
+  .strictObject({
+    type: z.literal("gpio-buzzer"),
+    ...gpioChipFields,
+    buzzer: Output.optional(),
+    led: Output.optional(),
+  })
+  .refine((c) => c.buzzer || c.led, { message: "needs a buzzer, a led or both" })
+  .refine((c) => !c.buzzer || !c.led || c.buzzer.pin !== c.led.pin, { message: "buzzer and led share a pin" });
+export type GpioBuzzerConfig = z.infer<typeof GpioBuzzerConfig>;
+
+interface Output {
+  pin: number;
+  on: Level;
+  off: Level;
+  line: GpioLine | null;
+}
+
+class GpioBuzzer implements BuzzerPart {
+  readonly name: string;
+  private readonly outputs: Output[] = [];
+  private readonly log: Logger;
+  private readonly sleeper = new Sleeper();
+  private pins: GpioPins | null = null;
+  /** Bumped by every sound() and by stop(): a pattern that is no longer current stops writing. */
+  private generation = 0;
+  /** Line writes in order (onoff writes through the thread pool, which does not keep order). */
+  private writes: Promise<void> = Promise.resolve();
+  private state: DeviceHealth["health"] = "absent";
+  private detail = "not started";
+
+  constructor(
+    private readonly config: GpioBuzzerConfig,
+    private readonly deps: GpioDeps,
+  ) {
+    for (const o of [config.buzzer, config.led]) {
+      if (o) this.outputs.push({ pin: o.pin, on: o.activeLow ? 0 : 1, off: o.activeLow ? 1 : 0, line: null });
+    }
+    this.name = `gpio buzzer (GPIO ${this.outputs.map((o) => o.pin).join(",")})`;
+    this.log = deps.log.child({ module: "gpio-buzzer" });
+  }
+
+  health(): DeviceHealth {
+    return { name: this.name, kind: "buzzer", health: this.state, detail: this.detail };
+  }
+
+  async start(): Promise<void> {
+    const pins = await GpioPins.attach(this.config, this.deps.gpio);
+    try {
+      for (const o of this.outputs) o.line = await pins.line(o.pin, o.off === 1 ? "high" : "low");
+    } catch (e) {
+      pins.releaseAll();
+      for (const o of this.outputs) o.line = null;
+      throw e;
+    }
+    this.pins = pins;
+    this.state = "ok";
+    this.detail = pins.describe();
+  }
+
+  sound(pattern: BuzzerPattern): void {
+    if (!this.pins) return;
+    const generation = ++this.generation;
+    this.sleeper.wakeAll();
+    void this.play(generation, BUZZER_PATTERNS[pattern]);
+  }
+
+  async stop(): Promise<void> {
+    this.generation++;
+    this.sleeper.wakeAll();
+    await this.set(false);
+    this.pins?.releaseAll();
+    this.pins = null;
+    for (const o of this.outputs) o.line = null;
+    this.state = "absent";
+    this.detail = "stopped";
+  }
+
+  private async play(generation: number, steps: readonly number[]): Promise<void> {
+    for (const [i, ms] of steps.entries()) {
+      if (generation !== this.generation) return;
+      await this.set(i % 2 === 0);
+      await this.sleeper.sleep(ms);
+    }
+    if (generation === this.generation) await this.set(false);
+  }
+
+  private set(on: boolean): Promise<void> {
+    const lines = this.outputs.flatMap((o) => (o.line ? [{ o, line: o.line }] : []));
+    this.writes = this.writes.then(async () => {
+      for (const { o, line } of lines) {
+        try {
+          await line.write(on ? o.on : o.off);
+        } catch (e) {
+          this.state = "degraded";
+          this.detail = `GPIO ${o.pin}: ${describeError(e)}`;
+          this.log.warn({ pin: o.pin, err: e }, "buzzer/led write failed");
+        }
+      }
+    });
+    return this.writes;
+  }
+}
+
+export function createGpioBuzzer(config: GpioBuzzerConfig, deps: GpioDeps): BuzzerPart {
+  return new GpioBuzzer(config, deps);
+}

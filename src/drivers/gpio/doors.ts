@@ -1,0 +1,158 @@
+// Door switches on the Pi's own GPIO pins. Each input watches both edges; a change is reported
+// once the level has been quiet for `debounceMs` (contacts bounce for a few ms). A reconciliation
+// read every `reconcileMs` is the backstop for an edge the kernel or epoll missed.
+//
+// sysfs cannot set pull-ups: enable them in config.txt (gpio=5,6,13=ip,pu) or fit resistors.
+import { EventEmitter } from "node:events";
+import { z } from "zod";
+import type { Logger } from "../../log.js";
+import type { DoorPart } from "../parts.js";
+import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
+import { LockChannel, describeError } from "./common.js";
+import { DoorStates } from "./door-states.js";
+import type { GpioLine, Level } from "./line.js";
+import { uniqueBy, type GpioDeps } from "./relays.js";
+import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
+
+export const DEFAULT_DEBOUNCE_MS = 30;
+
+export const debounceMsField = z.int().min(0).max(1000).default(DEFAULT_DEBOUNCE_MS).describe("a level must hold this long to count");
+export const doorsActiveLowField = z
+  .boolean()
+  .default(true)
+  .describe("the input reads low when the door is closed (switch to GND with a pull-up, the usual wiring)");
+
+export const GpioDoorsConfig = z
+  .strictObject({
+    type: z.literal("gpio-doors"),
+    ...gpioChipFields,
+    debounceMs: debounceMsField,
+    reconcileMs: z.int().min(50).max(60_000).default(1000).describe("every input is re-read this often (a missed edge)"),
+    activeLow: doorsActiveLowField,
+    doors: z
+      .array(
+        z.strictObject({
+          channel: LockChannel,
+          pin: BcmPin.describe("BCM GPIO number"),
+          activeLow: z.boolean().optional().describe("overrides the bank's activeLow for this door"),
+        }),
+      )
+      .min(1)
+      .max(28),
+  })
+  .superRefine((c, ctx) => {
+    uniqueBy(c.doors, (d) => d.channel, "channel", ctx);
+    uniqueBy(c.doors, (d) => d.pin, "pin", ctx);
+  });
+export type GpioDoorsConfig = z.infer<typeof GpioDoorsConfig>;
+
+interface Door {
+  pin: number;
+  closedLevel: Level;
+  line: GpioLine | null;
+}
+
+class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
+  readonly name: string;
+  readonly channels: readonly number[];
+  private readonly doors = new Map<number, Door>();
+  private readonly states: DoorStates;
+  private readonly log: Logger;
+  private pins: GpioPins | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private state: DeviceHealth["health"] = "absent";
+  private detail = "not started";
+
+  constructor(
+    private readonly config: GpioDoorsConfig,
+    private readonly deps: GpioDeps,
+  ) {
+    super();
+    this.name = `gpio doors (GPIO ${config.doors.map((d) => d.pin).join(",")})`;
+    this.channels = config.doors.map((d) => d.channel);
+    for (const d of config.doors) this.doors.set(d.channel, { pin: d.pin, closedLevel: (d.activeLow ?? config.activeLow) ? 0 : 1, line: null });
+    this.log = deps.log.child({ module: "gpio-doors" });
+    this.states = new DoorStates(this.channels, config.debounceMs, (channel, state) => {
+      this.log.debug({ channel, state }, "door");
+      this.emit("change", channel, state);
+    });
+  }
+
+  read(channel: number): DoorState {
+    return this.states.read(channel);
+  }
+
+  health(): DeviceHealth {
+    return { name: this.name, kind: "doors", health: this.state, detail: this.detail };
+  }
+
+  async start(): Promise<void> {
+    const pins = await GpioPins.attach(this.config, this.deps.gpio);
+    try {
+      for (const [channel, d] of this.doors) {
+        const line = await pins.line(d.pin, "in", "both");
+        d.line = line;
+        line.watch((err, level) => {
+          if (err) this.log.warn({ channel, err }, "door edge error");
+          else this.states.observe(channel, this.toState(d, level));
+        });
+      }
+    } catch (e) {
+      pins.releaseAll();
+      for (const d of this.doors.values()) d.line = null;
+      throw e;
+    }
+    this.pins = pins;
+    this.state = "ok";
+    this.detail = `${this.doors.size} inputs on ${pins.describe()}`;
+    await this.reconcile();
+    this.reconcileTimer = setInterval(() => void this.reconcile(), this.config.reconcileMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.reconcileTimer = null;
+    this.states.cancel();
+    this.pins?.releaseAll();
+    this.pins = null;
+    for (const d of this.doors.values()) d.line = null;
+    this.state = "absent";
+    this.detail = "stopped";
+  }
+
+  /** Read every input; a level that differs from the debounced state with no edge pending was missed. */
+  private async reconcile(): Promise<void> {
+    let failed = false;
+    for (const [channel, d] of this.doors) {
+      if (!d.line) return;
+      let level: Level;
+      try {
+        level = await d.line.read();
+      } catch (e) {
+        this.state = "faulted";
+        this.detail = `GPIO ${d.pin}: ${describeError(e)}`;
+        this.log.error({ channel, pin: d.pin, err: e }, "door input read failed");
+        failed = true;
+        continue;
+      }
+      const state = this.toState(d, level);
+      const known = this.states.read(channel);
+      if (known !== "unknown" && known !== state && !this.states.settling(channel)) {
+        this.log.warn({ channel, pin: d.pin, state }, "door edge missed, corrected by reconciliation read");
+      }
+      this.states.observe(channel, state);
+    }
+    if (!failed && this.state === "faulted" && this.pins) {
+      this.state = "ok";
+      this.detail = `${this.doors.size} inputs on ${this.pins.describe()}`;
+    }
+  }
+
+  private toState(d: Door, level: Level): "open" | "closed" {
+    return level === d.closedLevel ? "closed" : "open";
+  }
+}
+
+export function createGpioDoors(config: GpioDoorsConfig, deps: GpioDeps): DoorPart {
+  return new GpioDoors(config, deps);
+}
