@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
 // lockerd: the entry point. Arguments, config, the runtime, signals and exit codes.
 //   0 stopped cleanly · 64 bad arguments · 70 internal error · 73 data directory unusable
-//   75 data directory in use by another lockerd · 78 bad config
+//   75 data directory in use by another lockerd · 78 bad config, or a host not set up for its hardware
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,7 +24,8 @@ Usage: lockerd [--config FILE] [--data DIR] [--check-config]
   --version       the version
 
 Exit codes: 0 clean stop, 64 bad arguments, 70 internal error, 73 data directory
-unusable, 75 data directory in use, 78 bad configuration.
+unusable, 75 data directory in use, 78 bad configuration (or the host lacks
+what the configured hardware needs: I2C enabled, sysfs GPIO, group membership).
 `;
 
 function version(): string {
@@ -116,6 +117,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`lockerd: ${(e as Error).message}\n`);
     if (isLockerError(e, ErrorCode.Busy)) return EXIT.tempFail;
     if (isLockerError(e, ErrorCode.Storage)) return EXIT.cantCreate;
+    // The host is not set up for the configured hardware (no I2C bus, no sysfs GPIO, not in group
+    // gpio): restarting will not help, fixing the setup will (systemd does not restart on 78).
+    if (isLockerError(e, ErrorCode.HardwareUnavailable) || isLockerError(e, ErrorCode.Config)) return EXIT.config;
     return EXIT.software;
   }
   log.info(

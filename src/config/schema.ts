@@ -136,6 +136,7 @@ const SeedPerson = z.strictObject({
 export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
+    $comment: z.string().max(2000).optional().describe("free text: what this config is for"),
     version: z.literal(CONFIG_VERSION),
     device: z.strictObject({
       site: z.string().regex(/^[a-z0-9-]{1,40}$/, "expected lowercase letters, digits, dashes"),

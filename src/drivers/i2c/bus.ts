@@ -1,6 +1,7 @@
 // The I2C bus as the drivers see it: the subset of i2c-bus's PromisifiedBus they use, so
 // production is `openPromisified(busNumber)` as is and the emulator (./emulator/bus.ts) is a
 // drop-in. Method names are i2c-bus's: readByte/writeByte are SMBus "read/write byte data".
+import { access, constants as fsConstants } from "node:fs/promises";
 import { ErrorCode, LockerError } from "../../errors.js";
 import { errnoCode } from "../gpio/common.js";
 
@@ -36,6 +37,9 @@ export function isBusError(e: unknown): boolean {
 export const openI2cBus: I2cBusOpener = async (busNumber) => {
   const { openPromisified } = await import("i2c-bus");
   try {
+    // i2c-bus opens /dev/i2c-N per device on its first transfer: check the node up front, so a
+    // bus that is not enabled, or not ours to use, says so at start instead of as a device fault.
+    await access(`/dev/i2c-${busNumber}`, fsConstants.R_OK | fsConstants.W_OK);
     return await openPromisified(busNumber);
   } catch (e) {
     throw i2cOpenError(e, busNumber);
