@@ -37,6 +37,13 @@ const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A step that never completes counts as a failure, not a hang. */
+function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
 }
@@ -212,7 +219,8 @@ export async function fleet(example: Record<string, unknown>, emit: Emit): Promi
       const rt = await bankRuntime(example, join(dir, device), broker.url, { device, window: 64, synchronous: "NORMAL", sealKey: publicKeyB64(seal.publicKey) });
       banks.push({ rt, hw: rt.hardware as SimHardware, busy: false });
     }
-    await Promise.all(banks.map((b) => online(b.rt)));
+    process.stderr.write(`fleet: ${BANKS} banks started in ${round((performance.now() - t0) / 1000, 1)} s\n`);
+    await within(Promise.all(banks.map((b) => online(b.rt))), "fleet online", 60_000);
     const startS = (performance.now() - t0) / 1000;
 
     const srv = await broker.client({ clean: true });
@@ -242,10 +250,13 @@ export async function fleet(example: Record<string, unknown>, emit: Emit): Promi
       const id = randomUUID();
       const root = b.rt.link!.topics.root;
       try {
-        const reply = await new Promise<ReplyEnvelope>((resolve) => {
-          pending.set(id, { t0: performance.now(), done: resolve });
-          srv.publish(`${root}/cmd/reserve`, JSON.stringify({ id, args: { parcel, recipient: "p-1001", size: "S" }, issuedAt: Date.now() }), { qos: 1 });
-        });
+        const reply = await within(
+          new Promise<ReplyEnvelope>((resolve) => {
+            pending.set(id, { t0: performance.now(), done: resolve });
+            srv.publish(`${root}/cmd/reserve`, JSON.stringify({ id, args: { parcel, recipient: "p-1001", size: "S" }, issuedAt: Date.now() }), { qos: 1 });
+          }),
+          "reserve reply",
+        );
         rtt.push(performance.now() - pending.get(id)!.t0);
         pending.delete(id);
         if (!reply.ok) throw new Error(reply.error.message);
@@ -256,15 +267,15 @@ export async function fleet(example: Record<string, unknown>, emit: Emit): Promi
         b.hw.keypad.scan(parcel);
         await sleep(5);
         b.hw.doors.set(lock, "closed");
-        const code = openSealed((await deposited).data.sealedCode, seal.privateKey, parcel);
+        const code = openSealed((await within(deposited, "deposit event")).data.sealedCode, seal.privateKey, parcel);
         deposits.delete(parcel);
         b.hw.keypad.keys("*");
         b.hw.keypad.keys(`${code}#`);
         await sleep(5);
         b.hw.doors.set(lock, "closed");
         pickups++;
-      } catch {
-        failures++;
+      } catch (e) {
+        if (failures++ < 5) process.stderr.write(`fleet: ${b.rt.link!.topics.root}: ${(e as Error).message}\n`);
       } finally {
         b.busy = false;
       }
