@@ -15,6 +15,7 @@ import { createSht3x, Sht3xConfig, type Sht3xPart } from "../i2c/sht3x.js";
 import type { DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
 import { createRs485Boards } from "../rs485/boards.js";
 import { Cu8aConfig, KerongConfig } from "../rs485/config.js";
+import { createReader, ReaderConfig } from "../readers/index.js";
 import { RealHardware } from "./hardware.js";
 
 export const BoardConfig = z.discriminatedUnion("type", [GpioRelaysConfig, GpioDoorsConfig, Mcp23017Config, Pcf8574Config, Pca9534Config, KerongConfig, Cu8aConfig]);
@@ -23,6 +24,7 @@ export type BoardConfig = z.infer<typeof BoardConfig>;
 export const RealProfile = z.strictObject({
   profile: z.literal("real"),
   boards: z.array(BoardConfig).min(1).max(64).describe("lock outputs and door inputs, on any mix of boards"),
+  readers: z.array(ReaderConfig).max(16).default([]).describe("keypads, badge, QR and barcode readers"),
   display: LcdConfig.optional(),
   buzzer: GpioBuzzerConfig.optional(),
   thermometers: z.array(Sht3xConfig).max(64).default([]),
@@ -117,8 +119,8 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
       }
     }
   }
-  const inputs: InputPart[] = [];
-  void deps.terminal;
+  const inputs: InputPart[] = profile.readers.map((r) => createReader(r, { log, terminal: deps.terminal }));
+  all.push(...inputs);
   const display = profile.display ? createLcd(profile.display, { log }) : undefined;
   if (display) all.push(display);
   const buzzer = profile.buzzer ? createGpioBuzzer(profile.buzzer, { log }) : undefined;
