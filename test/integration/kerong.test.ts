@@ -9,12 +9,23 @@ import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
-import { makePtyPair, type PtyPair } from "../helpers/socat.js";
+import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../helpers/socat.js";
+import { generateKeyPairSync } from "node:crypto";
+import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
+import { Mosquitto } from "../helpers/mosquitto.js";
+import { TestServer } from "../helpers/server.js";
 
 const EMULATOR = join(ROOT, "dist/scripts/kerong-emulator.js");
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await sleep(20);
+  }
+}
 
 interface Emulator {
   child: ChildProcess;
@@ -111,5 +122,70 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await waitForOutput(d, /device recovered/, 10_000);
     const { events } = (await ctl("events", "--type", "device.")) as { events: { type: string }[] };
     expect(events.map((e) => e.type)).toEqual(["device.fault", "device.recovered"]);
+  });
+
+  it("a courier deposit and a pickup by code at a serial keypad: the code reaches the server sealed, and the pickup sends that compartment's exact unlock frame", { timeout: 40_000 }, async () => {
+    const broker = new Mosquitto();
+    await broker.start();
+    cleanup.push(() => broker.close());
+    const srv = await new TestServer(broker).connect();
+    cleanup.push(() => srv.close());
+    const seal = generateKeyPairSync("x25519");
+    const bus: PtyPair = await makePtyPair();
+    cleanup.push(() => bus.close());
+    const keypadLine: PtyPair = await makePtyPair();
+    cleanup.push(() => keypadLine.close());
+    const dir = tempDir();
+    cleanup.push(async () => removeDir(dir));
+    const emu = await startEmulator(bus.device, join(dir, "emu.sock"));
+    cleanup.push(async () => emu.child.kill("SIGTERM"));
+    const d: Daemon = await startDaemon({
+      dir,
+      patch: (cfg) => {
+        cfg.hardware = {
+          profile: "real",
+          boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
+          readers: [{ type: "serial-keypad", port: keypadLine.host }],
+        };
+        cfg.sync = { enabled: true, url: broker.url, sealKey: publicKeyB64(seal.publicKey) };
+      },
+    });
+    cleanup.push(() => stopDaemon(d));
+    const keypad = await openSerial(keypadLine.device, 9600);
+    cleanup.push(() => closeSerial(keypad));
+    const unlocks = () => emu.frames.filter((f) => f.command === "unlock");
+    const press = async (keys: string) => {
+      keypad.write(keys);
+      await sleep(150);
+    };
+    await waitForOutput(d, /connected to the broker/, 10_000);
+
+    // Courier: PIN, size S. The smallest free S that is not the accessible A01 is A02: channel 1,
+    // board 0 lock 2: 02 01 31 03, SUM = 02 + 01 + 31 + 03 = 37.
+    await press("*2468#");
+    await press("1");
+    await waitFor(() => unlocks().length === 1);
+    expect(unlocks()[0]!.rx).toBe("0201310337");
+    await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" }); // parcel in, door shut
+    await sleep(400);
+    await press("1001#"); // for Ada
+    const deposited = await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.deposited"'), 10_000);
+    const event = JSON.parse(deposited.text) as { parcel: string; compartment: string; data: { sealedCode: SealedBox } };
+    expect(event.compartment).toBe("A02");
+    const code = openSealed(event.data.sealedCode, seal.privateKey, event.parcel);
+    expect(d.output()).not.toContain(code);
+    await press("*"); // courier done
+
+    // Ada types the code she got from the server: A02's lock again, byte for byte.
+    await press(`${code}#`);
+    await waitFor(() => unlocks().length === 2);
+    expect(unlocks()[1]!.rx).toBe("0201310337");
+    await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" });
+    const picked = await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.picked_up"'), 10_000);
+    expect(JSON.parse(picked.text)).toMatchObject({ compartment: "A02", parcel: event.parcel, data: { via: "code" } });
+    // A wrong code sends nothing to the boards.
+    await press("99999999#");
+    await sleep(300);
+    expect(unlocks()).toHaveLength(2);
   });
 });
