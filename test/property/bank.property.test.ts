@@ -1,8 +1,9 @@
 // Property test of the bank's custody rules over random command sequences, on the real in-process
 // bank: simulated hardware, fake timers, a temporary data directory per run, no mocks of our code.
 // A run mixes keypad key runs, codes the bank really issued (exact, twice, one digit off; typed or
-// scanned), badge taps, door edges, jammed locks, technician opens and enable/disable, time, and
-// restarts on the same data directory; the invariants are checked after every command (model.ts,
+// scanned), badge taps, door edges, jammed locks, technician opens and enable/disable, server
+// commands (reserve and the courier's scan, cancel, remote open, issue/revoke code, directory,
+// set-compartment; sent twice, expired or garbled), time, and restarts on the same data directory; the invariants are checked after every command (model.ts,
 // Scenario.check):
 //   1  every lock pulse spends one authorization (deposit.started, pickup.started, lock.retried,
 //      admin.open) for that door, committed before it, in the same runtime; none is left unspent
@@ -27,7 +28,7 @@ const numRuns = Number(process.env.FC_NUM_RUNS ?? 50);
 
 describe("bank custody invariants (property)", () => {
   // 50 runs take under 10 s; the rest of the timeout is room for shrinking a failure.
-  it("hold over random sequences of keypad, badge, door, lock, technician, time and restart", { timeout: Math.max(120_000, numRuns * 2000) }, async () => {
+  it("hold over random sequences of keypad, badge, door, lock, technician, server commands, time and restart", { timeout: Math.max(120_000, numRuns * 2000) }, async () => {
     const coverage = emptyCoverage();
     await fc.assert(
       fc.asyncProperty(commands(40), async (cmds) => {
@@ -38,6 +39,13 @@ describe("bank custody invariants (property)", () => {
     // Not vacuous: the runs got as far as issuing codes and pulsing locks.
     expect(coverage.codesIssued).toBeGreaterThan(0);
     expect(coverage.pulses).toBeGreaterThan(0);
+    // ... and through the server's commands: reservations deposited, remote opens, repeats refused.
+    expect(coverage.serverOk).toBeGreaterThan(0);
+    expect(coverage.serverRefused).toBeGreaterThan(0);
+    expect(coverage.reservedDeposits).toBeGreaterThan(0);
+    expect(coverage.remoteOpens).toBeGreaterThan(0);
+    expect(coverage.repeats).toBeGreaterThan(0);
+    if (process.env.FC_COVERAGE) console.log(JSON.stringify(coverage));
   });
 });
 

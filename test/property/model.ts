@@ -16,6 +16,11 @@ import { vi } from "vitest";
 import type { LedgerEvent } from "../../src/domain/events.js";
 import { ErrorCode, isLockerError } from "../../src/errors.js";
 import type { Compartment, Parcel } from "../../src/ledger/ledger.js";
+import { generateKeyPairSync } from "node:crypto";
+import { silentLogger } from "../../src/log.js";
+import { CommandRouter, type ReplyEnvelope } from "../../src/sync/commands.js";
+import { REPLIES, type CommandName } from "../../src/sync/contract.js";
+import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { testBank, type TestBank } from "../helpers/bank.js";
 
 // ── commands ────────────────────────────────────────────────────────────────
@@ -40,12 +45,33 @@ export type Command =
   | { kind: "techOpen"; target: Target; byNumber: boolean; reason: string }
   | { kind: "techEnable"; target: Target; enabled: boolean }
   | { kind: "advance"; ms: number }
-  | { kind: "restart" };
+  | { kind: "restart" }
+  /** A courier at the size menu scans a parcel label from the pool. */
+  | { kind: "scanParcel"; parcel: number }
+  /** A command from the central server, through the real CommandRouter; sometimes sent twice, expired or garbled. */
+  | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean };
+
+/** Server commands; parcels are named from a small pool (R-1..R-6) so repeats, cancels and opens meet. */
+export type ServerCmd =
+  | { name: "reserve"; parcel: number; recipient: string; size: "S" | "M" | "L" }
+  | { name: "cancel"; parcel: number }
+  | { name: "open"; target: Target; withParcel: boolean }
+  | { name: "issue-code"; target: Target; supplied: boolean }
+  | { name: "revoke-code"; target: Target }
+  | { name: "set-compartment"; target: Target; enabled: boolean }
+  | { name: "directory"; remove: boolean }
+  | { name: "snapshot" };
 
 export const COURIER_PIN = "*2468#";
+const withSealKey = (cfg: Record<string, any>) => {
+  cfg.sync = { ...cfg.sync, sealKey: publicKeyB64(SEAL.publicKey) };
+};
 export const STAFF_PIN = "*8642#";
 const T0 = new Date("2026-11-25T09:00:00Z");
 const AUTHORIZING = new Set<string>(["deposit.started", "pickup.started", "lock.retried", "admin.open"]);
+const PARCEL_POOL = ["R-1", "R-2", "R-3", "R-4", "R-5", "R-6"];
+/** The server's sealing key pair: drawn codes reach the test only sealed, as they reach a server. */
+const SEAL = generateKeyPairSync("x25519");
 const TERMINAL_EVENT: Record<string, string> = {
   "parcel.picked_up": "picked_up",
   "parcel.removed": "removed",
@@ -53,7 +79,7 @@ const TERMINAL_EVENT: Record<string, string> = {
   "parcel.cancelled": "cancelled",
   "deposit.aborted": "cancelled",
 };
-const IN_PROGRESS = new Set<string>(["depositing", "awaiting_recipient", "stored", "collecting"]);
+const IN_PROGRESS = new Set<string>(["reserved", "depositing", "awaiting_recipient", "stored", "collecting"]);
 
 // ── generators ──────────────────────────────────────────────────────────────
 
@@ -102,6 +128,49 @@ const advance: fc.Arbitrary<Command> = fc
   .oneof(fc.constantFrom(40, 100, 200, 450, 600, 1200, 5000, 31_000, 65_000), fc.integer({ min: 1, max: 2000 }))
   .map((ms) => ({ kind: "advance", ms }));
 const restart: fc.Arbitrary<Command> = fc.constant({ kind: "restart" });
+const occupiedTarget = target(fc.constantFrom<Selector>("occupied", "occupied", "any"));
+const serverCmd: fc.Arbitrary<ServerCmd> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ name: fc.constant("reserve" as const), parcel: fc.nat(5), recipient: fc.constantFrom("p-1001", "p-1002", "p-1003", "nobody"), size: fc.constantFrom("S" as const, "M" as const, "L" as const) }) },
+  { weight: 2, arbitrary: fc.record({ name: fc.constant("cancel" as const), parcel: fc.nat(5) }) },
+  { weight: 2, arbitrary: fc.record({ name: fc.constant("open" as const), target: occupiedTarget, withParcel: fc.constantFrom(true, true, false) }) },
+  { weight: 2, arbitrary: fc.record({ name: fc.constant("issue-code" as const), target: occupiedTarget, supplied: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ name: fc.constant("revoke-code" as const), target: occupiedTarget }) },
+  { weight: 1, arbitrary: fc.record({ name: fc.constant("set-compartment" as const), target: anyTarget, enabled: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ name: fc.constant("directory" as const), remove: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.constant({ name: "snapshot" as const }) },
+);
+const server: fc.Arbitrary<Command> = fc.record({
+  kind: fc.constant("server" as const),
+  cmd: serverCmd,
+  twice: fc.constantFrom(false, false, true),
+  expired: fc.constantFrom(false, false, false, false, false, false, true),
+  garbled: fc.constantFrom(false, false, false, false, false, false, false, false, false, true),
+});
+/** The server reserves; the courier scans that parcel at the keypad; the door opens, the parcel goes in. */
+const reservedDeposit: fc.Arbitrary<Command[]> = fc
+  .record({
+    parcel: fc.nat(5),
+    recipient: fc.constantFrom("p-1001", "p-1002"),
+    size: fc.constantFrom("S" as const, "M" as const),
+    twice: fc.boolean(),
+    thenRemoteOpen: fc.boolean(),
+  })
+  .map(({ parcel, recipient, size, twice, thenRemoteOpen }): Command[] => [
+    { kind: "server", cmd: { name: "reserve", parcel, recipient, size }, twice, expired: false, garbled: false },
+    { kind: "keys", keys: COURIER_PIN },
+    { kind: "scanParcel", parcel },
+    { kind: "advance", ms: 200 },
+    { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
+    { kind: "keys", keys: "*" },
+    // The recipient calls: forgot the code. The server opens it remotely; they take the parcel.
+    ...(thenRemoteOpen
+      ? ([
+          { kind: "server", cmd: { name: "open", target: { among: "occupied", pick: 0 }, withParcel: true }, twice: false, expired: false, garbled: false },
+          { kind: "advance", ms: 200 },
+          { kind: "door", target: { among: "unloading", pick: 0 }, state: "closed" },
+        ] as Command[])
+      : []),
+  ]);
 const doorNumber: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("doorNumber" as const), target: target(fc.constantFrom<Selector>("occupied", "any")) });
 
 const close = (among: Selector, pick = 0): Command => ({ kind: "door", target: { among, pick }, state: "closed" });
@@ -186,6 +255,8 @@ const step: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 4, arbitrary: advance.map((c) => [c]) },
   { weight: 1, arbitrary: restart.map((c) => [c]) },
   { weight: 10, arbitrary: flows },
+  { weight: 4, arbitrary: server.map((c) => [c]) },
+  { weight: 3, arbitrary: reservedDeposit },
 );
 
 /** Up to `max` commands, built from single commands and whole flows. */
@@ -230,6 +301,11 @@ export interface Coverage {
   pickedUp: number;
   removed: number;
   cancelled: number;
+  serverOk: number;
+  serverRefused: number;
+  reservedDeposits: number;
+  remoteOpens: number;
+  repeats: number;
 }
 
 export const emptyCoverage = (): Coverage => ({
@@ -245,6 +321,11 @@ export const emptyCoverage = (): Coverage => ({
   pickedUp: 0,
   removed: 0,
   cancelled: 0,
+  serverOk: 0,
+  serverRefused: 0,
+  reservedDeposits: 0,
+  remoteOpens: 0,
+  repeats: 0,
 });
 
 /** Play `cmds` on a fresh bank, checking every invariant after each command; always cleans up. */
@@ -293,15 +374,30 @@ export class Scenario {
   }
 
   static async start(coverage: Coverage): Promise<Scenario> {
-    return new Scenario(await testBank(), coverage);
+    return new Scenario(await testBank(withSealKey), coverage);
   }
 
   private get epoch(): number {
     return this.epochStart.length - 1;
   }
 
+  private router!: CommandRouter;
+  private serverSeq = 0;
+
   private attach(): void {
     const { rt, hw } = this.bank;
+    this.router = new CommandRouter({
+      ledger: rt.ledger,
+      bank: rt.bank,
+      remote: rt.remote,
+      site: "hq",
+      device: "bank-01",
+      clockSkewMs: 60_000,
+      now: () => Date.now(),
+      log: silentLogger(),
+      replay: () => 0,
+      publishState: () => undefined,
+    });
     const epoch = this.epoch;
     const byChannel = new Map(rt.layout.map((l) => [l.lock, l.id]));
     hw.on("unlock", (channel) => {
@@ -365,12 +461,16 @@ export class Scenario {
       case "advance":
         await vi.advanceTimersByTimeAsync(cmd.ms);
         return;
+      case "scanParcel":
+        return hw.keypad.scan(PARCEL_POOL[cmd.parcel]!);
+      case "server":
+        return this.server(cmd);
       case "restart": {
         // The lock board is physical: a jammed lock stays jammed. The sim doors start closed.
         const jammed = [...hw.locks.jammed];
         this.stopped = true;
         await rt.stop();
-        this.bank = await testBank(undefined, this.bank.dir);
+        this.bank = await testBank(withSealKey, this.bank.dir);
         this.stopped = false;
         for (const lock of jammed) this.bank.hw.locks.jammed.add(lock);
         this.epochStart.push(this.bank.rt.ledger.headSeq);
@@ -378,6 +478,87 @@ export class Scenario {
         this.attach();
         return;
       }
+    }
+  }
+
+  /** One server command through the router: its reply must be one the contract allows, a repeat
+   *  must get the same reply and change nothing, and drawn codes are learnt by unsealing them. */
+  private async server(cmd: Extract<Command, { kind: "server" }>): Promise<void> {
+    const { rt } = this.bank;
+    const args = this.serverArgs(cmd.cmd);
+    if (!args) return;
+    const id = `cmd-${++this.serverSeq}`;
+    const now = Date.now();
+    const payload = cmd.garbled
+      ? `{"id":"${id}","args":`
+      : JSON.stringify({ id, args, issuedAt: now - (cmd.expired ? 600_000 : 0), ...(cmd.expired ? { expiresAt: now - 300_000 } : {}) });
+    const head = rt.ledger.headSeq;
+    const reply = this.router.handle(cmd.cmd.name, payload);
+    // `open` settles when the door opens (fake clock): check it when it does, like a technician open.
+    const epoch = this.epoch;
+    const checked = reply.then((r) => this.checkReply(cmd.cmd.name, r)).catch((e: unknown) => this.expectedRefusal(e, epoch));
+    if (cmd.cmd.name !== "open") await checked;
+    if (cmd.garbled || cmd.expired) {
+      if (cmd.cmd.name !== "open") {
+        const r = await reply;
+        if (r.ok) throw new InvariantViolation("server", `${cmd.garbled ? "garbled" : "expired"} ${cmd.cmd.name} was executed`);
+      }
+      if (rt.ledger.headSeq !== head) throw new InvariantViolation("server", `a refused ${cmd.cmd.name} changed the ledger`);
+    }
+    if (cmd.twice && cmd.cmd.name !== "open") {
+      const first = await reply;
+      const afterFirst = rt.ledger.headSeq;
+      const second = await this.router.handle(cmd.cmd.name, payload);
+      this.coverage.repeats++;
+      if (JSON.stringify(second) !== JSON.stringify(first)) throw new InvariantViolation("server", `repeat of ${id} answered ${JSON.stringify(second)} after ${JSON.stringify(first)}`);
+      if (rt.ledger.headSeq !== afterFirst) throw new InvariantViolation("server", `repeat of ${id} (${cmd.cmd.name}) changed the ledger`);
+    }
+    this.learnSealedCodes(head);
+  }
+
+  private checkReply(name: string, r: ReplyEnvelope): void {
+    if (!REPLIES[name as CommandName].safeParse(r).success) throw new InvariantViolation("server", `reply to ${name} breaks the contract: ${JSON.stringify(r)}`);
+    if (r.ok) this.coverage.serverOk++;
+    else this.coverage.serverRefused++;
+    if (r.ok && name === "open") this.coverage.remoteOpens++;
+    if (!r.ok && r.error.code === "internal") this.internalErrors.push(`server ${name}: ${r.error.message}`);
+  }
+
+  /** Codes the bank drew for the server travel sealed in code.issued / parcel.deposited. */
+  private learnSealedCodes(since: number): void {
+    for (const e of this.bank.rt.ledger.eventsFrom(since + 1, 10_000)) {
+      const box = e.data.sealedCode as SealedBox | undefined;
+      if (e.type !== "code.issued" || !box || !e.parcel) continue;
+      this.codes.push({ code: openSealed(box, SEAL.privateKey, e.parcel), parcel: e.parcel });
+    }
+  }
+
+  private serverArgs(c: ServerCmd): Record<string, unknown> | undefined {
+    const parcelIn = (t: Target) => this.resolve(t)?.parcelId ?? PARCEL_POOL[t.pick % PARCEL_POOL.length]!;
+    switch (c.name) {
+      case "reserve":
+        return { parcel: PARCEL_POOL[c.parcel], recipient: c.recipient, size: c.size };
+      case "cancel":
+        return { parcel: PARCEL_POOL[c.parcel] };
+      case "open": {
+        const t = this.resolve(c.target);
+        if (!t) return undefined;
+        return c.withParcel ? { compartment: t.id, reason: "forgot my code", parcel: t.parcelId ?? PARCEL_POOL[0] } : { compartment: t.id, reason: "remote check" };
+      }
+      case "issue-code":
+        return c.supplied ? { parcel: parcelIn(c.target), code: String(48_213_905 + this.serverSeq * 7919) } : { parcel: parcelIn(c.target) };
+      case "revoke-code":
+        return { parcel: parcelIn(c.target) };
+      case "set-compartment": {
+        const t = this.resolve(c.target);
+        return t ? { compartment: t.id, enabled: c.enabled, reason: "server says" } : undefined;
+      }
+      case "directory":
+        return c.remove
+          ? { removals: ["p-1002"] }
+          : { upserts: [{ id: "p-1002", name: "Alan Turing", roles: ["recipient"], number: "1002", badges: ["04A1B2C4"], active: true }] };
+      case "snapshot":
+        return {};
     }
   }
 
@@ -494,6 +675,9 @@ export class Scenario {
         case "free":
           if (c.parcelId) throw bad(`but holds ${c.parcelId}`);
           break;
+        case "reserved":
+          if (p?.status !== "reserved") throw bad(`with parcel ${c.parcelId ?? "none"} (${p?.status ?? "-"})`);
+          break;
         case "loading":
           if (p?.status !== "depositing") throw bad(`with parcel ${c.parcelId ?? "none"} (${p?.status ?? "-"})`);
           break;
@@ -516,8 +700,12 @@ export class Scenario {
     for (const e of this.events) if (e.parcel) byParcel.set(e.parcel, [...(byParcel.get(e.parcel) ?? []), e]);
     for (const p of parcels.values()) {
       const history = byParcel.get(p.id) ?? [];
-      if (history[0]?.type !== "deposit.started") throw new InvariantViolation("4 (one ending)", `${p.id} has no deposit.started first`);
-      const endings = history.filter((e) => e.type in TERMINAL_EVENT);
+      const first = history.find((e) => e.type === "deposit.started" || e.type === "parcel.reserved");
+      if (!first || first !== history.find((e) => e.type !== "assignment.failed")) {
+        throw new InvariantViolation("4 (one ending)", `${p.id} does not start with deposit.started or parcel.reserved`);
+      }
+      // An interrupted deposit of a reserved parcel goes back to its reservation: not an ending.
+      const endings = history.filter((e) => e.type in TERMINAL_EVENT && !(e.type === "deposit.aborted" && e.data.reserved === true));
       const types = history.map((e) => e.type).join(" ");
       if (endings.length > 1) throw new InvariantViolation("4 (one ending)", `${p.id} ended ${endings.length} times: ${types}`);
       if (IN_PROGRESS.has(p.status) && endings.length) throw new InvariantViolation("4 (one ending)", `${p.id} is ${p.status} after ${types}`);
@@ -607,6 +795,7 @@ export class Scenario {
     for (const e of this.events) {
       if (e.type === "compartment.fault") this.coverage.faults++;
       if (e.type === "parcel.deposited") this.coverage.deposited++;
+      if (e.type === "deposit.started" && e.data.reserved === true) this.coverage.reservedDeposits++;
       if (e.type === "parcel.picked_up") this.coverage.pickedUp++;
       if (e.type === "parcel.removed") this.coverage.removed++;
       if (e.type === "parcel.cancelled" || e.type === "deposit.aborted") this.coverage.cancelled++;
