@@ -45,7 +45,7 @@ describe("bank custody invariants (property)", () => {
     expect(coverage.reservedDeposits).toBeGreaterThan(0);
     expect(coverage.remoteOpens).toBeGreaterThan(0);
     expect(coverage.repeats).toBeGreaterThan(0);
-    if (process.env.FC_COVERAGE) console.log(JSON.stringify(coverage));
+    if (process.env.FC_COVERAGE) process.stdout.write(`${JSON.stringify(coverage)}\n`);
   });
 });
 
