@@ -258,7 +258,9 @@ export class AdminServer {
   private selftest(): { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] } {
     const { hardware, ledger, dataDir, config, technician } = this.deps;
     const checks: { name: string; ok: boolean; detail: string }[] = [];
-    for (const d of hardware.health()) checks.push({ name: d.name, ok: d.health === "ok", detail: `${d.health}${d.detail ? `: ${d.detail}` : ""}` });
+    // Every configured device: found or not, answering or faulted.
+    const said = { ok: "found, answering", degraded: "found, degraded", faulted: "found, not answering (faulted)", absent: "not found" } as const;
+    for (const d of hardware.health()) checks.push({ name: d.name, ok: d.health === "ok", detail: `${said[d.health]}${d.detail ? `: ${d.detail}` : ""}` });
     const unknown = technician.sensors().filter((s) => s.door === "unknown");
     checks.push({ name: "door sensors read", ok: unknown.length === 0, detail: unknown.length ? `no reading: ${unknown.map((s) => s.compartment).join(", ")}` : "every door reads open or closed" });
     const integrity = ledger.db.pragma("quick_check", { simple: true });

@@ -114,10 +114,12 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     const selftest = (await ctl("selftest").catch((e: { stdout?: string }) => JSON.parse(e.stdout ?? "null") as unknown)) as { checks: { name: string; ok: boolean; detail: string }[] };
     const boards = selftest.checks.filter((c) => c.name.includes("kerong"));
     expect(boards).toHaveLength(2);
-    expect(boards.every((c) => c.ok)).toBe(true);
+    expect(boards.every((c) => c.ok && c.detail.startsWith("found, answering"))).toBe(true);
     // A board that stops answering is faulted, on record, and comes back.
     await emu.control({ cmd: "fault", board: 1, mode: "silent" });
     await waitForOutput(d, /device fault/, 5000);
+    const faulted = (await ctl("selftest").catch((e: { stdout?: string }) => JSON.parse(e.stdout ?? "null") as unknown)) as typeof selftest;
+    expect(faulted.checks.filter((c) => c.name.includes("kerong") && !c.ok).map((c) => c.detail)).toEqual([expect.stringMatching(/^found, not answering/)]);
     await emu.control({ cmd: "fault", board: 1, mode: "none" });
     await waitForOutput(d, /device recovered/, 10_000);
     const { events } = (await ctl("events", "--type", "device.")) as { events: { type: string }[] };
