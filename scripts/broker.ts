@@ -45,10 +45,22 @@ export class Mosquitto {
   private readonly dir = mkdtempSync(join(tmpdir(), "mosquitto-"));
   log = "";
   /** Keep sessions and retained messages across stop()/start() (a broker restart, not a new broker). */
-  constructor(private readonly opts: { persistence?: boolean; sysInterval?: number } = {}) {}
+  constructor(
+    private readonly opts: {
+      persistence?: boolean;
+      sysInterval?: number;
+      /** Listener settings instead of anonymous plain TCP (TLS files, password_file...). */
+      listener?: string[];
+    } = {},
+  ) {}
 
   get url(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
+    return `${this.opts.listener?.some((l) => l.startsWith("certfile")) ? "mqtts" : "mqtt"}://127.0.0.1:${this.port}`;
+  }
+
+  /** The broker's own directory (for certificates, password files). */
+  get directory(): string {
+    return this.dir;
   }
 
   async start(): Promise<void> {
@@ -57,7 +69,11 @@ export class Mosquitto {
     const conf = join(this.dir, "mosquitto.conf");
     writeFileSync(
       conf,
-      [`listener ${this.port} 127.0.0.1`, "allow_anonymous true", "set_tcp_nodelay true", ...(this.opts.persistence ? ["persistence true", `persistence_location ${this.dir}/`] : ["persistence false"]), "max_inflight_messages 0", "max_queued_messages 0", ...(this.opts.sysInterval ? [`sys_interval ${this.opts.sysInterval}`] : []), "log_dest stderr", "log_type error", "log_type warning"].join("\n") + "\n",
+      [
+        // Run as root (CI), mosquitto would switch to user mosquitto and lose its 0700 temp directory.
+        ...(process.getuid?.() === 0 ? ["user root"] : []),
+        `listener ${this.port} 127.0.0.1`,
+        ...(this.opts.listener ?? ["allow_anonymous true"]), "set_tcp_nodelay true", ...(this.opts.persistence ? ["persistence true", `persistence_location ${this.dir}/`] : ["persistence false"]), "max_inflight_messages 0", "max_queued_messages 0", ...(this.opts.sysInterval ? [`sys_interval ${this.opts.sysInterval}`] : []), "log_dest stderr", "log_type error", "log_type warning"].join("\n") + "\n",
     );
     const child = spawn(BIN, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (this.log += d));

@@ -112,7 +112,13 @@ describe("server link over mosquitto", () => {
     expect(StateMessage.parse(JSON.parse(state.text)).compartments).toHaveLength(b.rt.layout.length);
     const stateMessages = srv.received.filter((m) => m.topic === srv.t.state).length;
     expect(stateMessages).toBeLessThan(all.filter((e) => e.compartment).length);
-    expect(TelemetryMessage.parse(JSON.parse((await srv.waitFor((m) => m.topic === srv.t.telemetry)).text)).devices.length).toBeGreaterThan(0);
+    b.rt.link!.publishTelemetry(); // the interval is a minute; this is what it sends
+    const telemetry = TelemetryMessage.parse(
+      JSON.parse((await srv.waitFor((m) => m.topic === srv.t.telemetry && (JSON.parse(m.text) as TelemetryMessage).temperatures.some((t) => t.ok))).text),
+    );
+    expect(telemetry.devices.length).toBeGreaterThan(0);
+    // The refrigerated compartment's sensor reading travels with the telemetry.
+    expect(telemetry.temperatures).toEqual([expect.objectContaining({ compartment: "B01", ok: true, celsius: expect.any(Number) })]);
   });
 
   it("queues events while the broker is down and delivers them, gap-free, when it returns", async () => {
