@@ -15,7 +15,11 @@
 //   4  every parcel ends at most once (picked up, removed, collected, cancelled/aborted), and its
 //      status agrees with its ending
 //   5  compartment states agree with the parcels they hold, and the ledger's door with the switch
-//   6  a used code never opens again: a code whose parcel is gone starts no pickup and pulses nothing
+//   6  a used code never opens again: a code whose parcel is gone starts no pickup and pulses nothing,
+//      and a code the server replaced (issue-code) or revoked (revoke-code) starts no pickup
+//   server: every reply is one REPLIES allows; a garbled or expired command is refused (bad_input,
+//      expired) and changes nothing; the same command id again gets the same reply and changes
+//      nothing; the sealed code of a deposit is the one the recipient was told
 // On failure fast-check prints the seed, the path and the shrunk sequence; replay a shrunk
 // sequence with runScenario, as the findings below do. FC_NUM_RUNS=1000 for a longer search.
 import fc from "fast-check";
@@ -45,12 +49,14 @@ describe("bank custody invariants (property)", () => {
     expect(coverage.reservedDeposits).toBeGreaterThan(0);
     expect(coverage.remoteOpens).toBeGreaterThan(0);
     expect(coverage.repeats).toBeGreaterThan(0);
+    expect(coverage.sealedCodes).toBeGreaterThan(0);
     if (process.env.FC_COVERAGE) process.stdout.write(`${JSON.stringify(coverage)}\n`);
   });
 });
 
 // Findings of the property, replayed deterministically: fixed in the bank (a queued pulse asks
-// whether its flow still wants it; a stopping daemon drops queued pulses without recording faults).
+// whether its flow still wants it; a stopping daemon drops queued pulses without recording faults;
+// revoke-code detaches a code in use from its pickup, so a rollback does not make it live again).
 describe("findings", () => {
   let bank: TestBank | undefined;
   afterEach(async () => {
@@ -92,6 +98,24 @@ describe("findings", () => {
     await vi.advanceTimersByTimeAsync(1000);
     expect(unlocked).not.toContain(lock("A02"));
     expect(b.rt.ledger.compartment("A02")).toMatchObject({ state: "occupied", door: "closed" });
+  });
+
+  it("6, as shrunk by fast-check: a code the server revoked while its pickup was starting stays dead when that pickup is rolled back", async () => {
+    const shrunk: Command[] = [
+      { kind: "keys", keys: "*2468#" },
+      { kind: "keys", keys: "1" },
+      { kind: "advance", ms: 200 },
+      { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
+      { kind: "keys", keys: "1001#" }, // stored, code sent to Ada
+      { kind: "advance", ms: 31_000 },
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1 }, // Ada's pickup starts (code used)
+      { kind: "server", cmd: { name: "revoke-code", target: { among: "unloading", pick: 0 } }, twice: false, expired: false, garbled: false },
+      { kind: "restart" }, // the door never opened: the pickup is rolled back
+      { kind: "advance", ms: 5000 },
+      // Was: undoCollect made the used code live again, revoked or not, and it opened the door.
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, revoked: true },
+    ];
+    await runScenario(shrunk);
   });
 
   it("a technician open still waiting for the lock board when the daemon stops settles without a raw error", async () => {

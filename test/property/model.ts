@@ -37,8 +37,11 @@ export type Command =
   | { kind: "keys"; keys: string }
   /** Types the target's keypad number (A02 = 102) then #; "999#" when nothing matches. */
   | { kind: "doorNumber"; target: Target }
-  /** A code the bank issued (pick counts back from the newest), exact, typed twice, or one digit off. */
-  | { kind: "code"; pick: number; how: "exact" | "twice" | "offByOne"; input: "keys" | "scan"; digit: number; delta: number }
+  /**
+   * A code the bank issued (pick counts back from the newest), exact, typed twice, or one digit off;
+   * with `revoked`, among the codes the server replaced or revoked only (nothing when there is none).
+   */
+  | { kind: "code"; pick: number; how: "exact" | "twice" | "offByOne"; input: "keys" | "scan"; digit: number; delta: number; revoked?: boolean }
   | { kind: "badge"; id: string }
   | { kind: "door"; target: Target; state: "open" | "closed" }
   | { kind: "jam"; target: Target; jammed: boolean }
@@ -55,7 +58,8 @@ export type Command =
 export type ServerCmd =
   | { name: "reserve"; parcel: number; recipient: string; size: "S" | "M" | "L" }
   | { name: "cancel"; parcel: number }
-  | { name: "open"; target: Target; withParcel: boolean }
+  /** With the target's parcel ("held"), a pool id that may be anywhere or nowhere ("pool"), or none: an override. */
+  | { name: "open"; target: Target; parcel: "held" | "pool" | "none"; pool: number }
   | { name: "issue-code"; target: Target; supplied: boolean }
   | { name: "revoke-code"; target: Target }
   | { name: "set-compartment"; target: Target; enabled: boolean }
@@ -98,6 +102,7 @@ const keyToken = fc.oneof(
 const keys: fc.Arbitrary<Command> = fc.array(keyToken, { minLength: 1, maxLength: 4 }).map((t) => ({ kind: "keys", keys: t.join("") }));
 const code: fc.Arbitrary<Command> = fc.record({
   kind: fc.constant("code" as const),
+  revoked: fc.constantFrom(false, false, false, true),
   pick: fc.nat(5),
   how: fc.constantFrom("exact" as const, "exact" as const, "twice" as const, "offByOne" as const),
   input: fc.constantFrom("keys" as const, "scan" as const),
@@ -132,9 +137,13 @@ const occupiedTarget = target(fc.constantFrom<Selector>("occupied", "occupied", 
 const serverCmd: fc.Arbitrary<ServerCmd> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ name: fc.constant("reserve" as const), parcel: fc.nat(5), recipient: fc.constantFrom("p-1001", "p-1002", "p-1003", "nobody"), size: fc.constantFrom("S" as const, "M" as const, "L" as const) }) },
   { weight: 2, arbitrary: fc.record({ name: fc.constant("cancel" as const), parcel: fc.nat(5) }) },
-  { weight: 2, arbitrary: fc.record({ name: fc.constant("open" as const), target: occupiedTarget, withParcel: fc.constantFrom(true, true, false) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ name: fc.constant("open" as const), target: occupiedTarget, parcel: fc.constantFrom("held" as const, "held" as const, "pool" as const, "none" as const), pool: fc.nat(5) }),
+  },
   { weight: 2, arbitrary: fc.record({ name: fc.constant("issue-code" as const), target: occupiedTarget, supplied: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ name: fc.constant("revoke-code" as const), target: occupiedTarget }) },
+  // (also mid-pickup: a code being used when revoked must stay dead if that pickup is rolled back)
+  { weight: 1, arbitrary: fc.record({ name: fc.constant("revoke-code" as const), target: target(fc.constantFrom<Selector>("occupied", "occupied", "unloading", "any")) }) },
   { weight: 1, arbitrary: fc.record({ name: fc.constant("set-compartment" as const), target: anyTarget, enabled: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ name: fc.constant("directory" as const), remove: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ name: "snapshot" as const }) },
@@ -165,7 +174,7 @@ const reservedDeposit: fc.Arbitrary<Command[]> = fc
     // The recipient calls: forgot the code. The server opens it remotely; they take the parcel.
     ...(thenRemoteOpen
       ? ([
-          { kind: "server", cmd: { name: "open", target: { among: "occupied", pick: 0 }, withParcel: true }, twice: false, expired: false, garbled: false },
+          { kind: "server", cmd: { name: "open", target: { among: "occupied", pick: 0 }, parcel: "held", pool: 0 }, twice: false, expired: false, garbled: false },
           { kind: "advance", ms: 200 },
           { kind: "door", target: { among: "unloading", pick: 0 }, state: "closed" },
         ] as Command[])
@@ -233,6 +242,39 @@ const flow: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 1, arbitrary: fc.constant<Command[]>([type(COURIER_PIN), type("0"), wait(1000), close("unloading"), close("unloading"), type("*")]) },
   // courier takes the parcel back before naming a recipient
   { weight: 1, arbitrary: fc.constant<Command[]>([type(COURIER_PIN), type("1"), wait(200), close("loading"), type("*"), wait(200), close("unloading"), type("*")]) },
+  // the server replaces a stored parcel's code (drawn or its own); the recipient tries the old one, then the new one
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({ pick: fc.nat(23), supplied: fc.boolean(), input: fc.constantFrom("keys" as const, "scan" as const) })
+      .map(({ pick, supplied, input }): Command[] => [
+        { kind: "server", cmd: { name: "issue-code", target: { among: "occupied", pick }, supplied }, twice: false, expired: false, garbled: false },
+        { kind: "code", pick: 0, how: "exact", input, digit: 0, delta: 1, revoked: true },
+        wait(5000),
+        { kind: "code", pick: 0, how: "exact", input, digit: 0, delta: 1 },
+        wait(200),
+        close("unloading"),
+      ]),
+  },
+  // the server revokes the code of a pickup under way; the pickup is rolled back (restart, or a jammed
+  // lock and a technician's re-enable); the revoked code is tried again
+  {
+    weight: 2,
+    arbitrary: fc.record({ pick: fc.nat(5), jammed: fc.boolean() }).map(({ pick, jammed }): Command[] => [
+      ...(jammed ? [{ kind: "jam", target: { among: "occupied", pick: 0 }, jammed: true } as const] : []),
+      { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+      { kind: "server", cmd: { name: "revoke-code", target: { among: "unloading", pick: 0 } }, twice: false, expired: false, garbled: false },
+      ...(jammed
+        ? ([
+            wait(5000),
+            { kind: "jam", target: { among: "jammed", pick: 0 }, jammed: false },
+            { kind: "techEnable", target: { among: "fault", pick: 0 }, enabled: true },
+          ] as Command[])
+        : ([{ kind: "restart" }] as Command[])),
+      wait(5000),
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, revoked: true },
+    ]),
+  },
 );
 
 /**
@@ -275,6 +317,10 @@ export class InvariantViolation extends Error {
 interface IssuedCode {
   code: string;
   parcel: string;
+  /** Replaced (issue-code) or revoked (revoke-code) by the server: it must never open again. */
+  revoked?: boolean;
+  /** How the test learnt it: in clear from the bank's codeIssued, sealed from an event, or supplied by the server. */
+  from: "clear" | "sealed" | "supplied";
 }
 
 interface Pulse {
@@ -306,6 +352,8 @@ export interface Coverage {
   reservedDeposits: number;
   remoteOpens: number;
   repeats: number;
+  sealedCodes: number;
+  revokedCodeTries: number;
 }
 
 export const emptyCoverage = (): Coverage => ({
@@ -326,7 +374,12 @@ export const emptyCoverage = (): Coverage => ({
   reservedDeposits: 0,
   remoteOpens: 0,
   repeats: 0,
+  sealedCodes: 0,
+  revokedCodeTries: 0,
 });
+
+/** Replies compare as the server would read them: as JSON. */
+const sameReply = (a: ReplyEnvelope, b: ReplyEnvelope): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /** Play `cmds` on a fresh bank, checking every invariant after each command; always cleans up. */
 export async function runScenario(
@@ -364,6 +417,7 @@ export class Scenario {
   private readonly epochStart: number[] = [0];
   private readonly events: LedgerEvent[] = [];
   private readonly internalErrors: string[] = [];
+  private readonly lateViolations: InvariantViolation[] = [];
   private stopped = false;
 
   private constructor(
@@ -409,7 +463,7 @@ export class Scenario {
       // (while a restart stops this runtime, see expectedRefusal)
       if (lines[0] === "Sorry, error" && !this.stopped) this.internalErrors.push(`terminal showed an internal error (runtime ${epoch})`);
     });
-    rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel }));
+    rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel, from: "clear" }));
   }
 
   async run(cmd: Command): Promise<void> {
@@ -481,10 +535,16 @@ export class Scenario {
     }
   }
 
-  /** One server command through the router: its reply must be one the contract allows, a repeat
-   *  must get the same reply and change nothing, and drawn codes are learnt by unsealing them. */
+  /**
+   * One server command through the real CommandRouter. Its reply must be one the contract allows;
+   * a garbled or expired one is refused (bad_input, expired) and changes nothing; the same id sent
+   * again gets the same reply and changes nothing. A code the server supplies is known at once; a
+   * drawn one is learnt by unsealing it (check); every older code of that parcel is dead from now.
+   */
   private async server(cmd: Extract<Command, { kind: "server" }>): Promise<void> {
     const { rt } = this.bank;
+    const router = this.router;
+    const name = cmd.cmd.name;
     const args = this.serverArgs(cmd.cmd);
     if (!args) return;
     const id = `cmd-${++this.serverSeq}`;
@@ -493,43 +553,93 @@ export class Scenario {
       ? `{"id":"${id}","args":`
       : JSON.stringify({ id, args, issuedAt: now - (cmd.expired ? 600_000 : 0), ...(cmd.expired ? { expiresAt: now - 300_000 } : {}) });
     const head = rt.ledger.headSeq;
-    const reply = this.router.handle(cmd.cmd.name, payload);
-    // `open` settles when the door opens (fake clock): check it when it does, like a technician open.
     const epoch = this.epoch;
-    const checked = reply.then((r) => this.checkReply(cmd.cmd.name, r)).catch((e: unknown) => this.expectedRefusal(e, epoch));
-    if (cmd.cmd.name !== "open") await checked;
+    const reply = router.handle(name, payload);
+
     if (cmd.garbled || cmd.expired) {
-      if (cmd.cmd.name !== "open") {
-        const r = await reply;
-        if (r.ok) throw new InvariantViolation("server", `${cmd.garbled ? "garbled" : "expired"} ${cmd.cmd.name} was executed`);
+      const r = await reply;
+      this.checkReply(name, r, epoch);
+      const want = cmd.garbled ? ErrorCode.BadInput : ErrorCode.Expired;
+      if (r.ok || r.error.code !== want) throw new InvariantViolation("server", `${cmd.garbled ? "garbled" : "expired"} ${name} answered ${JSON.stringify(r)}`);
+      if (rt.ledger.headSeq !== head) throw new InvariantViolation("server", `a refused ${name} changed the ledger`);
+      return;
+    }
+
+    if (name === "open") {
+      // Settles when the door opens or the lock gives up, on the fake clock: checked then, like a technician open.
+      let again: Promise<ReplyEnvelope> | undefined;
+      if (cmd.twice) {
+        // The same id while it runs: it waits for the same reply and starts nothing.
+        const during = rt.ledger.headSeq;
+        again = router.handle(name, payload);
+        this.coverage.repeats++;
+        if (rt.ledger.headSeq !== during) throw new InvariantViolation("server", `repeat of running ${id} (open) changed the ledger`);
       }
-      if (rt.ledger.headSeq !== head) throw new InvariantViolation("server", `a refused ${cmd.cmd.name} changed the ledger`);
+      void Promise.all([reply, again])
+        .then(async ([first, second]) => {
+          this.checkReply(name, first, epoch);
+          if (!second) return;
+          if (!sameReply(first, second)) this.later(new InvariantViolation("server", `repeat of ${id} answered ${JSON.stringify(second)} after ${JSON.stringify(first)}`));
+          if (epoch !== this.epoch || this.stopped) return;
+          // ... and once it has settled, the same id gets the recorded reply.
+          const settled = rt.ledger.headSeq;
+          const third = router.handle(name, payload);
+          if (rt.ledger.headSeq !== settled) this.later(new InvariantViolation("server", `repeat of settled ${id} (open) changed the ledger`));
+          const r3 = await third;
+          if (!sameReply(first, r3)) this.later(new InvariantViolation("server", `repeat of settled ${id} answered ${JSON.stringify(r3)} after ${JSON.stringify(first)}`));
+        })
+        .catch((e: unknown) => this.expectedRefusal(e, epoch));
+      return;
     }
-    if (cmd.twice && cmd.cmd.name !== "open") {
-      const first = await reply;
+
+    const first = await reply;
+    this.checkReply(name, first, epoch);
+    if (cmd.twice) {
       const afterFirst = rt.ledger.headSeq;
-      const second = await this.router.handle(cmd.cmd.name, payload);
+      const second = await router.handle(name, payload);
       this.coverage.repeats++;
-      if (JSON.stringify(second) !== JSON.stringify(first)) throw new InvariantViolation("server", `repeat of ${id} answered ${JSON.stringify(second)} after ${JSON.stringify(first)}`);
-      if (rt.ledger.headSeq !== afterFirst) throw new InvariantViolation("server", `repeat of ${id} (${cmd.cmd.name}) changed the ledger`);
+      if (!sameReply(first, second)) throw new InvariantViolation("server", `repeat of ${id} answered ${JSON.stringify(second)} after ${JSON.stringify(first)}`);
+      if (rt.ledger.headSeq !== afterFirst) throw new InvariantViolation("server", `repeat of ${id} (${name}) changed the ledger`);
     }
-    this.learnSealedCodes(head);
+    if (first.ok && (name === "issue-code" || name === "revoke-code")) {
+      const parcel = args.parcel as string;
+      for (const c of this.codes) if (c.parcel === parcel) c.revoked = true;
+      if (typeof args.code === "string") this.codes.push({ code: args.code, parcel, from: "supplied" });
+    }
   }
 
-  private checkReply(name: string, r: ReplyEnvelope): void {
-    if (!REPLIES[name as CommandName].safeParse(r).success) throw new InvariantViolation("server", `reply to ${name} breaks the contract: ${JSON.stringify(r)}`);
+  private checkReply(name: CommandName, r: ReplyEnvelope, epoch: number): void {
+    if (!REPLIES[name].safeParse(r).success) this.later(new InvariantViolation("server", `reply to ${name} breaks the contract: ${JSON.stringify(r)}`));
     if (r.ok) this.coverage.serverOk++;
     else this.coverage.serverRefused++;
     if (r.ok && name === "open") this.coverage.remoteOpens++;
-    if (!r.ok && r.error.code === "internal") this.internalErrors.push(`server ${name}: ${r.error.message}`);
+    // (An open cut short by a restart may fail any way the stopping runtime makes it.)
+    if (!r.ok && r.error.code === ErrorCode.Internal && epoch === this.epoch && !this.stopped) this.internalErrors.push(`server ${name}: ${r.error.message}`);
   }
 
-  /** Codes the bank drew for the server travel sealed in code.issued / parcel.deposited. */
-  private learnSealedCodes(since: number): void {
-    for (const e of this.bank.rt.ledger.eventsFrom(since + 1, 10_000)) {
+  /** A violation seen in a callback (an open settling on the fake clock): thrown by the next check. */
+  private later(v: InvariantViolation): void {
+    this.lateViolations.push(v);
+  }
+
+  /**
+   * Codes the bank drew travel sealed for the server in parcel.deposited and code.issued: learnt
+   * here, as a server would. The sealed code of a deposit is the one the bank told the recipient.
+   */
+  private learnSealedCodes(fresh: readonly LedgerEvent[]): void {
+    for (const e of fresh) {
       const box = e.data.sealedCode as SealedBox | undefined;
-      if (e.type !== "code.issued" || !box || !e.parcel) continue;
-      this.codes.push({ code: openSealed(box, SEAL.privateKey, e.parcel), parcel: e.parcel });
+      if (!box || !e.parcel) continue;
+      const code = openSealed(box, SEAL.privateKey, e.parcel);
+      this.coverage.sealedCodes++;
+      const known = this.codes.filter((c) => c.parcel === e.parcel);
+      if (e.type === "parcel.deposited") {
+        const told = known.filter((c) => c.from === "clear");
+        if (told.length && !told.some((c) => c.code === code)) {
+          throw new InvariantViolation("server", `${e.parcel}: sealed deposit code differs from the one the recipient was told`);
+        }
+      }
+      if (!known.some((c) => c.code === code)) this.codes.push({ code, parcel: e.parcel, from: "sealed" });
     }
   }
 
@@ -543,7 +653,8 @@ export class Scenario {
       case "open": {
         const t = this.resolve(c.target);
         if (!t) return undefined;
-        return c.withParcel ? { compartment: t.id, reason: "forgot my code", parcel: t.parcelId ?? PARCEL_POOL[0] } : { compartment: t.id, reason: "remote check" };
+        if (c.parcel === "none") return { compartment: t.id, reason: "remote check" };
+        return { compartment: t.id, reason: "forgot my code", parcel: (c.parcel === "held" ? t.parcelId : undefined) ?? PARCEL_POOL[c.pool % PARCEL_POOL.length] };
       }
       case "issue-code":
         return c.supplied ? { parcel: parcelIn(c.target), code: String(48_213_905 + this.serverSeq * 7919) } : { parcel: parcelIn(c.target) };
@@ -565,7 +676,8 @@ export class Scenario {
   /** Invariant 6 is checked here, where we know which code was typed and what its parcel was before. */
   private typeCode(cmd: Extract<Command, { kind: "code" }>): void {
     const { rt, hw } = this.bank;
-    const issued = this.codes[this.codes.length - 1 - (cmd.pick % Math.max(this.codes.length, 1))];
+    const among = cmd.revoked ? this.codes.filter((c) => c.revoked) : this.codes;
+    const issued = among[among.length - 1 - (cmd.pick % Math.max(among.length, 1))];
     if (!issued) return;
     let text = issued.code;
     if (cmd.how === "offByOne") {
@@ -577,6 +689,8 @@ export class Scenario {
     const before = rt.ledger.parcel(issued.parcel);
     const dead = !before || !IN_PROGRESS.has(before.status);
     if (dead) this.coverage.deadCodeTries++;
+    const revoked = issued.revoked === true && cmd.how !== "offByOne";
+    if (revoked) this.coverage.revokedCodeTries++;
     const head = rt.ledger.headSeq;
     const pulsesBefore = this.pulses.length;
     const times = cmd.how === "twice" ? 2 : 1;
@@ -587,11 +701,12 @@ export class Scenario {
     const fresh = rt.ledger.eventsFrom(head + 1, 100_000);
     const byCode = fresh.filter((e) => e.type === "pickup.started" && e.data.via === "code");
     this.coverage.codePickups += byCode.length;
-    const what = `${cmd.how} ${cmd.input} of the code of ${issued.parcel} (status before: ${before?.status ?? "none"})`;
+    const what = `${cmd.how} ${cmd.input} of the ${issued.revoked ? "revoked " : ""}code of ${issued.parcel} (status before: ${before?.status ?? "none"})`;
     if (cmd.how === "offByOne" && byCode.length) throw new InvariantViolation("6 (used code)", `${what}: a wrong code started a pickup`);
     if (byCode.some((e) => e.parcel !== issued.parcel)) throw new InvariantViolation("6 (used code)", `${what}: opened another parcel`);
     if (byCode.length > 1) throw new InvariantViolation("6 (used code)", `${what}: one code opened ${byCode.length} times`);
     if (byCode.length && before?.status !== "stored") throw new InvariantViolation("6 (used code)", `${what}: opened a parcel that was not waiting`);
+    if (byCode.length && revoked) throw new InvariantViolation("6 (used code)", `${what}: a code the server replaced or revoked started a pickup`);
     if (dead && before?.compartmentId) {
       const authorized = fresh.filter((e) => AUTHORIZING.has(e.type) && e.compartment === before.compartmentId).length;
       const pulsed = this.pulses.slice(pulsesBefore).filter((p) => p.compartment === before.compartmentId).length;
@@ -635,7 +750,10 @@ export class Scenario {
     const { rt, hw } = this.bank;
     const ledger = rt.ledger;
     const last = this.events.at(-1)?.seq ?? 0;
-    this.events.push(...ledger.eventsFrom(last + 1, 1_000_000));
+    const fresh = ledger.eventsFrom(last + 1, 1_000_000);
+    this.events.push(...fresh);
+    if (this.lateViolations.length) throw this.lateViolations[0]!;
+    this.learnSealedCodes(fresh);
 
     // 3. gap-free, hash-chained custody log
     const chain = ledger.verify();
@@ -792,10 +910,11 @@ export class Scenario {
   summarize(): void {
     this.coverage.pulses += this.pulses.length;
     this.coverage.codesIssued += this.codes.length;
+    const reserved = new Set(this.events.filter((e) => e.type === "parcel.reserved").map((e) => e.parcel));
     for (const e of this.events) {
       if (e.type === "compartment.fault") this.coverage.faults++;
       if (e.type === "parcel.deposited") this.coverage.deposited++;
-      if (e.type === "deposit.started" && e.data.reserved === true) this.coverage.reservedDeposits++;
+      if (e.type === "parcel.deposited" && e.parcel && reserved.has(e.parcel)) this.coverage.reservedDeposits++;
       if (e.type === "parcel.picked_up") this.coverage.pickedUp++;
       if (e.type === "parcel.removed") this.coverage.removed++;
       if (e.type === "parcel.cancelled" || e.type === "deposit.aborted") this.coverage.cancelled++;
