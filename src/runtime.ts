@@ -13,7 +13,6 @@ import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
-import { buildRealHardware } from "./drivers/real/profile.js";
 import type { Hardware, Input } from "./drivers/types.js";
 import { ensureDataDir, loadDeviceKey, takePidLock } from "./ledger/datadir.js";
 import { Ledger } from "./ledger/ledger.js";
@@ -22,7 +21,7 @@ import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
 import { applyPolicy, RemoteOps, storedPolicy } from "./bank/remote.js";
 import { CommandRouter } from "./sync/commands.js";
-import { SyncLink } from "./sync/link.js";
+import type { SyncLink } from "./sync/link.js";
 import { Sealer, SignatureVerifier } from "./sync/seal.js";
 
 export interface RuntimeOptions {
@@ -76,7 +75,7 @@ export class Runtime {
     this.releaseLock = takePidLock(dataDir);
     const deviceKey = loadDeviceKey(dataDir);
     this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
-    this.hardware = this.buildHardware(config);
+    this.hardware = await this.buildHardware(config);
     await this.hardware.start(); // every relay off before anything else
     // Policies the server set (policy command) outlive restarts; a stored patch the config no longer admits is dropped.
     try {
@@ -172,10 +171,12 @@ export class Runtime {
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
-    if (config.sync.enabled) this.startLink(config, dataDir);
+    if (config.sync.enabled) await this.startLink(config, dataDir);
   }
 
-  private startLink(config: Config, dataDir: string): void {
+  private async startLink(config: Config, dataDir: string): Promise<void> {
+    // Loaded only when sync is on: mqtt.js is the largest dependency and a bank without a server never needs it.
+    const { SyncLink } = await import("./sync/link.js");
     const { log } = this.opts;
     this.router = new CommandRouter({
       ledger: this.ledger,
@@ -252,7 +253,7 @@ export class Runtime {
     this.releaseLock?.();
   }
 
-  private buildHardware(config: Config): Hardware {
+  private async buildHardware(config: Config): Promise<Hardware> {
     const hw = config.hardware;
     switch (hw.profile) {
       case "sim":
@@ -265,6 +266,7 @@ export class Runtime {
           terminal: config.terminal.id,
         });
       case "real": {
+        const { buildRealHardware } = await import("./drivers/real/build.js");
         const real = buildRealHardware(hw, { log: this.opts.log, terminal: config.terminal.id });
         // A board that stops answering, or comes back: on record, and in lockerctl status.
         real.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));

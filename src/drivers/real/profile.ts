@@ -1,22 +1,19 @@
 // The "real" hardware profile: which boards, readers, display, buzzer and sensors a bank is built
 // from (config `hardware`), and the parts they become. Each driver owns its own config schema; this
 // module lists them and checks what spans them: every compartment's lock channel is driven by
-// exactly one board and sensed by exactly one.
+// exactly one board and sensed by exactly one. (build.ts turns a profile into parts; the runtime
+// loads it only for a real bank.)
 import { z } from "zod";
-import type { Logger } from "../../log.js";
-import { createGpioBuzzer, GpioBuzzerConfig } from "../gpio/buzzer.js";
-import { createGpioDoors, GpioDoorsConfig } from "../gpio/doors.js";
-import { createGpioRelays, GpioRelaysConfig } from "../gpio/relays.js";
-import { createLcd, LcdConfig } from "../display/lcd.js";
-import { createMcp23017, Mcp23017Config } from "../i2c/mcp23017.js";
-import { createPca9534, Pca9534Config } from "../i2c/pca9534.js";
-import { createPcf8574, Pcf8574Config } from "../i2c/pcf8574.js";
-import { createSht3x, Sht3xConfig, type Sht3xPart } from "../i2c/sht3x.js";
-import type { DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
-import { createRs485Boards } from "../rs485/boards.js";
+import { GpioBuzzerConfig } from "../gpio/buzzer.js";
+import { GpioDoorsConfig } from "../gpio/doors.js";
+import { GpioRelaysConfig } from "../gpio/relays.js";
+import { LcdConfig } from "../display/lcd.js";
+import { Mcp23017Config } from "../i2c/mcp23017.js";
+import { Pca9534Config } from "../i2c/pca9534.js";
+import { Pcf8574Config } from "../i2c/pcf8574.js";
+import { Sht3xConfig } from "../i2c/sht3x.js";
 import { Cu8aConfig, KerongConfig } from "../rs485/config.js";
-import { createReader, ReaderConfig } from "../readers/index.js";
-import { RealHardware } from "./hardware.js";
+import { ReaderConfig } from "../readers/index.js";
 
 export const BoardConfig = z.discriminatedUnion("type", [GpioRelaysConfig, GpioDoorsConfig, Mcp23017Config, Pcf8574Config, Pca9534Config, KerongConfig, Cu8aConfig]);
 export type BoardConfig = z.infer<typeof BoardConfig>;
@@ -75,61 +72,4 @@ export function coverageIssues(profile: RealProfile, channels: readonly { id: st
     if (s.length > 1) issues.push({ path: ["boards", s[1]!], message: `${id} (lock ${lock}) is sensed by boards ${s.join(" and ")}` });
   }
   return issues;
-}
-
-/** Build the parts of a real bank. Nothing is opened here: RealHardware.start() does that. */
-export function buildRealHardware(profile: RealProfile, deps: { log: Logger; terminal: string }): RealHardware {
-  const log = deps.log.child({ module: "hardware" });
-  const locks: LockPart[] = [];
-  const doors: DoorPart[] = [];
-  const items: ItemPart[] = [];
-  const all: Part[] = [];
-  for (const b of profile.boards) {
-    switch (b.type) {
-      case "gpio-relays": {
-        const p = createGpioRelays(b, { log });
-        locks.push(p);
-        all.push(p);
-        break;
-      }
-      case "gpio-doors": {
-        const p = createGpioDoors(b, { log });
-        doors.push(p);
-        all.push(p);
-        break;
-      }
-      case "mcp23017":
-      case "pcf8574":
-      case "pca9534": {
-        const board = b.type === "mcp23017" ? createMcp23017(b, { log }) : b.type === "pcf8574" ? createPcf8574(b, { log }) : createPca9534(b, { log });
-        if (board.locks) locks.push(board.locks);
-        if (board.doors) doors.push(board.doors);
-        all.push(board);
-        break;
-      }
-      case "kerong":
-      case "cu8a": {
-        for (const p of createRs485Boards(b, { log }).parts) {
-          locks.push(p);
-          doors.push(p);
-          if (p.itemChannels.length) items.push(p);
-          all.push(p);
-        }
-        break;
-      }
-    }
-  }
-  const inputs: InputPart[] = profile.readers.map((r) => createReader(r, { log, terminal: deps.terminal }));
-  all.push(...inputs);
-  const display = profile.display ? createLcd(profile.display, { log }) : undefined;
-  if (display) all.push(display);
-  const buzzer = profile.buzzer ? createGpioBuzzer(profile.buzzer, { log }) : undefined;
-  if (buzzer) all.push(buzzer);
-  const thermometers = new Map<string, Sht3xPart>();
-  for (const t of profile.thermometers) {
-    const p = createSht3x(t, { log });
-    thermometers.set(t.compartment, p);
-    all.push(p);
-  }
-  return new RealHardware({ locks, doors, items, inputs, display, buzzer, thermometers, all }, log);
 }

@@ -8,7 +8,7 @@
 //                  ▲                  │
 //   reply ◀─ matcher ◀─ FrameParser ◀─┘──▶ unsolicited / discarded events
 import { EventEmitter } from "node:events";
-import { SerialPort } from "serialport";
+import type { SerialPort } from "serialport";
 import { Backoff, type BackoffOptions } from "../../backoff.js";
 import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
@@ -241,8 +241,10 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     this.emit("discarded", bytes, reason);
   }
 
-  private open(): Promise<void> {
+  private async open(): Promise<void> {
     const { path, baudRate } = this.opts;
+    // Loaded on first use: a bank without RS485 boards never pays serialport's start-up.
+    const { SerialPort } = await import("serialport");
     const port = new SerialPort({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
     return new Promise<void>((resolve) => {
       port.open((err) => {
