@@ -20,7 +20,7 @@ import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
 import { applyPolicy, RemoteOps, storedPolicy } from "./bank/remote.js";
-import { CommandRouter } from "./sync/commands.js";
+import type { CommandRouter } from "./sync/commands.js";
 import type { SyncLink } from "./sync/link.js";
 import { Sealer, SignatureVerifier } from "./sync/seal.js";
 
@@ -79,7 +79,8 @@ export class Runtime {
     await this.hardware.start(); // every relay off before anything else
     // Policies the server set (policy command) outlive restarts; a stored patch the config no longer admits is dropped.
     try {
-      Object.assign(config, { ...config, ...applyPolicy(config, storedPolicy(this.ledger)) });
+      const stored = storedPolicy(this.ledger);
+      if (stored.policies || stored.lockout) Object.assign(config, { ...config, ...applyPolicy(config, stored) });
     } catch (e) {
       log.warn({ err: e }, "stored policy overrides no longer valid with this config: ignored");
     }
@@ -176,7 +177,7 @@ export class Runtime {
 
   private async startLink(config: Config, dataDir: string): Promise<void> {
     // Loaded only when sync is on: mqtt.js is the largest dependency and a bank without a server never needs it.
-    const { SyncLink } = await import("./sync/link.js");
+    const [{ SyncLink }, { CommandRouter }] = await Promise.all([import("./sync/link.js"), import("./sync/commands.js")]);
     const { log } = this.opts;
     this.router = new CommandRouter({
       ledger: this.ledger,
