@@ -2,84 +2,117 @@
 // their keystrokes are ours alone: the udev rule in hardware/udev/ inhibits the matching input
 // device, so the Pi's console (a getty on tty1) does not also receive every badge number and Enter.
 //
-//   HID.devices() ─ match vid/pid or path ─▶ open ─ 'data' reports ─▶ BootKeyboardDecoder ─▶ line
-//        ▲                                     │ 'error' (unplugged)
-//        └──────── rescan with backoff ◀───────┘
+//   HID.devices() ─ match vid/pid ─▶ open(path) ─ 'data' reports ─▶ BootKeyboardDecoder ─▶ line ─▶ input
+//        ▲        (or open `path`)       │ 'error' / 'close' (unplugged)
+//        └────── rescan with backoff ◀───┘
 import { EventEmitter } from "node:events";
 import { z } from "zod";
 import { Backoff } from "../../backoff.js";
+import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, InputPart } from "../parts.js";
 import type { DeviceHealth, InputEvents } from "../types.js";
-import { Dedupe } from "./dedupe.js";
 import { BootKeyboardDecoder } from "./keyboard.js";
-import { emitLine, lineFields, type LineOptions } from "./lines.js";
+import { badgeIdsField, ReaderOutput, readerFields } from "./output.js";
+
+const usbId = z.int().min(0).max(0xffff);
 
 export const HidReaderConfig = z
   .strictObject({
     type: z.literal("hid"),
-    vendorId: z.int().min(0).max(0xffff).optional().describe("USB vendor id (lsusb: the part before the colon), as a number"),
-    productId: z.int().min(0).max(0xffff).optional(),
-    path: z.string().min(1).optional().describe("a hidraw path instead of vendor/product, e.g. /dev/hidraw0"),
-    reportId: z.boolean().default(false).describe("reports start with a report ID byte"),
-    lineTimeoutMs: z.int().min(50).max(10_000).default(500).describe("a partial read without Enter is dropped after this"),
-    ...lineFields,
+    ...readerFields,
+    vendorId: usbId.optional().describe("USB vendor id as a number (lsusb's 08ff → 2303)"),
+    productId: usbId.optional().describe("USB product id as a number (lsusb's 0009 → 9)"),
+    path: z.string().min(1).max(4096).optional().describe("a hidraw node instead of vendor/product, e.g. a udev symlink /dev/lockerd-badge"),
+    emits: z.enum(["badge", "scan"]).default("badge").describe("what a line is: a badge id, or a scanned QR / barcode text"),
+    badgeIds: badgeIdsField,
+    reportId: z.boolean().default(false).describe("reports start with a report ID byte (some composite readers)"),
+    lineTimeoutMs: z.int().min(50).max(10_000).default(500).describe("a partial read with no key for this long is dropped"),
   })
   .refine((c) => c.path !== undefined || (c.vendorId !== undefined && c.productId !== undefined), { message: "give vendorId and productId, or path" });
 export type HidReaderConfig = z.infer<typeof HidReaderConfig>;
 
-/** The slice of node-hid this driver uses; production is node-hid itself, tests pass the emulator. */
+/** What HID.devices() tells about one device (the fields this driver looks at). */
+export interface HidDeviceInfo {
+  vendorId: number;
+  productId: number;
+  path?: string | undefined;
+  usagePage?: number | undefined;
+  usage?: number | undefined;
+}
+
+/** An open device: node-hid's HID, or the emulator's. */
 export interface HidDevice {
   on(event: "data", fn: (report: Buffer) => void): unknown;
   on(event: "error", fn: (err: Error) => void): unknown;
+  on(event: "close", fn: () => void): unknown;
   removeAllListeners(): unknown;
   close(): void;
 }
+
+/** The slice of node-hid this driver uses; production is node-hid itself, tests pass the emulator. */
 export interface HidApi {
-  devices(): { vendorId: number; productId: number; path?: string | undefined }[];
+  devices(): HidDeviceInfo[];
   open(path: string): HidDevice;
 }
 
 async function nodeHid(): Promise<HidApi> {
-  const hid = await import("node-hid");
-  return { devices: () => hid.devices(), open: (path) => new hid.HID(path) };
+  try {
+    const hid = await import("node-hid");
+    return { devices: () => hid.devices(), open: (path) => new hid.HID(path) };
+  } catch (e) {
+    throw new LockerError(ErrorCode.HardwareUnavailable, `node-hid cannot load (${(e as Error).message}): reinstall lockerd on this machine (npm ci builds it)`);
+  }
+}
+
+/** Keyboard usage (Generic Desktop page 1, usage 6): the interface of a composite reader that types. */
+const isKeyboard = (d: HidDeviceInfo) => d.usagePage === 1 && d.usage === 6;
+
+export interface HidReaderDeps {
+  log: Logger;
+  /** Terminal for a config without one. */
+  terminal: string;
+  hid?: HidApi;
+  random?: () => number;
+  now?: () => number;
 }
 
 export class HidReader extends EventEmitter<InputEvents> implements InputPart {
   readonly name: string;
   readonly availability = new EventEmitter<AvailabilityEvents>();
+  readonly output: ReaderOutput;
   private api: HidApi | undefined;
   private device: HidDevice | undefined;
   private openPath: string | undefined;
   private readonly decoder: BootKeyboardDecoder;
-  private readonly dedupe: Dedupe;
   private readonly backoff: Backoff;
+  private readonly log: Logger;
   private retry: NodeJS.Timeout | undefined;
   private lineTimer: NodeJS.Timeout | undefined;
   private running = false;
   private problem = "not started";
   private everOpened = false;
-  reads = 0;
 
   constructor(
     private readonly config: HidReaderConfig,
-    private readonly deps: { log: Logger; terminal: string; hid?: HidApi; random?: () => number },
+    private readonly deps: HidReaderDeps,
   ) {
     super();
-    const id = config.path ?? `${hex4(config.vendorId!)}:${hex4(config.productId!)}`;
-    this.name = `hid reader ${id}`;
+    this.name = `hid reader ${config.path ?? `${hex4(config.vendorId!)}:${hex4(config.productId!)}`}`;
+    this.log = deps.log.child({ module: "reader", reader: this.name });
     this.decoder = new BootKeyboardDecoder({ reportId: config.reportId });
-    this.dedupe = new Dedupe(config.dedupeMs);
-    this.backoff = new Backoff({ baseMs: 500, capMs: 10_000, random: deps.random });
+    this.output = new ReaderOutput(this, config.terminal ?? deps.terminal, config.dedupeMs, this.log, deps.now);
+    this.backoff = new Backoff({ baseMs: Math.min(500, config.retryMaxMs), capMs: config.retryMaxMs, random: deps.random });
   }
 
   health(): DeviceHealth {
-    return { name: this.name, kind: "reader", health: this.device ? "ok" : this.everOpened ? "degraded" : "absent", detail: this.device ? `open ${this.openPath}` : this.problem };
+    const health = this.device ? "ok" : this.everOpened ? "degraded" : "absent";
+    return { name: this.name, kind: "reader", health, detail: `${this.device ? `open ${this.openPath}` : this.problem}; ${this.output.summary()}` };
   }
 
   async start(): Promise<void> {
-    this.running = true;
     this.api = this.deps.hid ?? (await nodeHid());
+    this.running = true;
     this.connect();
   }
 
@@ -94,28 +127,34 @@ export class HidReader extends EventEmitter<InputEvents> implements InputPart {
     if (!this.running || !this.api) return;
     let path: string | undefined;
     try {
-      const c = this.config;
-      const found = this.api.devices().find((d) => (c.path ? d.path === c.path : d.vendorId === c.vendorId && d.productId === c.productId));
-      path = found?.path;
+      path = this.config.path ?? this.find(this.api.devices());
       if (!path) throw new Error("not plugged in");
       const dev = this.api.open(path);
       dev.on("data", (r) => this.onReport(r));
-      dev.on("error", (e) => this.lost(e.message));
+      dev.on("error", (e) => this.lost(dev, e.message));
+      dev.on("close", () => this.lost(dev, "closed"));
       this.device = dev;
       this.openPath = path;
       this.backoff.reset();
       if (this.everOpened) this.availability.emit("recovered");
       this.everOpened = true;
-      this.deps.log.info({ reader: this.name, path }, "reader open");
+      this.log.info({ path }, "reader open");
     } catch (e) {
-      this.problem = `${(e as Error).message}${path ? ` (${path}: check the udev rule gives group access)` : ""}`;
+      const hint = path && /permission|denied|EACCES/i.test((e as Error).message) ? " (does the udev rule give group lockerd access?)" : "";
+      this.problem = `${path ? `${path}: ` : ""}${(e as Error).message}${hint}`;
       this.schedule();
     }
   }
 
-  private lost(why: string): void {
-    if (!this.device) return;
-    this.deps.log.warn({ reader: this.name, why }, "reader gone; rescanning");
+  /** The reader's hidraw path: vendor/product match, the keyboard interface first if it says. */
+  private find(list: HidDeviceInfo[]): string | undefined {
+    const mine = list.filter((d) => d.path && d.vendorId === this.config.vendorId && d.productId === this.config.productId);
+    return (mine.find(isKeyboard) ?? mine[0])?.path;
+  }
+
+  private lost(dev: HidDevice, why: string): void {
+    if (this.device !== dev) return;
+    this.log.warn({ why }, "reader gone; rescanning");
     this.close();
     this.problem = `unplugged: ${why}`;
     this.availability.emit("fault", this.problem);
@@ -125,9 +164,12 @@ export class HidReader extends EventEmitter<InputEvents> implements InputPart {
   private close(): void {
     const d = this.device;
     this.device = undefined;
+    clearTimeout(this.lineTimer);
+    if (this.decoder.pending) this.output.discard("partial line");
     this.decoder.reset();
     if (!d) return;
     d.removeAllListeners();
+    d.on("error", () => undefined); // a late read error from the closing handle is not news
     try {
       d.close();
     } catch {
@@ -143,17 +185,23 @@ export class HidReader extends EventEmitter<InputEvents> implements InputPart {
   }
 
   private onReport(report: Buffer): void {
-    clearTimeout(this.lineTimer);
-    for (const line of this.decoder.feed(report)) this.line(line);
-    if (this.decoder.pending) {
-      this.lineTimer = setTimeout(() => this.decoder.reset(), this.config.lineTimeoutMs);
-      this.lineTimer.unref();
+    const d = this.decoder;
+    const before = { keystrokes: d.keystrokes, malformed: d.malformed, overlong: d.overlong };
+    for (const line of d.feed(report)) {
+      if (this.config.emits === "scan") this.output.scan(line);
+      else this.output.badge(line, this.config.badgeIds);
     }
-  }
-
-  private line(text: string): void {
-    this.reads++;
-    emitLine(this, this.config as LineOptions, this.deps.terminal, text, this.dedupe, this.deps.log);
+    if (d.malformed > before.malformed) this.output.discard("malformed report");
+    if (d.overlong > before.overlong) this.output.discard("line too long");
+    if (d.keystrokes === before.keystrokes) return;
+    // A key arrived: the partial line has lineTimeoutMs from now to end in Enter.
+    clearTimeout(this.lineTimer);
+    if (!d.pending) return;
+    this.lineTimer = setTimeout(() => {
+      this.output.discard("partial line");
+      d.dropLine();
+    }, this.config.lineTimeoutMs);
+    this.lineTimer.unref();
   }
 }
 

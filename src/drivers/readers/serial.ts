@@ -2,55 +2,48 @@
 // one ASCII character per key, scanners that send lines, RDM6300 125 kHz modules, and Wiegand
 // readers behind a Wiegand-to-serial converter. The port reopens with backoff when it vanishes.
 //
-//   SerialPort ─ bytes ─▶ decoder (keys · ReadlineParser lines · Rdm6300Parser frames) ─▶ input
+//   SerialPort ─ bytes ─┬─ serial-keypad:  decodeKeypadBytes ───────────▶ keys
+//                       ├─ rdm6300:        Rdm6300Parser (frames) ──────▶ badge
+//                       └─ ReadlineParser (lines) ─┬─ serial-scanner ───▶ scan / badge
+//                                                  └─ wiegand-serial: wiegandLineId ─▶ badge
 import { EventEmitter } from "node:events";
-import { ReadlineParser } from "@serialport/parser-readline";
-import { SerialPort } from "serialport";
+import type { SerialPort } from "serialport";
 import { z } from "zod";
 import { Backoff } from "../../backoff.js";
+import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, InputPart } from "../parts.js";
 import type { DeviceHealth, InputEvents } from "../types.js";
-import { Dedupe } from "./dedupe.js";
-import { emitLine, lineFields, type LineOptions } from "./lines.js";
+import { badgeIdsField, ReaderOutput, readerFields } from "./output.js";
 import { Rdm6300Parser } from "./rdm6300.js";
-import { decodeWiegand } from "./wiegand.js";
+import { wiegandLineId } from "./wiegand.js";
 
 const serialFields = {
+  ...readerFields,
   port: z.string().min(1).max(4096).describe("e.g. /dev/ttyAMA0, /dev/serial/by-id/..."),
-  terminal: lineFields.terminal,
-};
-/** What ends a line; CRLF works with either (the other character is trimmed). */
-const lineEnd = z.enum(["CR", "LF"]).default("CR").describe("the scanner's line suffix");
-
-export const SerialKeypadConfig = z.strictObject({
-  type: z.literal("serial-keypad"),
-  ...serialFields,
   baudRate: z.int().min(300).max(921_600).default(9600),
-});
+};
+/** What ends a line; CRLF works with either (the other character is trimmed off). */
+const lineEnd = z.enum(["CR", "LF"]).default("CR").describe("the device's line suffix");
+
+export const SerialKeypadConfig = z.strictObject({ type: z.literal("serial-keypad"), ...serialFields });
 export const SerialScannerConfig = z.strictObject({
   type: z.literal("serial-scanner"),
   ...serialFields,
-  baudRate: z.int().min(300).max(921_600).default(9600),
-  emits: lineFields.emits.default("scan"),
   lineEnd,
-  format: lineFields.format,
-  dedupeMs: lineFields.dedupeMs,
+  emits: z.enum(["scan", "badge"]).default("scan").describe("a line is a scanned QR / barcode text, or a badge id (serial badge readers)"),
+  badgeIds: badgeIdsField,
 });
 export const Rdm6300Config = z.strictObject({
   type: z.literal("rdm6300"),
   ...serialFields,
-  baudRate: z.int().min(300).max(921_600).default(9600),
-  dedupeMs: lineFields.dedupeMs,
   idDigits: z.union([z.literal(8), z.literal(10)]).default(8).describe("badge id: the 8-digit card id, or all 10 (version + card)"),
 });
 export const WiegandSerialConfig = z.strictObject({
   type: z.literal("wiegand-serial"),
   ...serialFields,
-  baudRate: z.int().min(300).max(921_600).default(9600),
   lineEnd,
-  wiegand: z.enum(["bits", "decimal", "hex"]).default("bits").describe("what the converter sends per card: raw bits (parity checked), or the number"),
-  dedupeMs: lineFields.dedupeMs,
+  format: z.enum(["bits", "decimal", "hex"]).default("bits").describe("what the converter sends per card: raw bits (26/34, parity checked), or the card number"),
 });
 export type SerialReaderConfig =
   | z.infer<typeof SerialKeypadConfig>
@@ -58,40 +51,68 @@ export type SerialReaderConfig =
   | z.infer<typeof Rdm6300Config>
   | z.infer<typeof WiegandSerialConfig>;
 
+/** A keypad's bytes: 0-9 * # are keys; CR/LF some keypads add are nothing; anything else is noise. */
+export function decodeKeypadBytes(chunk: Uint8Array): { keys: string; noise: number } {
+  let keys = "";
+  let noise = 0;
+  for (const c of Buffer.from(chunk).toString("latin1")) {
+    if (/[0-9*#]/.test(c)) keys += c;
+    else if (c !== "\r" && c !== "\n") noise++;
+  }
+  return { keys, noise };
+}
+
+type SerialModule = typeof import("serialport");
+type ReadlineModule = typeof import("@serialport/parser-readline");
+
+async function serialModules(): Promise<[SerialModule, ReadlineModule]> {
+  try {
+    return await Promise.all([import("serialport"), import("@serialport/parser-readline")]);
+  } catch (e) {
+    throw new LockerError(ErrorCode.HardwareUnavailable, `serialport cannot load (${(e as Error).message}): reinstall lockerd on this machine (npm ci builds it)`);
+  }
+}
+
+export interface SerialReaderDeps {
+  log: Logger;
+  /** Terminal for a config without one. */
+  terminal: string;
+  random?: () => number;
+  now?: () => number;
+}
+
 export class SerialReader extends EventEmitter<InputEvents> implements InputPart {
   readonly name: string;
   readonly availability = new EventEmitter<AvailabilityEvents>();
+  readonly output: ReaderOutput;
+  private modules: [SerialModule, ReadlineModule] | undefined;
   private port: SerialPort | undefined;
   private readonly backoff: Backoff;
-  private readonly dedupe: Dedupe;
+  private readonly log: Logger;
+  private readonly rdm = new Rdm6300Parser();
   private retry: NodeJS.Timeout | undefined;
   private running = false;
   private problem = "not started";
   private everOpened = false;
-  private rdm = new Rdm6300Parser();
-  /** Lines or frames refused (bad checksum, bad parity, not a card). */
-  rejected = 0;
 
   constructor(
     private readonly config: SerialReaderConfig,
-    private readonly deps: { log: Logger; terminal: string; random?: () => number },
+    deps: SerialReaderDeps,
   ) {
     super();
     this.name = `${config.type} ${config.port}`;
-    this.backoff = new Backoff({ baseMs: 500, capMs: 10_000, random: deps.random });
-    this.dedupe = new Dedupe("dedupeMs" in config ? config.dedupeMs : 0);
-  }
-
-  get discarded(): number {
-    return this.rdm.discarded;
+    this.log = deps.log.child({ module: "reader", reader: this.name });
+    this.output = new ReaderOutput(this, config.terminal ?? deps.terminal, config.dedupeMs, this.log, deps.now);
+    this.backoff = new Backoff({ baseMs: Math.min(500, config.retryMaxMs), capMs: config.retryMaxMs, random: deps.random });
   }
 
   health(): DeviceHealth {
-    const open = this.port?.isOpen === true;
-    return { name: this.name, kind: "reader", health: open ? "ok" : this.everOpened ? "degraded" : "absent", detail: open ? "open" : this.problem };
+    const health = this.port ? "ok" : this.everOpened ? "degraded" : "absent";
+    return { name: this.name, kind: "reader", health, detail: `${this.port ? "open" : this.problem}; ${this.output.summary()}` };
   }
 
   async start(): Promise<void> {
+    this.modules ??= await serialModules();
     this.running = true;
     this.open();
   }
@@ -105,8 +126,11 @@ export class SerialReader extends EventEmitter<InputEvents> implements InputPart
   }
 
   private open(): void {
-    if (!this.running) return;
+    if (!this.running || !this.modules) return;
+    const [{ SerialPort }] = this.modules;
     const port = new SerialPort({ path: this.config.port, baudRate: this.config.baudRate, autoOpen: false });
+    port.on("error", (e) => this.lost(port, e.message));
+    port.on("close", (e?: Error) => this.lost(port, e?.message ?? "closed"));
     port.open((err) => {
       if (err) {
         this.problem = `cannot open: ${err.message}`;
@@ -114,21 +138,24 @@ export class SerialReader extends EventEmitter<InputEvents> implements InputPart
       }
       if (!this.running) return void port.close();
       this.port = port;
-      this.rdm = new Rdm6300Parser();
+      this.rdm.reset();
       this.backoff.reset();
       if (this.everOpened) this.availability.emit("recovered");
       this.everOpened = true;
+      this.log.info("reader port open");
       this.wire(port);
     });
-    port.on("error", (e) => (this.problem = e.message));
-    port.on("close", () => {
-      if (this.port !== port) return;
-      this.port = undefined;
-      this.problem = "port closed (unplugged?)";
-      this.deps.log.warn({ reader: this.name }, "reader port closed; reopening");
-      this.availability.emit("fault", this.problem);
-      this.schedule();
-    });
+  }
+
+  /** The port closed or failed under us (unplugged): reopen with backoff. */
+  private lost(port: SerialPort, why: string): void {
+    if (this.port !== port) return;
+    this.port = undefined;
+    this.problem = `port lost (${why}); reopening`;
+    this.log.warn({ why }, "reader port lost; reopening");
+    this.availability.emit("fault", this.problem);
+    if (port.isOpen) port.close(() => undefined);
+    this.schedule();
   }
 
   private schedule(): void {
@@ -140,55 +167,40 @@ export class SerialReader extends EventEmitter<InputEvents> implements InputPart
 
   private wire(port: SerialPort): void {
     const c = this.config;
-    const terminal = c.terminal ?? this.deps.terminal;
+    const out = this.output;
     switch (c.type) {
       case "serial-keypad":
         port.on("data", (chunk: Buffer) => {
-          const keys = chunk.toString("latin1").replace(/[^0-9*#]/g, "");
-          if (keys) this.emit("input", { kind: "keys", terminal, keys });
+          const { keys, noise } = decodeKeypadBytes(chunk);
+          if (noise) out.discard("noise", noise);
+          out.keys(keys);
         });
         return;
       case "rdm6300":
         port.on("data", (chunk: Buffer) => {
-          const before = this.rdm.badChecksums;
-          for (const r of this.rdm.push(chunk)) this.badge(c.idDigits === 10 ? r.full : r.card, terminal);
-          this.rejected += this.rdm.badChecksums - before;
+          for (const item of this.rdm.push(chunk)) {
+            if (item.kind === "discarded") out.discard(item.reason);
+            else out.badge(c.idDigits === 10 ? item.full : item.card);
+          }
         });
         return;
-      case "serial-scanner": {
-        const lines = port.pipe(new ReadlineParser({ delimiter: c.lineEnd === "CR" ? "\r" : "\n" }));
-        lines.on("data", (line: string) => {
-          if (line.trim()) emitLine(this, { ...c, terminal } as LineOptions, terminal, line, this.dedupe, this.deps.log);
+      case "serial-scanner":
+        return this.lines(port, c.lineEnd, (line) => (c.emits === "scan" ? out.scan(line) : out.badge(line, c.badgeIds)));
+      case "wiegand-serial":
+        return this.lines(port, c.lineEnd, (line) => {
+          const r = wiegandLineId(line, c.format);
+          if ("id" in r) out.badge(r.id);
+          else out.discard(r.reason);
         });
-        return;
-      }
-      case "wiegand-serial": {
-        const lines = port.pipe(new ReadlineParser({ delimiter: c.lineEnd === "CR" ? "\r" : "\n" }));
-        lines.on("data", (line: string) => this.wiegandLine(line.trim(), terminal));
-        return;
-      }
     }
   }
 
-  private wiegandLine(line: string, terminal: string): void {
-    if (!line || this.config.type !== "wiegand-serial") return;
-    let id: string | undefined;
-    try {
-      if (this.config.wiegand === "bits") id = decodeWiegand(line).id;
-      else if (this.config.wiegand === "hex" && /^[0-9A-Fa-f]{1,16}$/.test(line)) id = line.toUpperCase().padStart(6, "0");
-      else if (this.config.wiegand === "decimal" && /^[0-9]{1,19}$/.test(line)) id = BigInt(line).toString(16).toUpperCase().padStart(6, "0");
-    } catch (e) {
-      this.deps.log.warn({ reader: this.name, reason: (e as Error).message }, "wiegand read refused");
-    }
-    if (!id) {
-      this.rejected++;
-      return;
-    }
-    this.badge(id, terminal);
-  }
-
-  private badge(id: string, terminal: string): void {
-    if (!this.dedupe.accept(id)) return;
-    this.emit("input", { kind: "badge", terminal, id });
+  private lines(port: SerialPort, end: "CR" | "LF", fn: (line: string) => void): void {
+    const [, { ReadlineParser }] = this.modules!;
+    const parser = port.pipe(new ReadlineParser({ delimiter: end === "CR" ? "\r" : "\n", encoding: "latin1" }));
+    parser.on("data", (line: string) => {
+      const t = line.replace(/[\r\n]/g, "").trim();
+      if (t) fn(t);
+    });
   }
 }

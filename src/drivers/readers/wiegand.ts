@@ -20,13 +20,17 @@ export interface WiegandCard {
 
 const ones = (s: string) => [...s].filter((c) => c === "1").length;
 
+export type WiegandFault = "malformed" | "length" | "parity";
+
+/** The card in a line of bits; a LockerError (BadInput, context.reason: WiegandFault) when it is not one. */
 export function decodeWiegand(bits: string): WiegandCard {
-  if (!/^[01]+$/.test(bits)) throw new LockerError(ErrorCode.BadInput, "wiegand: expected a line of 0 and 1");
+  const refuse = (reason: WiegandFault, message: string) => new LockerError(ErrorCode.BadInput, `wiegand: ${message}`, { reason });
+  if (!/^[01]+$/.test(bits)) throw refuse("malformed", "expected a line of 0 and 1");
   const n = bits.length;
-  if (n !== 26 && n !== 34) throw new LockerError(ErrorCode.BadInput, `wiegand: ${n} bits, expected 26 or 34`);
+  if (n !== 26 && n !== 34) throw refuse("length", `${n} bits, expected 26 or 34`);
   const half = n / 2;
-  if (ones(bits.slice(0, half)) % 2 !== 0) throw new LockerError(ErrorCode.BadInput, "wiegand: even parity (first half) fails");
-  if (ones(bits.slice(half)) % 2 !== 1) throw new LockerError(ErrorCode.BadInput, "wiegand: odd parity (second half) fails");
+  if (ones(bits.slice(0, half)) % 2 !== 0) throw refuse("parity", "even parity (first half) fails");
+  if (ones(bits.slice(half)) % 2 !== 1) throw refuse("parity", "odd parity (second half) fails");
   const data = bits.slice(1, n - 1);
   const value = parseInt(data, 2);
   if (n === 26) {
@@ -41,4 +45,26 @@ export function encodeWiegand(data: string): string {
   const first = data.slice(0, half);
   const second = data.slice(half);
   return `${ones(first) % 2 ? "1" : "0"}${data}${ones(second) % 2 ? "0" : "1"}`;
+}
+
+/**
+ * The badge id in one converter line. `bits`: decoded and parity-checked; `decimal` and `hex`: the
+ * converter already decoded the card, its number is taken as is (hex uppercase, without 0x).
+ */
+export function wiegandLineId(line: string, format: "bits" | "decimal" | "hex"): { id: string } | { reason: string } {
+  const t = line.trim();
+  switch (format) {
+    case "bits":
+      try {
+        return { id: decodeWiegand(t).id };
+      } catch (e) {
+        return { reason: `wiegand ${String((e as LockerError).context?.reason ?? "malformed")}` };
+      }
+    case "decimal":
+      return /^[0-9]{1,32}$/.test(t) ? { id: t } : { reason: "not a number" };
+    case "hex": {
+      const h = t.replace(/^0x/i, "");
+      return /^[0-9A-Fa-f]{1,32}$/.test(h) ? { id: h.toUpperCase() } : { reason: "not a number" };
+    }
+  }
 }
