@@ -36,7 +36,7 @@ export interface RuntimeOptions {
   /** Open the admin socket for lockerctl. Default true. */
   adminSocket?: boolean;
   /** Ledger durability; benchmarks of the durable path keep FULL. */
-  synchronous?: "FULL" | "NORMAL";
+  synchronous?: "FULL" | "NORMAL" | "OFF";
 }
 
 export class Runtime {

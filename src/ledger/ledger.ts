@@ -216,7 +216,8 @@ export interface LedgerOptions {
   /** Wall-clock ms for record timestamps. */
   now: () => number;
   /** FULL (default): a commit is on disk before transact() returns. */
-  synchronous?: "FULL" | "NORMAL";
+  /** OFF only for simulations of many banks in one process (benchmarks): no fsync at all. */
+  synchronous?: "FULL" | "NORMAL" | "OFF";
 }
 
 export class Ledger {
