@@ -184,7 +184,7 @@ async function startup(): Promise<void> {
 /** RSS after 10,000 deposit + pickup cycles through the keypad, against node with the dependencies loaded. */
 async function rss(): Promise<void> {
   const dir = tmp();
-  const PICKUPS = 10_000;
+  const PICKUPS = Number(process.env.BENCH_PICKUPS ?? 10_000);
   try {
     const { rt, hw, deposit, opened } = await benchBank(dir, () => {}, "NORMAL");
     for (let i = 0; i < PICKUPS; i++) {
