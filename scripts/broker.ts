@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
-import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
+import { connect, type IClientOptions, type MqttClient } from "mqtt";
 
 const BIN = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find((p) => spawnSync("test", ["-x", p]).status === 0);
 
@@ -97,8 +97,18 @@ export class Mosquitto {
   }
 
   /** A server-side client (MQTT 5, Nagle off). */
-  async client(opts: IClientOptions = {}): Promise<MqttClient> {
-    const c = await connectAsync(this.url, { protocolVersion: 5, reconnectPeriod: 0, ...opts });
+  /**
+   * A server-side client (MQTT 5, Nagle off). `setup` runs before the connection is made: a
+   * resumed session's queued messages arrive right after CONNACK, and a handler attached later
+   * would miss them.
+   */
+  async client(opts: IClientOptions = {}, setup?: (c: MqttClient) => void): Promise<MqttClient> {
+    const c = connect(this.url, { protocolVersion: 5, reconnectPeriod: 0, ...opts });
+    setup?.(c);
+    await new Promise<void>((resolve, reject) => {
+      c.once("connect", () => resolve());
+      c.once("error", reject);
+    });
     (c.stream as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(true);
     return c;
   }

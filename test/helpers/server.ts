@@ -27,24 +27,26 @@ export class TestServer {
   }
 
   async connect(opts: IClientOptions = {}): Promise<this> {
-    this.client = await this.broker.client(opts);
-    this.client.on("message", (topic, payload, packet) => {
-      const m = { topic, text: payload.toString("utf8"), packet };
-      this.received.push(m);
-      if (topic === this.t.events) {
-        const e = JSON.parse(m.text) as LedgerEvent;
-        if (this.events.has(e.seq)) this.duplicates++;
-        this.events.set(e.seq, e);
-      }
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.pred(m)) return true;
-        w.resolve(m);
-        return false;
-      });
-    });
+    // The handler goes on before CONNACK: a resumed session's queued messages come right after it.
+    this.client = await this.broker.client(opts, (c) => c.on("message", this.onMessage));
     await this.client.subscribeAsync(`${this.t.root}/#`, { qos: 1 });
     return this;
   }
+
+  private readonly onMessage = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
+    const m = { topic, text: payload.toString("utf8"), packet };
+    this.received.push(m);
+    if (topic === this.t.events) {
+      const e = JSON.parse(m.text) as LedgerEvent;
+      if (this.events.has(e.seq)) this.duplicates++;
+      this.events.set(e.seq, e);
+    }
+    this.waiters = this.waiters.filter((w) => {
+      if (!w.pred(m)) return true;
+      w.resolve(m);
+      return false;
+    });
+  };
 
   /** The next (or an already received) message matching `pred`. */
   waitFor(pred: (m: Received) => boolean, timeoutMs = 5000, what = "message"): Promise<Received> {

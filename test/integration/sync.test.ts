@@ -198,15 +198,20 @@ describe("server link over mosquitto", () => {
     await online(b);
     const root = "lockers/hq/bank-01";
     const args = ["-h", "127.0.0.1", "-p", String(broker.port), "-V", "mqttv5"];
-    // -d prints the SUBACK: publish only once mosquitto_sub is really subscribed.
-    const sub = spawn("mosquitto_sub", [...args, "-d", "-t", `${root}/reply/set-compartment`, "-C", "1", "-W", "10"], { stdio: ["ignore", "pipe", "pipe"] });
+    const sub = spawn("mosquitto_sub", [...args, "-t", `${root}/reply/set-compartment`, "-C", "1", "-W", "15"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     sub.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-    const done = new Promise((r) => sub.on("exit", r));
-    for (let i = 0; i < 500 && !out.includes("SUBACK"); i++) await sleep(10);
+    let exited = false;
+    const done = new Promise((r) => sub.on("exit", r)).then(() => (exited = true));
+    // As a server engineer would: send it again until the answer comes (mosquitto_sub may not be
+    // subscribed yet). The same id is executed once; a repeat is answered from the first reply.
     const cmd = { id: "cli-1", args: { compartment: "A05", enabled: false, reason: "door sticks" }, issuedAt: Date.now() };
-    await run("mosquitto_pub", [...args, "-t", `${root}/cmd/set-compartment`, "-q", "1", "-m", JSON.stringify(cmd)]);
+    for (let i = 0; i < 30 && !exited; i++) {
+      await run("mosquitto_pub", [...args, "-t", `${root}/cmd/set-compartment`, "-q", "1", "-m", JSON.stringify(cmd)]);
+      await Promise.race([done, sleep(300)]);
+    }
     await done;
+    expect(b.events("compartment.disabled").filter((e) => e.compartment === "A05")).toHaveLength(1);
     const line = out.split("\n").find((l) => l.startsWith("{"));
     expect(REPLIES["set-compartment"].parse(JSON.parse(line ?? "null"))).toMatchObject({ id: "cli-1", ok: true, result: { id: "A05", enabled: false } });
     expect(b.rt.ledger.compartment("A05")?.enabled).toBe(false);
