@@ -241,7 +241,6 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     if (client !== this.client) return;
     // Nagle off: a QoS 1 round trip on loopback drops from ~88 ms to ~1 ms.
     (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
-    this.state = "online";
     this.connects++;
     this.lastConnectedAt = this.deps.now();
     this.lastError = null;
@@ -250,8 +249,12 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     // "online" once commands are heard: a server may send as soon as it sees it.
     client.subscribe(this.topics.cmdFilter, { qos: DELIVERY.cmd.qos }, (err) => {
       if (err) this.log.error({ err }, "subscribe to commands failed");
-      client.publish(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status);
-      this.emit("online");
+      // Online once the broker holds the retained status: whoever looks then sees "online".
+      client.publish(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status, () => {
+        if (client !== this.client || !client.connected) return;
+        this.state = "online";
+        this.emit("online");
+      });
     });
     this.publishState();
     this.publishTelemetry();
