@@ -30,7 +30,7 @@ export function recover(ledger: Ledger, now: number, log: Logger): void {
 
 /** A collection whose door never opened: the parcel is back where it was and its code works again. */
 export function undoCollect(tx: LedgerTx, parcel: Parcel): void {
-  if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+  if (parcel.collectCredential !== null) tx.reliveCredential(parcel.collectCredential);
   tx.updateParcel(parcel.id, {
     status: parcel.collectVia === "return" ? "awaiting_recipient" : "stored",
     collectorId: null,
@@ -42,6 +42,6 @@ export function undoCollect(tx: LedgerTx, parcel: Parcel): void {
 
 /** A deposit whose parcel never went in: cancelled, and a drop-off code that allowed it works again. */
 export function undoDeposit(tx: LedgerTx, parcel: Parcel, now: number): void {
-  if (parcel.collectCredential !== null) tx.setCredentialStatus(parcel.collectCredential, "live", null);
+  if (parcel.collectCredential !== null) tx.reliveCredential(parcel.collectCredential);
   tx.updateParcel(parcel.id, { status: "cancelled", compartmentId: null, closedAt: now, collectCredential: null });
 }

@@ -146,14 +146,8 @@ export class RemoteOps {
   }
 
   revokeCodes(tx: LedgerTx, parcelId: string): { parcel: string; revoked: number } {
-    const parcel = this.deps.ledger.parcel(parcelId);
-    if (!parcel) throw new LockerError(ErrorCode.UnknownParcel, `no parcel ${parcelId}`);
-    let revoked = tx.revokeParcelCredentials(parcelId, "code", this.deps.now());
-    // A code in use right now stays used: a pickup rolled back (lock fault, restart) must not make it live again.
-    if (parcel.status === "collecting" && parcel.collectCredential !== null) {
-      tx.updateParcel(parcelId, { collectCredential: null });
-      revoked++;
-    }
+    if (!this.deps.ledger.parcel(parcelId)) throw new LockerError(ErrorCode.UnknownParcel, `no parcel ${parcelId}`);
+    const revoked = tx.revokeParcelCredentials(parcelId, "code", this.deps.now());
     tx.event({ type: "code.revoked", parcel: parcelId, actor: "server", data: { revoked } });
     return { parcel: parcelId, revoked };
   }

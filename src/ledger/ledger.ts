@@ -273,7 +273,12 @@ export class Ledger {
       ),
       setCredential: db.prepare("UPDATE credentials SET status = ?, used_at = ? WHERE id = ?"),
       parcelCredentials: db.prepare("SELECT id, status FROM credentials WHERE parcel_id = ? AND kind = ? ORDER BY id DESC"),
-      revokeParcel: db.prepare("UPDATE credentials SET status = 'revoked', used_at = ? WHERE parcel_id = ? AND kind = ? AND status = 'live'"),
+      // Live codes, and the one a pickup is using right now: revoked, it must not come back if that pickup is rolled back.
+      revokeParcel: db.prepare(
+        `UPDATE credentials SET status = 'revoked', used_at = @now WHERE parcel_id = @parcel AND kind = @kind
+           AND (status = 'live' OR id = (SELECT collect_cred FROM parcels WHERE id = @parcel AND status = 'collecting'))`,
+      ),
+      relive: db.prepare("UPDATE credentials SET status = 'live', used_at = NULL WHERE id = ? AND status = 'used'"),
       revokePerson: db.prepare("UPDATE credentials SET status = 'revoked', used_at = ? WHERE person_id = ? AND kind = ? AND status = 'live'"),
       liveCodes: db.prepare("SELECT count(*) AS n FROM credentials WHERE kind = 'code' AND status = 'live'"),
       terminal: db.prepare("SELECT * FROM terminals WHERE id = ?"),
@@ -651,7 +656,13 @@ export class LedgerTx {
 
   revokeParcelCredentials(parcelId: string, kind: SecretKind, now: number): number {
     this.ledger.requireTx();
-    return this.ledger.statements.revokeParcel.run(now, parcelId, kind).changes;
+    return this.ledger.statements.revokeParcel.run({ now, parcel: parcelId, kind }).changes;
+  }
+
+  /** A flow that spent a credential was rolled back: it works again, unless it was revoked meanwhile. */
+  reliveCredential(id: number): void {
+    this.ledger.requireTx();
+    this.ledger.statements.relive.run(id);
   }
 
   revokePersonCredentials(personId: string, kind: SecretKind, now: number): number {
