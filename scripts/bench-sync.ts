@@ -6,8 +6,7 @@
 //   fleet    1,000 banks in this process, one server, reserve → deposit → sealed code → pickup
 import { randomUUID } from "node:crypto";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { MqttClient } from "mqtt";
@@ -20,21 +19,10 @@ import { Runtime } from "../src/runtime.js";
 import type { ReplyEnvelope } from "../src/sync/commands.js";
 import { openSealed, publicKeyB64, type SealedBox } from "../src/sync/seal.js";
 import { Mosquitto } from "./broker.js";
-
-export interface Line {
-  metric: string;
-  value: number;
-  unit: string;
-  floor: number | null;
-  target: number | null;
-  note?: string;
-}
-type Emit = (l: Line) => void;
+import { pct, round, tmp, type Emit } from "./bench-common.js";
 
 /** BENCH_SYNC=NORMAL: the command path without its fsync, the CPU and network part alone. */
 const SYNC = process.env.BENCH_SYNC === "NORMAL" ? "NORMAL" : "FULL";
-const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A step that never completes counts as a failure, not a hang. */
@@ -44,9 +32,6 @@ function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-function tmp(): string {
-  return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
-}
 
 async function bankRuntime(
   example: Record<string, unknown>,

@@ -6,8 +6,7 @@
 //   node dist/scripts/bench.js latency    one (latency | startup | rss | drain | command | fleet)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { parseConfig } from "../src/config/load.js";
@@ -16,6 +15,7 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
+import { emit, median, pct, round, tmp } from "./bench-common.js";
 import { command, drain, fleet } from "./bench-sync.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -26,24 +26,6 @@ const MAIN = join(ROOT, "dist/src/main.js");
  *  decision latency did not change measurably. */
 const DAEMON_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"];
 const exampleConfig = JSON.parse(readFileSync(join(ROOT, "config.example.json"), "utf8")) as Record<string, unknown>;
-
-interface Line {
-  metric: string;
-  value: number;
-  unit: string;
-  floor: number | null;
-  target: number | null;
-  note?: string;
-}
-
-const emit = (l: Line) => process.stdout.write(`${JSON.stringify(l)}\n`);
-const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
-const median = (xs: number[]) => pct([...xs].sort((a, b) => a - b), 50);
-
-function tmp(): string {
-  return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
-}
 
 type RawConfig = Record<string, Record<string, unknown>>;
 
