@@ -78,24 +78,31 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f().catch(() => undefined);
 });
 
+/** Two Kerong boards (channels 0-15, 16-31) on a pty, their emulator, and the daemon using them. */
+async function kerongBank(extra: (cfg: Record<string, any>) => void = () => {}): Promise<{ d: Daemon; emu: Emulator }> {
+  const bus: PtyPair = await makePtyPair();
+  cleanup.push(() => bus.close());
+  const dir = tempDir();
+  cleanup.push(async () => removeDir(dir));
+  const emu = await startEmulator(bus.device, join(dir, "emu.sock"));
+  cleanup.push(async () => emu.child.kill("SIGTERM"));
+  const d = await startDaemon({
+    dir,
+    patch: (cfg) => {
+      cfg.hardware = {
+        profile: "real",
+        boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
+      };
+      extra(cfg);
+    },
+  });
+  cleanup.push(() => stopDaemon(d));
+  return { d, emu };
+}
+
 describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
   it("an open sends the exact unlock frame for that compartment; polls bring the door back; selftest lists the boards", { timeout: 40_000 }, async () => {
-    const pty: PtyPair = await makePtyPair();
-    cleanup.push(() => pty.close());
-    const dir = tempDir();
-    cleanup.push(async () => removeDir(dir));
-    const emu = await startEmulator(pty.device, join(dir, "emu.sock"));
-    cleanup.push(async () => emu.child.kill("SIGTERM"));
-    const d: Daemon = await startDaemon({
-      dir,
-      patch: (cfg) => {
-        cfg.hardware = {
-          profile: "real",
-          boards: [{ type: "kerong", port: pty.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
-        };
-      },
-    });
-    cleanup.push(() => stopDaemon(d));
+    const { d, emu } = await kerongBank();
     const ctl = async (...args: string[]) => JSON.parse((await run(process.execPath, [LOCKERCTL, "--socket", join(d.dataDir, "admin.sock"), "--json", ...args])).stdout) as unknown;
     // A07 is lock channel 6: board 0, lock 7, ADDR 0x06; SUM = 02 + 06 + 31 + 03 = 3C.
     const before = emu.frames.length;
@@ -133,26 +140,12 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     const srv = await new TestServer(broker).connect();
     cleanup.push(() => srv.close());
     const seal = generateKeyPairSync("x25519");
-    const bus: PtyPair = await makePtyPair();
-    cleanup.push(() => bus.close());
     const keypadLine: PtyPair = await makePtyPair();
     cleanup.push(() => keypadLine.close());
-    const dir = tempDir();
-    cleanup.push(async () => removeDir(dir));
-    const emu = await startEmulator(bus.device, join(dir, "emu.sock"));
-    cleanup.push(async () => emu.child.kill("SIGTERM"));
-    const d: Daemon = await startDaemon({
-      dir,
-      patch: (cfg) => {
-        cfg.hardware = {
-          profile: "real",
-          boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
-          readers: [{ type: "serial-keypad", port: keypadLine.host }],
-        };
-        cfg.sync = { enabled: true, url: broker.url, sealKey: publicKeyB64(seal.publicKey) };
-      },
+    const { d, emu } = await kerongBank((cfg) => {
+      cfg.hardware.readers = [{ type: "serial-keypad", port: keypadLine.host }];
+      cfg.sync = { enabled: true, url: broker.url, sealKey: publicKeyB64(seal.publicKey) };
     });
-    cleanup.push(() => stopDaemon(d));
     const keypad = await openSerial(keypadLine.device, 9600);
     cleanup.push(() => closeSerial(keypad));
     const unlocks = () => emu.frames.filter((f) => f.command === "unlock");
