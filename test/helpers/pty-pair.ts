@@ -1,11 +1,8 @@
-// A pseudo-terminal pair made by socat for the serial reader tests: the reader under test opens
-// `reader`, the test plays the device on `device` (plain fs writes: what the wire carries).
-// `unplug()` kills socat (both ends vanish, like pulling a USB-serial reader), `replug()` makes the
-// same paths again. Each pair lives in its own temporary directory; `close()` removes it.
-import { spawn, type ChildProcess } from "node:child_process";
-import { access, mkdtemp, open, rm, type FileHandle } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// The serial reader tests' view of a socat pseudo-terminal pair (test/helpers/socat.ts): the reader
+// under test opens `reader`, the test plays the device by writing raw bytes to `device` (what the
+// wire carries). `unplug()` / `replug()` / `close()` are the pair's own.
+import { open, type FileHandle } from "node:fs/promises";
+import { makePtyPair as makeSocatPair } from "./socat.js";
 
 export interface PtyPair {
   /** The end the reader driver opens. */
@@ -19,63 +16,28 @@ export interface PtyPair {
   close(): Promise<void>;
 }
 
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-async function startSocat(a: string, b: string): Promise<ChildProcess> {
-  const child = spawn("socat", [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: "ignore" });
-  const deadline = Date.now() + 5000;
-  while (!((await exists(a)) && (await exists(b)))) {
-    if (child.exitCode !== null) throw new Error(`socat exited with ${child.exitCode}`);
-    if (Date.now() > deadline) {
-      child.kill();
-      throw new Error("socat made no links within 5 s");
-    }
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return child;
-}
-
-async function stopSocat(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  await exited;
-}
-
 export async function makePtyPair(): Promise<PtyPair> {
-  const dir = await mkdtemp(join(tmpdir(), "lockerd-reader-pty-"));
-  const reader = join(dir, "reader");
-  const device = join(dir, "device");
-  let socat: ChildProcess | undefined = await startSocat(reader, device);
+  const pair = await makeSocatPair();
   let handle: FileHandle | undefined;
   const closeDevice = async () => {
     await handle?.close().catch(() => undefined);
     handle = undefined;
   };
   return {
-    reader,
-    device,
+    reader: pair.host,
+    device: pair.device,
     async write(data) {
-      handle ??= await open(device, "r+");
+      handle ??= await open(pair.device, "r+");
       await handle.write(typeof data === "string" ? Buffer.from(data, "latin1") : data);
     },
     async unplug() {
       await closeDevice();
-      if (socat) await stopSocat(socat);
-      socat = undefined;
+      await pair.unplug();
     },
-    async replug() {
-      socat ??= await startSocat(reader, device);
-    },
+    replug: () => pair.replug(),
     async close() {
       await closeDevice();
-      if (socat) await stopSocat(socat);
-      socat = undefined;
-      await rm(dir, { recursive: true, force: true });
+      await pair.close();
     },
   };
 }
