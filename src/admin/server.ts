@@ -4,6 +4,7 @@
 //
 //   lockerctl ──line──▶ JSON + zod ──▶ run(cmd) ──▶ Technician / Bank / Ledger ──▶ reply line
 //                                         └── follow/watch: ledger commits, door edges ──▶ stream lines
+import type { SyncLink } from "../sync/link.js";
 import { chownSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatIssues } from "../config/load.js";
@@ -19,13 +20,8 @@ import type { Logger } from "../log.js";
 import { computeStats } from "./stats.js";
 import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StreamItem } from "./protocol.js";
 
-export interface LinkInfo {
-  state: "disabled" | "connecting" | "online" | "offline";
-  broker: string;
-  backlog: number;
-  lastAckAt: number | null;
-  lastError: string | null;
-}
+/** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
+export type LinkInfo = ReturnType<SyncLink["info"]>;
 
 export interface AdminDeps {
   path: string;

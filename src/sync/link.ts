@@ -36,7 +36,8 @@ export interface SyncLinkDeps {
   temperatures: () => TemperatureStatus[];
 }
 
-export type LinkState = "disabled" | "connecting" | "online" | "offline";
+/** A link exists only when sync is enabled; without one lockerctl says "disabled in config". */
+export type LinkState = "connecting" | "online" | "offline";
 
 const PRUNE_EVERY_MS = 3_600_000;
 const CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp";
