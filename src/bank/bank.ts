@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { CompartmentLayout, Config, Size } from "../config/schema.js";
-import { assignCompartment } from "../domain/assignment.js";
+import { assignCompartment, noFit } from "../domain/assignment.js";
 import { assertTransition } from "../domain/compartment.js";
 import { generateCode, secretHash } from "../domain/credentials.js";
 import { noticesFor } from "../domain/deadlines.js";
@@ -241,9 +241,8 @@ export class Bank extends EventEmitter<BankEvents> {
     const { ledger, config, now } = this.deps;
     const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger, ...special });
     if (!chosen) {
-      const kind = special.refrigerated ? "refrigerated " : special.accessible ? "accessible " : "";
       this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal, ...special } }));
-      throw new LockerError(ErrorCode.NoFit, `no ${kind}${size} compartment free`, { size, kind: kind.trim() || null });
+      throw noFit(size, special);
     }
     const parcelId = `L-${randomBytes(5).toString("hex")}`;
     const t = now();

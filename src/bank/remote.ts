@@ -4,7 +4,7 @@
 // the command router (sync/commands.ts) records the command id in the same transaction.
 import type { Config, Size } from "../config/schema.js";
 import { ConfigSchema } from "../config/schema.js";
-import { assignCompartment } from "../domain/assignment.js";
+import { assignCompartment, noFit } from "../domain/assignment.js";
 import { assertTransition } from "../domain/compartment.js";
 import { isTrivialCode, secretHash } from "../domain/credentials.js";
 import { ErrorCode, LockerError } from "../errors.js";
@@ -58,9 +58,8 @@ export class RemoteOps {
     const chosen = assignCompartment(ledger.compartments(), { size: a.size, allowLarger: config.policies.offerLarger, ...special });
     if (!chosen) {
       tx.event({ type: "assignment.failed", parcel: a.parcel, actor: "server", data: { size: a.size, terminal: "server", ...special } });
-      const kind = a.refrigerated ? "refrigerated " : a.accessible ? "accessible " : "";
       // Not thrown: the event must commit (the parcel goes to the counter), with the refusal.
-      return { refused: new LockerError(ErrorCode.NoFit, `no ${kind}${a.size} compartment free`, { size: a.size }) };
+      return { refused: noFit(a.size, special) };
     }
     const t = now();
     assertTransition(chosen.id, chosen.state, "reserved");

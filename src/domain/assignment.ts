@@ -1,5 +1,6 @@
 // Which compartment a parcel goes into. Pure.
 import { SIZES, type Size } from "../config/schema.js";
+import { ErrorCode, LockerError } from "../errors.js";
 import type { CompartmentState } from "./compartment.js";
 
 export interface Candidate {
@@ -41,4 +42,10 @@ export function assignCompartment<C extends Candidate>(compartments: readonly C[
     if (r === want) break;
   }
   return best;
+}
+
+/** The refusal when nothing fits: "no refrigerated M compartment free", whoever asked (keypad, server). */
+export function noFit(size: Size, special: { refrigerated?: boolean | undefined; accessible?: boolean | undefined }): LockerError {
+  const kind = special.refrigerated ? "refrigerated" : special.accessible ? "accessible" : null;
+  return new LockerError(ErrorCode.NoFit, `no ${kind ? `${kind} ` : ""}${size} compartment free`, { size, kind });
 }
