@@ -76,6 +76,8 @@ export class Runtime {
     const deviceKey = loadDeviceKey(dataDir);
     this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     this.hardware = await this.buildHardware(config);
+    this.hardware.devices?.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
+    this.hardware.devices?.on("recovered", (device) => this.recordDevice("device.recovered", device, {}));
     await this.hardware.start(); // every relay off before anything else
     // Policies the server set (policy command) outlive restarts; a stored patch the config no longer admits is dropped.
     try {
@@ -268,21 +270,28 @@ export class Runtime {
         });
       case "real": {
         const { buildRealHardware } = await import("./drivers/real/build.js");
-        const real = buildRealHardware(hw, { log: this.opts.log, terminal: config.terminal.id });
-        // A board that stops answering, or comes back: on record, and in lockerctl status.
-        real.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
-        real.on("recovered", (device) => this.recordDevice("device.recovered", device, {}));
-        return real;
+        return buildRealHardware(hw, { log: this.opts.log, terminal: config.terminal.id });
       }
     }
   }
 
+  /**
+   * A device that stops answering, or comes back: on record (with the compartments whose locks it
+   * drives: not offered while it is down), and in lockerctl status. When a lock board is back, the
+   * flows it held are settled from the doors (Bank.settleHeld).
+   */
   private recordDevice(type: "device.fault" | "device.recovered", device: string, data: Record<string, unknown>): void {
     if (!this.ledger?.db.open) return;
+    const channels = this.hardware.lockChannelsOf?.(device) ?? [];
+    const compartments = this.layout.filter((l) => channels.includes(l.lock)).map((l) => l.id);
     try {
-      this.ledger.transact((tx) => tx.event({ type, data: { device, ...data } }));
+      this.ledger.transact((tx) => tx.event({ type, data: { device, ...data, ...(compartments.length ? { compartments } : {}) } }));
     } catch (e) {
       this.opts.log.error({ err: e, device }, "device event not recorded");
+    }
+    if (type === "device.recovered" && compartments.length && (this.bank as Bank | undefined)) {
+      const settled = this.bank.settleHeld();
+      if (settled.length) this.opts.log.info({ device, settled }, "flows held by the board settled");
     }
   }
 }

@@ -6,8 +6,17 @@
 //
 // A pulse is bounded by the config's cap; the queue never energizes more coils at once than the
 // power budget allows, whoever asks (keypad, badge, server, technician).
+//
+// A door that did not open is one of three outcomes, and only the last is the lock's fault:
+//   unavailable  no pulse left the controller (the board is known to be down): nothing happened
+//   uncertain    a pulse was sent but not acknowledged, or the door cannot be read now: nobody
+//                knows whether it opened until the board answers again
+//   failed       the coil was energized and the door, which can be read, stayed shut: jammed
+// A driver says which of the first two by its error (LockPart.pulse): HardwareUnavailable means
+// nothing was sent; any other error means the command may have reached the board.
 import { MAX_PULSE_MS } from "../config/schema.js";
 import type { LockDriver } from "../drivers/types.js";
+import { ErrorCode, isLockerError } from "../errors.js";
 import type { Logger } from "../log.js";
 
 export interface ActuationOptions {
@@ -26,11 +35,17 @@ export interface OpenResult {
   skipped?: true;
   /** A driver error on the last attempt (board not answering), if any. */
   error?: unknown;
+  /** Not opened, and no pulse was sent: the board was known to be down. Nothing to count, nothing jammed. */
+  unavailable?: true;
+  /** Not opened, and whether it did is unknown (a pulse unacknowledged, or the door unreadable now). */
+  uncertain?: true;
 }
 
 export interface DoorWatch {
   /** Resolves true when the door is seen open before the timeout. */
   waitOpen(compartment: string, timeoutMs: number): { promise: Promise<boolean>; cancel: () => void };
+  /** Whether the door can be read now (its sensor's board answers). */
+  readable(compartment: string): boolean;
 }
 
 export interface ActuationDeps {
@@ -75,6 +90,8 @@ export class ActuationQueue {
   async open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
     const { retries, openVerifyMs } = this.deps.options;
     let error: unknown;
+    let sent = 0;
+    let fired = 0;
     for (let attempt = 1; attempt <= retries + 1; attempt++) {
       let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
       let skipped = false;
@@ -101,12 +118,21 @@ export class ActuationQueue {
         return { opened: false, attempts: attempt, error, stopped: true };
       }
       if (skipped) return { opened: true, attempts: attempt - 1, skipped: true };
+      if (error === undefined) fired++;
+      else if (!isLockerError(error, ErrorCode.HardwareUnavailable)) sent++;
       if (error !== undefined) this.deps.log.warn({ compartment, channel, attempt, err: error }, "lock pulse failed");
-      if (error === undefined && watch && (await watch.promise)) return { opened: true, attempts: attempt };
+      // A pulse the board did not take may still open the door late; the watch decides for sent ones.
+      if (watch && (error === undefined || !isLockerError(error, ErrorCode.HardwareUnavailable)) && (await watch.promise)) return { opened: true, attempts: attempt };
       watch?.cancel();
+      // The board refused or did not answer: a retry now would meet the same board (its driver
+      // has already retried); the outcome is not the lock's fault.
+      if (error !== undefined) break;
       this.deps.log.warn({ compartment, attempt }, "door not seen open after pulse");
     }
-    return { opened: false, attempts: retries + 1, error };
+    const attempts = fired + sent;
+    if (fired + sent === 0) return { opened: false, attempts: 0, error, unavailable: true };
+    if (fired === 0 || !this.deps.doors.readable(compartment)) return { opened: false, attempts, error, uncertain: true };
+    return { opened: false, attempts, error };
   }
 
   /** Stop taking work; queued pulses are dropped (the caller's open() resolves not opened). */

@@ -20,7 +20,7 @@ import type { EventType } from "../domain/events.js";
 import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
-import { recover, undoCollect, undoDeposit } from "./recovery.js";
+import { recover, rollBack, undoCollect, undoDeposit } from "./recovery.js";
 import type { Sealer } from "../sync/seal.js";
 import { seedPeople, syncLayout } from "./setup.js";
 
@@ -44,6 +44,11 @@ export interface BankEvents {
   unloaded: [{ parcel: string; compartment: string; via: CollectVia }];
   /** A lock was pulsed (with retries) and the door never opened: the compartment is now in fault. */
   openFailed: [{ parcel: string | null; compartment: string; purpose: "deposit" | "collect" }];
+  /**
+   * A door could not be opened because its board is down (no pulse sent: the flow is rolled back,
+   * the code still valid) or did not answer (the flow is held until the board answers again).
+   */
+  openUnavailable: [{ parcel: string | null; compartment: string; purpose: "deposit" | "collect"; held: boolean }];
   /** A fresh pickup code, in clear, for whoever must deliver it (sim notify, sealed for the server). */
   codeIssued: [{ parcel: string; person: string; name: string; compartment: string; code: string }];
 }
@@ -77,6 +82,9 @@ export class Bank extends EventEmitter<BankEvents> {
   private readonly waiters: DoorWaiters;
   private readonly log: Logger;
   private readonly onDoorEdge = (channel: number, state: DoorState) => this.onDoor(channel, state);
+  /** Flows whose pulse's outcome is unknown until their board answers again (lockUncertain). */
+  private readonly held = new Set<string>();
+  private settleTimer: NodeJS.Timeout | undefined;
   /** Codes drawn inside a door transaction, announced once it committed. */
   private readonly pendingCodes: BankEvents["codeIssued"][0][] = [];
 
@@ -88,7 +96,10 @@ export class Bank extends EventEmitter<BankEvents> {
       this.byChannel.set(c.lock, c);
       this.byKeypad.set(c.keypadNumber, c);
     }
-    this.waiters = new DoorWaiters((id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) === "open");
+    this.waiters = new DoorWaiters(
+      (id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) === "open",
+      (id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) !== "unknown",
+    );
     this.actuation = new ActuationQueue({
       locks: deps.hardware.locks,
       doors: this.waiters,
@@ -112,6 +123,7 @@ export class Bank extends EventEmitter<BankEvents> {
   }
 
   stop(): void {
+    clearTimeout(this.settleTimer);
     this.deps.hardware.doors.off("change", this.onDoorEdge);
     this.actuation.stop();
     this.waiters.cancelAll();
@@ -219,7 +231,7 @@ export class Bank extends EventEmitter<BankEvents> {
     const tickets: OpenTicket[] = [];
     for (const parcel of live) {
       const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
-      if (!compartment || compartment.state !== "occupied") continue;
+      if (!compartment || compartment.state !== "occupied" || !this.lockAvailable(compartment.id)) continue;
       tickets.push(this.collect(parcel, compartment, { via: "badge", credentialId: null, collectorId: person.id, terminal }));
     }
     return tickets;
@@ -239,9 +251,13 @@ export class Bank extends EventEmitter<BankEvents> {
     special: { refrigerated?: boolean; accessible?: boolean } = {},
   ): OpenTicket {
     const { ledger, config, now } = this.deps;
-    const chosen = assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger, ...special });
+    const usable = ledger.compartments().filter((c) => this.lockAvailable(c.id));
+    const chosen = assignCompartment(usable, { size, allowLarger: config.policies.offerLarger, ...special });
     if (!chosen) {
-      this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal, ...special } }));
+      // Free compartments whose board is down are not "full": say the bank is unavailable for now.
+      const down = usable.length < ledger.compartments().length && assignCompartment(ledger.compartments(), { size, allowLarger: config.policies.offerLarger, ...special });
+      this.write((tx) => tx.event({ type: "assignment.failed", actor: depositor.id, data: { size, terminal, ...special, ...(down ? { reason: "lock board not answering" } : {}) } }));
+      if (down) throw new LockerError(ErrorCode.HardwareUnavailable, "the lock board of the free compartments is not answering; try again later", {});
       throw noFit(size, special);
     }
     const parcelId = `L-${randomBytes(5).toString("hex")}`;
@@ -284,6 +300,7 @@ export class Bank extends EventEmitter<BankEvents> {
     }
     const c = this.compartment(parcel.compartmentId);
     if (c.state === "fault") throw new LockerError(ErrorCode.LockFault, `${c.id} is out of service: please go to the mailroom`, { compartment: c.id });
+    this.assertLockAvailable(c.id);
     const t = this.deps.now();
     const open = c.door === "open";
     this.write((tx) => {
@@ -322,7 +339,7 @@ export class Bank extends EventEmitter<BankEvents> {
     if (!courier.roles.includes("courier") && !courier.roles.includes("staff")) throw new LockerError(ErrorCode.Unauthorized, "couriers only");
     return this.deps.ledger.outboundWaiting().flatMap((parcel) => {
       const c = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
-      return c?.state === "occupied" ? [this.collect(parcel, c, { via: "courier", credentialId: null, collectorId: courier.id, terminal })] : [];
+      return c?.state === "occupied" && this.lockAvailable(c.id) ? [this.collect(parcel, c, { via: "courier", credentialId: null, collectorId: courier.id, terminal })] : [];
     });
   }
 
@@ -356,6 +373,7 @@ export class Bank extends EventEmitter<BankEvents> {
     if (!parcel || parcel.status !== "awaiting_recipient" || !parcel.compartmentId || parcel.depositorId !== depositor.id) {
       throw new LockerError(ErrorCode.IllegalTransition, `parcel ${parcelId} cannot be taken back`);
     }
+    this.assertLockAvailable(parcel.compartmentId);
     return this.collect(parcel, this.compartment(parcel.compartmentId), { via: "return", credentialId: null, collectorId: depositor.id, terminal });
   }
 
@@ -369,6 +387,7 @@ export class Bank extends EventEmitter<BankEvents> {
     if (compartment.state !== "occupied" || !parcel) {
       throw new LockerError(ErrorCode.IllegalTransition, `${compartmentId} holds no parcel`, { state: compartment.state });
     }
+    this.assertLockAvailable(compartment.id);
     return this.collect(parcel, compartment, { via: "staff", credentialId: null, collectorId: staff.id, terminal });
   }
 
@@ -415,7 +434,9 @@ export class Bank extends EventEmitter<BankEvents> {
       return c?.state === flowState && c.parcelId === parcel && !c.doorOpened;
     };
     const result = this.actuation.open(compartment, this.layoutOf(compartment).lock, stillWanted).then((r) => {
-      if (!r.opened && !r.stopped) this.lockFailed(compartment, purpose, r);
+      if (r.unavailable) this.lockUnavailable(compartment, parcel, purpose, r);
+      else if (r.uncertain && !r.stopped) this.lockUncertain(compartment, parcel, purpose, r);
+      else if (!r.opened && !r.stopped) this.lockFailed(compartment, purpose, r);
       if (r.skipped) {
         // The authorization is on record; say why no coil fired for it.
         this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door already opened", attempts: r.attempts } }));
@@ -423,6 +444,100 @@ export class Bank extends EventEmitter<BankEvents> {
       return r;
     });
     return { compartment, parcel, result };
+  }
+
+  /**
+   * No pulse was sent (the board is known to be down): nothing happened at the door, so the flow is
+   * rolled back as if never started. No fault, no pulse counted, the person's code still valid.
+   */
+  private lockUnavailable(compartmentId: string, parcelId: string | null, purpose: "deposit" | "collect", r: OpenResult): void {
+    const now = this.deps.now();
+    try {
+      this.write((tx) => {
+        const c = this.compartment(compartmentId);
+        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId) return; // moved on
+        const parcel = parcelId ? this.deps.ledger.parcel(parcelId) : undefined;
+        tx.updateCompartment(c.id, { pulses: Math.max(0, c.pulses - 1) });
+        tx.event({ type: "lock.unavailable", compartment: c.id, parcel: parcelId, data: { purpose, error: describe(r.error) } });
+        rollBack(tx, c, parcel, now, "lock unavailable");
+      });
+    } catch (e) {
+      this.log.error({ err: e, compartment: compartmentId }, "could not record an unavailable lock");
+      return;
+    }
+    this.emit("openUnavailable", { parcel: parcelId, compartment: compartmentId, purpose, held: false });
+  }
+
+  /**
+   * A pulse went out but the board did not acknowledge it, or the door cannot be read: whether it
+   * opened is unknown. The flow is held as it is (the code stays used: it must not open twice)
+   * until the board answers again and the door can be read (settleHeld).
+   */
+  private lockUncertain(compartmentId: string, parcelId: string | null, purpose: "deposit" | "collect", r: OpenResult): void {
+    try {
+      this.write((tx) => {
+        const c = this.compartment(compartmentId);
+        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId || c.doorOpened) return;
+        tx.event({ type: "lock.uncertain", compartment: c.id, parcel: parcelId, data: { purpose, attempts: r.attempts, error: describe(r.error) } });
+      });
+    } catch (e) {
+      this.log.error({ err: e, compartment: compartmentId }, "could not record an uncertain lock");
+      return;
+    }
+    this.held.add(compartmentId);
+    this.emit("openUnavailable", { parcel: parcelId, compartment: compartmentId, purpose, held: true });
+    // One lost reply is no outage: if the board still answers after another verify window, its
+    // door reading is fresh and settles the flow. A board that went silent is declared faulted by
+    // then, and its flows wait for its recovery (Runtime → settleHeld).
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => this.settleHeld(), this.deps.config.locks.openVerifyMs);
+    this.settleTimer.unref?.();
+  }
+
+  /**
+   * Flows held because their board did not answer: once the door can be read again, a door seen
+   * open goes on as a normal flow, and one still shut (never seen open) is rolled back: the code
+   * works again. Called when a device recovers, and after each uncertain outcome.
+   */
+  settleHeld(): string[] {
+    const settled: string[] = [];
+    for (const id of [...this.held]) {
+      const layout = this.byId.get(id);
+      const c = this.deps.ledger.compartment(id);
+      if (!layout || !c || (c.state !== "loading" && c.state !== "unloading") || c.doorOpened) {
+        this.held.delete(id);
+        continue;
+      }
+      const door = this.deps.hardware.doors.read(layout.lock);
+      if (door === "unknown" || !this.lockAvailable(id)) continue;
+      this.held.delete(id);
+      if (door === "open") {
+        this.onDoor(layout.lock, "open");
+        settled.push(id);
+        continue;
+      }
+      try {
+        const parcel = c.parcelId ? this.deps.ledger.parcel(c.parcelId) : undefined;
+        this.write((tx) => {
+          tx.event({ type: "lock.settled", compartment: id, parcel: c.parcelId, data: { door, outcome: "not opened" } });
+          rollBack(tx, c, parcel, this.deps.now(), "lock unavailable");
+        });
+        settled.push(id);
+      } catch (e) {
+        this.log.error({ err: e, compartment: id }, "could not settle a held flow");
+      }
+    }
+    return settled;
+  }
+
+  /** Whether the board driving this compartment's lock answers (true where the hardware cannot tell). */
+  lockAvailable(id: string): boolean {
+    return this.deps.hardware.lockAvailable?.(this.layoutOf(id).lock) ?? true;
+  }
+
+  private assertLockAvailable(id: string): void {
+    if (this.lockAvailable(id)) return;
+    throw new LockerError(ErrorCode.HardwareUnavailable, `${id}: its lock board is not answering; try again later`, { compartment: id });
   }
 
   /** The door never opened: out of service; the person's parcel and code stay as they were. */
@@ -605,6 +720,7 @@ export class Bank extends EventEmitter<BankEvents> {
       throw new LockerError(ErrorCode.LockFault, `${c.id} is out of service: please go to the mailroom`, { compartment: c.id });
     }
     if (c.state !== "occupied") throw new LockerError(ErrorCode.Busy, `${c.id} is busy`, { compartment: c.id, state: c.state });
+    this.assertLockAvailable(c.id);
   }
 
   private unknownCompartment(id: string): LockerError {
@@ -615,6 +731,10 @@ export class Bank extends EventEmitter<BankEvents> {
   private write<T>(fn: (tx: LedgerTx) => T): T {
     return this.deps.ledger.transact(fn);
   }
+}
+
+function describe(e: unknown): string | null {
+  return e === undefined ? null : e instanceof Error ? e.message : String(e);
 }
 
 function expired(parcel: Parcel): LockerError {

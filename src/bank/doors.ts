@@ -5,7 +5,14 @@ import type { DoorWatch } from "./actuation.js";
 export class DoorWaiters implements DoorWatch {
   private readonly waiters = new Map<string, Set<(opened: boolean) => void>>();
 
-  constructor(private readonly isOpen: (compartment: string) => boolean) {}
+  constructor(
+    private readonly isOpen: (compartment: string) => boolean,
+    private readonly canRead: (compartment: string) => boolean = () => true,
+  ) {}
+
+  readable(compartment: string): boolean {
+    return this.canRead(compartment);
+  }
 
   waitOpen(compartment: string, timeoutMs: number): { promise: Promise<boolean>; cancel: () => void } {
     let settle: (opened: boolean) => void = () => {};

@@ -1,30 +1,35 @@
 // After a crash or a stop in the middle of a flow: a compartment left `loading` or `unloading`
 // whose door never opened goes back to where it was, and the person's code works again.
 // (A door that did open and is now closed was completed by the door reading at start.)
-import type { Ledger, LedgerTx, Parcel } from "../ledger/ledger.js";
+import type { Compartment, Ledger, LedgerTx, Parcel } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 
 export function recover(ledger: Ledger, now: number, log: Logger): void {
   for (const c of ledger.compartments()) {
     if ((c.state !== "loading" && c.state !== "unloading") || c.door === "open") continue;
     const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
-    ledger.transact((tx) => {
-      if (c.state === "unloading") {
-        if (parcel) undoCollect(tx, parcel);
-        tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
-        tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
-      } else if (parcel && parcel.recipientId !== null && parcel.direction === "inbound") {
-        // A reserved parcel's deposit: the reservation stands, the courier can try again.
-        tx.updateParcel(parcel.id, { status: "reserved", depositorId: null });
-        tx.updateCompartment(c.id, { state: "reserved", doorOpened: false, since: now });
-        tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "interrupted", reserved: true } });
-      } else {
-        if (parcel) undoDeposit(tx, parcel, now);
-        tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
-        tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason: "interrupted" } });
-      }
-    });
+    ledger.transact((tx) => rollBack(tx, c, parcel, now, "interrupted"));
     log.warn({ compartment: c.id, state: c.state }, "interrupted flow rolled back");
+  }
+}
+
+/**
+ * A flow whose door never opened, undone: a collection puts the parcel back (its code works again),
+ * a reserved parcel's deposit goes back to its reservation, any other deposit is cancelled.
+ */
+export function rollBack(tx: LedgerTx, c: Compartment, parcel: Parcel | undefined, now: number, reason: string): void {
+  if (c.state === "unloading") {
+    if (parcel) undoCollect(tx, parcel);
+    tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
+    tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason } });
+  } else if (parcel && parcel.recipientId !== null && parcel.direction === "inbound") {
+    tx.updateParcel(parcel.id, { status: "reserved", depositorId: null });
+    tx.updateCompartment(c.id, { state: "reserved", doorOpened: false, since: now });
+    tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason, reserved: true } });
+  } else {
+    if (parcel) undoDeposit(tx, parcel, now);
+    tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
+    tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason } });
   }
 }
 

@@ -28,6 +28,10 @@ export interface OpenReport {
   /** Pulse start to door seen open. */
   ms: number | null;
   error: string | null;
+  /** The lock's board did not take the pulse (down, or no answer): not the lock's fault, nothing marked. */
+  unavailable?: true;
+  /** relay-test: the door already read open before the pulse, so the pulse proves nothing (wrong sensor polarity?). */
+  unverified?: true;
 }
 
 export interface OpenAlarm {
@@ -80,6 +84,12 @@ export class Technician {
         tx.updateCompartment(id, { pulses: c.pulses + 1 });
         tx.event({ type: "admin.open", compartment: id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state, test: true } });
       });
+      // A door that reads open before its lock fires cannot show that the lock works: "opened after
+      // 0 ms" would be a false pass (a door left open, or a sensor/lock-bit polarity set the wrong way).
+      if (this.deps.hardware.doors.read(this.deps.bank.layoutOf(id).lock) === "open") {
+        reports.push({ compartment: id, opened: false, attempts: 0, ms: null, error: "door already reads open: close it (or check the door sensor polarity), then test again", unverified: true });
+        continue;
+      }
       reports.push(await this.pulse(id, who));
     }
     return reports;
@@ -172,9 +182,12 @@ export class Technician {
     }
     const error = r.error === undefined ? null : r.error instanceof Error ? r.error.message : String(r.error);
     if (r.stopped) throw new LockerError(ErrorCode.ShuttingDown, "lockerd is stopping: the lock was not pulsed");
-    if (!r.opened) this.markFault(id, who, r, error);
-    this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts }, "technician pulse");
-    return { compartment: id, opened: r.opened, attempts: r.attempts, ms: r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null, error };
+    const unavailable = r.unavailable === true || r.uncertain === true;
+    // A board that did not take the pulse says nothing about the lock: no fault on the compartment.
+    if (!r.opened && !unavailable) this.markFault(id, who, r, error);
+    this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts, unavailable }, "technician pulse");
+    const ms = r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null;
+    return { compartment: id, opened: r.opened, attempts: r.attempts, ms, error: error ?? (unavailable ? "lock board not answering" : null), ...(unavailable ? { unavailable: true as const } : {}) };
   }
 
   private markFault(id: string, who: Actor, r: OpenResult, error: string | null): void {

@@ -1,18 +1,27 @@
 // The keypad dialogue (keys 0-9, *, #) with its display, one per terminal.
 //
 //   idle ──digits #──▶ pickup by code ──▶ "Door A07 open"
-//    │ * PIN #
+//    │ * PIN #  (or a badge, or a drop-off code: a session starts, in that person's name)
 //    ▼
-//   courier: size ─▶ depositing (door opens) ─▶ door closed ─▶ recipient no. # ─▶ stored ─▶ size (next parcel)
-//                                                              └ * ─▶ taking (door reopens, parcel back) ─▶ size
-//   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ taking ─▶ door closed ─▶ menu
-//                 ─3▶ door no. # ─▶ override open (audited)   ─4▶ door no. # ─▶ out of service
+//   courier: size ─▶ depositing (door opens) ─▶ door closed ─▶ recipient no. # ─▶ stored ─▶ another?
+//                                                              └ * ─▶ taking (door reopens, parcel back) ─▶ another?
+//   staff:   menu ─1▶ size …   ─2▶ door no. # ─▶ taking ─▶ door closed ─▶ shelf no. # ─▶ idle
+//                 ─3▶ door no. # ─▶ override open (audited) ─▶ idle   ─4▶ door no. # ─▶ out of service ─▶ idle
+//   badge, nothing to pick up: offer ("1 = drop one off") ─1▶ size (then #) ─▶ depositing ─▶ idle
+//   another? ("1 = yes") ─1▶ size (then #) ─▶ …
 //
-// `*` goes back one step (from idle with digits typed: clears them). No key for idleTimeoutMs: idle.
+// A session belongs to the person whose credential started it and ends with their business: a
+// finished flow returns to idle, or to a continuation screen (offer, another?) that only a key
+// pressed for it continues. On those screens, and in a size menu reached from them, a choice is a
+// single digit then # ("1", size, "#"): more digits than that are a code typed by the next person
+// (codes have at least 4), so the stale session ends and the digits become a pickup attempt. A
+// digit a menu does not offer does the same. No key for idleTimeoutMs (offerMs on a continuation
+// screen): the session ends, idle. Every session's start and end is a `session` event.
 import { SIZES, type Config, type Size } from "../config/schema.js";
 import type { Buzzer, Display, Input } from "../drivers/types.js";
 import { ErrorCode, isLockerError, LockerError } from "../errors.js";
 import type { Person } from "../ledger/ledger.js";
+import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import type { Bank, BankEvents, OpenTicket } from "./bank.js";
 import type { Technician } from "./technician.js";
@@ -28,15 +37,37 @@ type DoorPurpose = "remove" | "open" | "disable";
 const DOOR_PROMPT: Record<DoorPurpose, string> = { remove: "Remove: door no.?", open: "Open: door no.?", disable: "Disable: door no.?" };
 /** Recorded as the reason of a staff action taken at the keypad (lockerctl asks a technician for one). */
 const KEYPAD_REASON = "staff at the keypad";
-/** After a deposit the courier's session stays open this long for the next parcel, then the keypad is the public's again. */
-const NEXT_PARCEL_MS = 10_000;
+/** How a session started: the credential its person presented. */
+export type SessionVia = "pin" | "badge" | "dropoff";
+/** done: their business ended; timeout: no key; superseded: the next person's code or credential. */
+export type SessionEnd = "done" | "timeout" | "superseded" | "stopped";
+export type SessionChange =
+  | { kind: "started"; session: number; terminal: string; person: string; via: SessionVia }
+  | { kind: "ended"; session: number; terminal: string; person: string; reason: SessionEnd };
+
+export interface TerminalEvents {
+  session: [SessionChange];
+}
+
+/**
+ * A choice on a screen that continues a session after its business ended: one digit, then #.
+ * `typed`: every digit pressed since the continuation screen, so the next person's code is kept whole.
+ */
+interface Confirm {
+  typed: string;
+  choice?: Size | "collect";
+}
 
 type Mode =
   | { m: "idle"; buf: string; spoiled?: boolean }
   | { m: "pin"; buf: string; spoiled?: boolean }
   | { m: "menu"; person: Person }
-  /** Choosing a size; `outbound`: a sender dropping a parcel off (with the drop-off code used, if any). */
-  | { m: "size"; person: Person; outbound?: { credentialId: number | null }; special?: Special }
+  /** Nothing to pick up: "1 = drop one off, * = done". */
+  | { m: "offer"; person: Person }
+  /** A courier's flow ended: "Another parcel? 1 = yes, * = done". */
+  | { m: "another"; person: Person }
+  /** Choosing a size; `outbound`: a sender dropping a parcel off (with the drop-off code used, if any); `confirm`: reached from a continuation screen. */
+  | { m: "size"; person: Person; outbound?: { credentialId: number | null }; special?: Special; confirm?: Confirm }
   | { m: "collecting"; person: Person; open: string[] }
   | { m: "shelf"; person: Person; parcel: string; compartment: string; buf: string; spoiled?: boolean }
   | { m: "depositing"; person: Person; parcel: string; compartment: string; outbound?: { credentialId: number | null } }
@@ -57,8 +88,17 @@ export interface TerminalDeps {
   log: Logger;
 }
 
-export class Terminal {
+interface Session {
+  id: number;
+  person: Person;
+}
+
+let sessionIds = 0;
+
+export class Terminal extends EventEmitter<TerminalEvents> {
   private mode: Mode = { m: "idle", buf: "" };
+  /** The person this terminal acts for now, from their credential to the end of their business. */
+  private session: Session | null = null;
   /** Set while a result message is shown; the mode's own screen comes back when it ends. */
   private message: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -66,9 +106,11 @@ export class Terminal {
   private readonly sizes: readonly Size[];
   private readonly onLoaded = (e: BankEvents["loaded"][0]) => this.loaded(e);
   private readonly onUnloaded = (e: BankEvents["unloaded"][0]) => this.unloaded(e);
-  private readonly onOpenFailed = (e: BankEvents["openFailed"][0]) => this.openFailed(e);
+  private readonly onOpenFailed = (e: BankEvents["openFailed"][0]) => this.openFailed(e, "jammed");
+  private readonly onUnavailable = (e: BankEvents["openUnavailable"][0]) => this.openFailed(e, "unavailable");
 
   constructor(private readonly deps: TerminalDeps) {
+    super();
     this.log = deps.log.child({ module: "terminal", terminal: deps.id });
     this.sizes = SIZES.filter((s) => deps.sizes.includes(s));
   }
@@ -77,6 +119,7 @@ export class Terminal {
     this.deps.bank.on("loaded", this.onLoaded);
     this.deps.bank.on("unloaded", this.onUnloaded);
     this.deps.bank.on("openFailed", this.onOpenFailed);
+    this.deps.bank.on("openUnavailable", this.onUnavailable);
     this.render();
   }
 
@@ -84,12 +127,19 @@ export class Terminal {
     this.deps.bank.off("loaded", this.onLoaded);
     this.deps.bank.off("unloaded", this.onUnloaded);
     this.deps.bank.off("openFailed", this.onOpenFailed);
+    this.deps.bank.off("openUnavailable", this.onUnavailable);
     clearTimeout(this.message);
     clearTimeout(this.idleTimer);
+    this.endSession("stopped");
   }
 
   get state(): Mode["m"] {
     return this.mode.m;
+  }
+
+  /** The person this terminal acts for now, if any. */
+  get sessionPerson(): string | null {
+    return this.session?.person.id ?? null;
   }
 
   /** A prompt from the bank (door left open): shown when nobody is mid-dialogue. */
@@ -118,38 +168,42 @@ export class Terminal {
   }
 
   badge(id: string): void {
-    const busy = ["depositing", "recipient", "door", "taking", "collecting"].includes(this.mode.m);
+    const busy = ["depositing", "recipient", "door", "taking", "collecting", "shelf"].includes(this.mode.m);
     if (busy) return this.log.info({ mode: this.mode.m }, "badge ignored mid-flow");
     this.dismissMessage();
     this.armIdle();
     try {
       const person = this.deps.bank.personByBadge(this.deps.id, id);
+      this.beginSession(person, "badge");
       const tickets = this.deps.bank.pickupForPerson(this.deps.id, person);
       if (tickets.length) return this.opened(tickets);
       if (person.roles.includes("staff")) return this.go({ m: "menu", person });
       if (person.roles.includes("courier")) return this.go({ m: "size", person });
-      // Nothing to pick up: offer to drop one off (a return) for a courier to collect.
-      this.flash(["No parcels for you", person.name], undefined, { m: "size", person, outbound: { credentialId: null } });
+      // Nothing to pick up: a drop-off (a return for a courier to collect) only if they ask for one.
+      this.armIdle(this.deps.options.offerMs);
+      this.go({ m: "offer", person });
     } catch (e) {
       this.fail(e, { m: "idle", buf: "" });
     }
   }
 
   /**
-   * A QR code or barcode: a pickup code, bare or as `L:<code>`; or, for a courier at the size menu,
-   * the label of a parcel the server reserved a compartment for.
+   * A QR code or barcode: a pickup code, bare or as `L:<code>`; or, for a courier at the size menu
+   * (or asked for another parcel), the label of a parcel the server reserved a compartment for.
    */
   scan(text: string): void {
     const mode = this.mode;
-    if (mode.m === "size" && !mode.outbound && !/^(?:L:)?[0-9]{4,12}$/.test(text.trim())) return this.depositReserved(mode.person, text.trim());
+    const isCode = /^(?:L:)?[0-9]{4,12}$/.test(text.trim());
+    const courierWaiting = (mode.m === "size" && !mode.outbound) || mode.m === "another";
+    if (courierWaiting && !isCode) return this.depositReserved(mode.person, text.trim());
     this.dismissMessage();
     const m = /^(?:L:)?([0-9]{4,12})$/.exec(text.trim());
-    this.mode = { m: "idle", buf: "" };
+    this.idle("superseded");
     this.submitCode(m ? m[1]! : "");
   }
 
   private key(k: string): void {
-    this.armIdle();
+    this.armIdle(this.isContinuation() ? this.deps.options.offerMs : undefined);
     const mode = this.mode;
     if ("spoiled" in mode && mode.spoiled) {
       if (k === "#" || k === "*") {
@@ -170,24 +224,28 @@ export class Terminal {
         if (k === "#") return this.submitPin(mode.buf);
         return this.digit(mode, k);
       case "menu":
-        if (k === "*") return this.go({ m: "idle", buf: "" });
+        if (k === "*") return this.idle("done");
         if (k === "1") return this.go({ m: "size", person: mode.person });
         if (k === "2") return this.go({ m: "door", person: mode.person, buf: "", purpose: "remove" });
         if (k === "3") return this.go({ m: "door", person: mode.person, buf: "", purpose: "open" });
         if (k === "4") return this.go({ m: "door", person: mode.person, buf: "", purpose: "disable" });
-        return this.render();
-      case "size": {
-        if (k === "*") return this.go(mode.person.roles.includes("staff") && !mode.outbound ? { m: "menu", person: mode.person } : { m: "idle", buf: "" });
-        if (k === "0" && !mode.outbound) return this.collectOutbound(mode.person);
-        if (k === "#") return this.go({ ...mode, special: this.nextSpecial(mode.special) });
-        const size = this.sizes[Number(k) - 1];
-        if (!size) return this.render();
-        return this.deposit(mode.person, size, mode.outbound, mode.special);
-      }
+        if (k === "#") return this.render();
+        return this.typedCode(k);
+      case "offer":
+      case "another":
+        if (k === "1") {
+          const outbound = mode.m === "offer" ? { outbound: { credentialId: null } } : {};
+          return this.go({ m: "size", person: mode.person, ...outbound, confirm: { typed: k } });
+        }
+        if (k === "*") return this.idle("done");
+        if (k === "#") return this.render();
+        return this.typedCode(k);
+      case "size":
+        return mode.confirm ? this.confirmKey(mode, mode.confirm, k) : this.sizeKey(mode, k);
       case "collecting":
         return this.render(); // waiting on the doors
       case "shelf":
-        if (k === "*") return this.go(this.home(mode.person));
+        if (k === "*") return this.idle("done");
         if (k === "#") return this.submitShelf(mode);
         return this.digit(mode, k);
       case "recipient":
@@ -206,6 +264,42 @@ export class Terminal {
       case "taking":
         return this.render(); // waiting on the door; keys only refresh the prompt
     }
+  }
+
+  /** The size menu right after a credential: one key chooses. */
+  private sizeKey(mode: Extract<Mode, { m: "size" }>, k: string): void {
+    if (k === "*") return mode.person.roles.includes("staff") && !mode.outbound ? this.go({ m: "menu", person: mode.person }) : this.idle("done");
+    if (k === "#") return this.go({ ...mode, special: this.nextSpecial(mode.special) });
+    if (k === "0" && !mode.outbound && this.mayCollect(mode.person)) return this.collectOutbound(mode.person);
+    const size = this.sizes[Number(k) - 1];
+    if (!size) return this.typedCode(k);
+    return this.deposit(mode.person, size, mode.outbound, mode.special);
+  }
+
+  /** The size menu reached from a continuation screen: a digit selects, # confirms; more digits are a code. */
+  private confirmKey(mode: Extract<Mode, { m: "size" }>, confirm: Confirm, k: string): void {
+    if (k === "*") {
+      if (confirm.choice === undefined) return this.idle("done");
+      return this.go({ ...mode, confirm: { typed: confirm.typed.slice(0, -1) } });
+    }
+    if (k === "#") {
+      if (confirm.choice === undefined) return this.go({ ...mode, special: this.nextSpecial(mode.special) });
+      if (confirm.choice === "collect") return this.collectOutbound(mode.person);
+      return this.deposit(mode.person, confirm.choice, mode.outbound, mode.special);
+    }
+    const choice = k === "0" && !mode.outbound && this.mayCollect(mode.person) ? "collect" : this.sizes[Number(k) - 1];
+    if (confirm.choice !== undefined || !choice) return this.typedCode(confirm.typed + k);
+    this.deps.buzzer.sound("key");
+    this.go({ ...mode, confirm: { typed: confirm.typed + k, choice } });
+  }
+
+  /** Digits a screen did not ask for: somebody typing a code. The stale session ends; the digits start a code entry. */
+  private typedCode(digits: string): void {
+    this.log.info({ mode: this.mode.m }, "digits not offered here: read as a code, session ended");
+    this.idle("superseded");
+    const mode: Mode = { m: "idle", buf: "" };
+    this.mode = mode;
+    for (const d of digits) this.digit(mode, d);
   }
 
   /** A digit into the current entry. An overlong entry is spoiled: further digits are ignored until # or *. */
@@ -227,6 +321,7 @@ export class Terminal {
       if (r.kind === "pickup") return this.opened([r.ticket]);
       this.deps.buzzer.sound("ok");
       this.armIdle();
+      this.beginSession(r.sender, "dropoff");
       this.go({ m: "size", person: r.sender, outbound: { credentialId: r.credentialId } });
     } catch (e) {
       this.fail(e, { m: "idle", buf: "" });
@@ -237,6 +332,7 @@ export class Terminal {
     try {
       const person = this.deps.bank.personByPin(this.deps.id, pin);
       this.deps.buzzer.sound("ok");
+      this.beginSession(person, "pin");
       this.go(this.home(person));
     } catch (e) {
       this.fail(e, { m: "idle", buf: "" });
@@ -247,6 +343,10 @@ export class Terminal {
   private nextSpecial(current: Special | undefined): Special | undefined {
     const order = [undefined, ...this.deps.specials];
     return order[(order.indexOf(current) + 1) % order.length];
+  }
+
+  private mayCollect(person: Person): boolean {
+    return person.roles.includes("courier") || person.roles.includes("staff");
   }
 
   private deposit(person: Person, size: Size, outbound?: { credentialId: number | null }, special?: Special): void {
@@ -285,8 +385,7 @@ export class Terminal {
   private submitRecipient(mode: Extract<Mode, { m: "recipient" }>): void {
     try {
       const { compartment } = this.deps.bank.completeDeposit(mode.parcel, mode.buf, mode.person.id);
-      this.flash([`Stored in ${compartment}`, "Recipient notified", "Next parcel: size", "* = done"], "ok", { m: "size", person: mode.person });
-      this.armIdle(NEXT_PARCEL_MS);
+      this.another(mode.person, [`Stored in ${compartment}`, "Recipient notified"]);
     } catch (e) {
       mode.buf = "";
       this.fail(e, mode);
@@ -304,15 +403,18 @@ export class Terminal {
         }
         case "disable":
           this.deps.technician.setEnabled(c.id, false, who);
-          return this.flash([`${c.id} out of service`, "lockerctl enable", "puts it back"], "ok", this.home(mode.person));
+          return this.done([`${c.id} out of service`, "lockerctl enable", "puts it back"], "ok");
         case "open": {
-          const menu = this.home(mode.person);
-          this.flash([`Opening ${c.id}`], "ok", menu);
+          this.done([`Opening ${c.id}`], "ok");
+          const after = this.mode;
           this.deps.technician.open(c.id, who).then(
             (r) => {
-              if (this.mode === menu) this.flash([r.opened ? `Door ${c.id} open` : `Door ${c.id} jammed`], r.opened ? "ok" : "error", menu);
+              // Shown only while nobody else has started typing since.
+              if (this.mode === after) this.flash([r.opened ? `Door ${c.id} open` : `Door ${c.id} ${r.unavailable ? "unavailable" : "jammed"}`], r.opened ? "ok" : "error", after);
             },
-            (e: unknown) => this.fail(e, menu),
+            (e: unknown) => {
+              if (this.mode === after) this.fail(e, after);
+            },
           );
           return;
         }
@@ -324,12 +426,12 @@ export class Terminal {
   }
 
   private submitShelf(mode: Extract<Mode, { m: "shelf" }>): void {
-    if (!mode.buf) return this.go(this.home(mode.person)); // no shelf: fine
+    if (!mode.buf) return this.idle("done"); // no shelf: fine
     try {
       this.deps.bank.recordShelf(mode.parcel, mode.buf, mode.person);
-      this.flash([`Shelf ${mode.buf} noted`], "ok", this.home(mode.person));
+      this.done([`Shelf ${mode.buf} noted`], "ok");
     } catch (e) {
-      this.fail(e, this.home(mode.person));
+      this.fail(e, { m: "idle", buf: "" });
     }
   }
 
@@ -346,7 +448,48 @@ export class Terminal {
     const ids = tickets.map((t) => t.compartment);
     this.deps.buzzer.sound("ok");
     const first = ids.length === 1 ? `Door ${ids[0]} open` : `Doors ${ids.slice(0, 4).join(" ")}`;
+    this.endSession("done");
     this.flash([first, ids.length === 1 ? "Take your parcel" : "open: take parcels", "and close the door"], undefined, { m: "idle", buf: "" });
+  }
+
+  // ── sessions ──────────────────────────────────────────────────────────────
+
+  private beginSession(person: Person, via: SessionVia): void {
+    this.endSession("superseded");
+    this.session = { id: ++sessionIds, person };
+    this.log.info({ session: this.session.id, person: person.id, via }, "session started");
+    this.emit("session", { kind: "started", session: this.session.id, terminal: this.deps.id, person: person.id, via });
+  }
+
+  private endSession(reason: SessionEnd): void {
+    const s = this.session;
+    if (!s) return;
+    this.session = null;
+    this.log.info({ session: s.id, person: s.person.id, reason }, "session ended");
+    this.emit("session", { kind: "ended", session: s.id, terminal: this.deps.id, person: s.person.id, reason });
+  }
+
+  /** The session ends; the keypad is the public's again. */
+  private idle(reason: SessionEnd): void {
+    this.endSession(reason);
+    this.go({ m: "idle", buf: "" });
+  }
+
+  /** A result, then idle: this person's business is over. */
+  private done(lines: string[], sound: "ok" | "error" | undefined): void {
+    this.endSession("done");
+    this.flash(lines, sound, { m: "idle", buf: "" });
+  }
+
+  /** A courier's parcel is in (or back out): "Another parcel? 1 = yes", shortly, else idle. */
+  private another(person: Person, lines: string[]): void {
+    this.armIdle(this.deps.options.offerMs);
+    this.flash([...lines, "Another parcel?", "1 = yes  * = done"], "ok", { m: "another", person });
+  }
+
+  private isContinuation(): boolean {
+    const m = this.mode;
+    return m.m === "offer" || m.m === "another" || (m.m === "size" && m.confirm !== undefined);
   }
 
   // ── bank events ───────────────────────────────────────────────────────────
@@ -354,44 +497,48 @@ export class Terminal {
   private loaded(e: BankEvents["loaded"][0]): void {
     const mode = this.mode;
     if (mode.m !== "depositing" || mode.parcel !== e.parcel) return;
-    this.armIdle();
-    if (mode.outbound) return this.flash(["Parcel dropped off", `in ${e.compartment}`, "Thank you"], "ok", { m: "idle", buf: "" });
-    if (!e.awaitingRecipient) {
-      // A reserved parcel: the recipient is known, the code went out with the deposit.
-      this.flash([`Stored in ${e.compartment}`, "Recipient notified", "Next parcel: size", "* = done"], "ok", { m: "size", person: mode.person });
-      return this.armIdle(NEXT_PARCEL_MS);
+    if (mode.outbound) {
+      this.armIdle();
+      return this.done(["Parcel dropped off", `in ${e.compartment}`, "Thank you"], "ok");
     }
+    // A reserved parcel: the recipient is known, the code went out with the deposit.
+    if (!e.awaitingRecipient) return this.another(mode.person, [`Stored in ${e.compartment}`, "Recipient notified"]);
+    this.armIdle();
     this.go({ m: "recipient", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
   }
 
   private unloaded(e: BankEvents["unloaded"][0]): void {
     const mode = this.mode;
     if (mode.m === "taking" && mode.compartment === e.compartment) {
-      if (mode.why === "return") return this.flash(["Deposit cancelled", `${e.compartment} is free`], "ok", { m: "size", person: mode.person });
+      this.armIdle();
+      if (mode.why === "return") return this.another(mode.person, ["Deposit cancelled", `${e.compartment} is free`]);
       return this.go({ m: "shelf", person: mode.person, parcel: e.parcel, compartment: e.compartment, buf: "" });
     }
     if (mode.m === "collecting" && mode.open.includes(e.compartment)) {
       const open = mode.open.filter((c) => c !== e.compartment);
       if (open.length) return this.go({ ...mode, open });
-      return this.flash(["Outbound collected", "Thank you"], "ok", { m: "size", person: mode.person });
+      return this.another(mode.person, ["Outbound collected"]);
     }
     if (mode.m === "idle" && (e.via === "code" || e.via === "badge")) this.flash(["Thank you"], undefined, mode);
   }
 
-  private openFailed(e: BankEvents["openFailed"][0]): void {
+  /** A door that did not open: jammed (the lock fired, the door stayed shut) or unavailable (its board did not take the pulse). */
+  private openFailed(e: BankEvents["openFailed"][0], why: "jammed" | "unavailable"): void {
     const mode = this.mode;
+    const what = `Door ${e.compartment} ${why}`;
     if (mode.m === "collecting" && mode.open.includes(e.compartment)) {
       const open = mode.open.filter((c) => c !== e.compartment);
-      return this.flash([`Door ${e.compartment} jammed`, "Reported"], "error", open.length ? { ...mode, open } : { m: "size", person: mode.person });
+      return this.flash([what, why === "jammed" ? "Reported" : "Try again later"], "error", open.length ? { ...mode, open } : this.afterCourier(mode.person));
     }
     const mine = (mode.m === "depositing" || mode.m === "taking") && mode.compartment === e.compartment;
     if (mine) {
       const next: Mode =
         mode.m === "depositing" ? { m: "size", person: mode.person, ...(mode.outbound ? { outbound: mode.outbound } : {}) } : this.home(mode.person);
-      return this.flash([`Door ${e.compartment} jammed`, mode.m === "depositing" ? "Choose size again" : "Reported"], "error", next);
+      return this.flash([what, mode.m === "depositing" ? "Choose size again" : why === "jammed" ? "Reported" : "Try again later"], "error", next);
     }
     if (mode.m === "idle" && e.purpose === "collect") {
-      this.flash([`Door ${e.compartment} jammed`, "Please go to", "the mailroom"], "error", { m: "idle", buf: "" });
+      const lines = why === "jammed" ? [what, "Please go to", "the mailroom"] : [what, "Code still valid:", "try again later", "or see the mailroom"];
+      this.flash(lines, "error", { m: "idle", buf: "" });
     }
   }
 
@@ -401,6 +548,10 @@ export class Terminal {
     return person.roles.includes("staff") ? { m: "menu", person } : { m: "size", person };
   }
 
+  private afterCourier(person: Person): Mode {
+    return { m: "another", person };
+  }
+
   private go(mode: Mode): void {
     this.mode = mode;
     this.render();
@@ -408,6 +559,7 @@ export class Terminal {
 
   private fail(e: unknown, next: Mode): void {
     if (!isLockerError(e)) this.log.error({ err: e }, "terminal action failed");
+    if (next.m === "idle" || next.m === "pin") this.endSession("done");
     this.flash(this.errorLines(e), "error", next);
   }
 
@@ -422,6 +574,9 @@ export class Terminal {
         return ["Too many tries", `Wait ${Math.ceil(Number(e.context.waitMs) / 1000)} s`];
       case ErrorCode.LockFault:
         return [`Door ${String(e.context.compartment)} faulty`, "Please go to", "the mailroom"];
+      case ErrorCode.HardwareUnavailable:
+        if (e.context.compartment === undefined) return ["Lockers unavailable", "Please try again", "later"];
+        return [`Door ${String(e.context.compartment)} unavailable`, "Code still valid:", "try again later", "or see the mailroom"];
       case ErrorCode.ParcelExpired:
         return ["Pickup time over", "Please ask the", "mailroom staff"];
       case ErrorCode.NoFit:
@@ -457,10 +612,10 @@ export class Terminal {
   private armIdle(ms = this.deps.options.idleTimeoutMs): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
-      if (this.mode.m === "idle" && !this.mode.buf) return;
+      if (this.mode.m === "idle" && !this.mode.buf && !this.session) return;
       this.log.info({ mode: this.mode.m }, "idle timeout: dialogue reset");
       this.dismissMessage();
-      this.go({ m: "idle", buf: "" });
+      this.idle("timeout");
     }, ms);
     this.idleTimer.unref?.();
   }
@@ -477,12 +632,22 @@ export class Terminal {
         return this.show(["Courier/staff PIN", `PIN: ${mask(mode.buf)}`, "# = OK  * = back"]);
       case "menu":
         return this.show([`Hello ${mode.person.name}`, "1 Deposit 2 Remove", "3 Open  4 Disable", "* = exit"]);
+      case "offer":
+        return this.show(["No parcels for you", mode.person.name, "1 = drop one off", "* = done"]);
+      case "another":
+        return this.show(["Another parcel?", "1 = yes  * = done"]);
       case "size": {
         const kind = mode.special ? ` (${SPECIAL_LABEL[mode.special]})` : "";
         const more = this.deps.specials.length ? `#=${this.deps.specials.map((k) => SPECIAL_LABEL[k]).join("/")}  *=back` : "* = back";
-        if (mode.outbound) return this.show([`Drop off: size?${kind}`, sizes, more.replace("back", "cancel")]);
+        const title = mode.outbound ? `Drop off: size?${kind}` : `Parcel size?${kind}`;
+        if (mode.confirm?.choice !== undefined) {
+          const chosen = mode.confirm.choice === "collect" ? "Collect outbound" : `Size ${mode.confirm.choice}${kind}`;
+          return this.show([title, chosen, "# = open door", "* = change"]);
+        }
+        if (mode.confirm) return this.show([title, sizes, "then # to open", more.replace("back", "done")]);
+        if (mode.outbound) return this.show([title, sizes, more.replace("back", "cancel")]);
         const waiting = mode.person.roles.includes("courier") ? this.deps.bank.outboundCount() : 0;
-        return this.show([`Parcel size?${kind}`, sizes, ...(waiting ? [`0 = collect ${waiting} out`] : []), more]);
+        return this.show([title, sizes, ...(waiting ? [`0 = collect ${waiting} out`] : []), more]);
       }
       case "shelf":
         return this.show([`Removed from ${mode.compartment}`, "Shelf no.? #=skip", `No: ${mode.buf}`]);

@@ -55,7 +55,13 @@ const Locks = z.strictObject({
 
 const Terminal = z.strictObject({
   id: z.string().min(1).max(64).default("keypad-1"),
-  idleTimeoutMs: z.int().min(5_000).max(600_000).default(30_000),
+  idleTimeoutMs: z.int().min(5_000).max(600_000).default(30_000).describe("a session with no key this long ends"),
+  offerMs: z
+    .int()
+    .min(2_000)
+    .max(60_000)
+    .default(10_000)
+    .describe("a continuation screen ('Another parcel?', 'No parcels: 1 = drop one off') with no key this long ends the session"),
   displayWidth: z.int().min(16).max(40).default(20),
   displayLines: z.int().min(2).max(4).default(4),
   messageMs: z.int().min(500).max(60_000).default(4000).describe("how long a result stays shown"),

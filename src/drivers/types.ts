@@ -51,6 +51,12 @@ export interface DeviceHealth {
   detail: string;
 }
 
+/** A device that stopped answering (a board, a reader, a sensor), and came back. */
+export interface DeviceEvents {
+  fault: [device: string, detail: string];
+  recovered: [device: string];
+}
+
 /** One bank's devices, as a hardware profile builds them. */
 export interface Hardware {
   /** Each device and whether it answers (status, selftest). */
@@ -64,6 +70,12 @@ export interface Hardware {
   itemPresent?(channel: number): boolean | null;
   /** Temperature sensors of refrigerated compartments, by compartment id. */
   readonly thermometers: ReadonlyMap<string, TemperatureSensor>;
+  /** Whether the board driving a lock channel answers now; a pulse to one that does not is refused unsent. Absent: always. */
+  lockAvailable?(channel: number): boolean;
+  /** The lock channels a device drives: the compartments a fault or recovery concerns. */
+  lockChannelsOf?(device: string): number[];
+  /** fault / recovered of the devices that can fail on their own. */
+  readonly devices?: EventEmitter<DeviceEvents>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }

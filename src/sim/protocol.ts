@@ -1,6 +1,7 @@
 // The simulator socket's JSON-lines contract (design §4), shared by the daemon, `npm run sim` and
 // the tests. One JSON object per line, both ways.
 import { z } from "zod";
+import { SIM_BOARD_STATES } from "../drivers/sim/hardware.js";
 
 export const MAX_LINE_BYTES = 64 * 1024;
 export const MAX_KEYS_PER_LINE = 64;
@@ -23,6 +24,7 @@ export const SimRequest = z.discriminatedUnion("op", [
   z.strictObject({ op: z.literal("state") }),
   z.strictObject({ op: z.literal("temperature"), compartment, celsius: z.number().min(-40).max(125) }),
   z.strictObject({ op: z.literal("sensor"), compartment, failing: z.boolean() }),
+  z.strictObject({ op: z.literal("board"), state: z.enum(SIM_BOARD_STATES) }),
 ]);
 export type SimRequest = z.infer<typeof SimRequest>;
 

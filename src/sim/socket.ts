@@ -109,6 +109,8 @@ export class SimSocket {
         case "sensor":
           this.thermometer(req.compartment).failing = req.failing;
           return;
+        case "board":
+          return hardware.setBoard(req.state);
       }
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e, op: req.op }, "sim request failed");

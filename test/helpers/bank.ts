@@ -2,6 +2,7 @@
 // need a controlled clock. Same Runtime as the daemon builds; no sim socket.
 import { afterEach, beforeEach, vi } from "vitest";
 import { parseConfig } from "../../src/config/load.js";
+import type { Config } from "../../src/config/schema.js";
 import type { SimHardware } from "../../src/drivers/sim/hardware.js";
 import { silentLogger } from "../../src/log.js";
 import { Runtime } from "../../src/runtime.js";
@@ -9,6 +10,8 @@ import { exampleConfig, removeDir, tempDir } from "./daemon.js";
 
 export interface TestBank {
   rt: Runtime;
+  /** The config the bank runs with. */
+  config: Config;
   hw: SimHardware;
   dir: string;
   /** Display lines now. */
@@ -27,6 +30,7 @@ export async function testBank(patch?: (cfg: Record<string, any>) => void, dir =
   const hw = rt.hardware as SimHardware;
   return {
     rt,
+    config,
     hw,
     dir,
     screen: () => hw.display.lines.join(" | "),
@@ -42,7 +46,8 @@ export async function testBank(patch?: (cfg: Record<string, any>) => void, dir =
 export async function keypadDeposit(
   b: TestBank,
   advance: (ms: number) => Promise<unknown>,
-  opts: { size?: string; recipient?: string } = {},
+  /** keepSession: the courier does not press * at "Another parcel?" (the session ends by itself). */
+  opts: { size?: string; recipient?: string; keepSession?: boolean } = {},
 ): Promise<{ compartment: string; code: string; parcel: string }> {
   let notified: { compartment: string; code: string; parcel: string } | undefined;
   const listener = (n: { compartment: string; code: string; parcel: string }) => (notified = n);
@@ -56,7 +61,7 @@ export async function keypadDeposit(
     b.hw.doors.set(b.rt.bank.layoutOf(loading.id).lock, "closed");
     b.hw.keypad.keys(`${opts.recipient ?? "1001"}#`);
     if (!notified) throw new Error(`no code issued: ${b.screen()}`);
-    b.hw.keypad.keys("*");
+    if (!opts.keepSession) b.hw.keypad.keys("*");
     return notified;
   } finally {
     b.rt.bank.off("codeIssued", listener);

@@ -10,7 +10,7 @@ import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, BuzzerPart, DisplayPart, DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
 import type { TemperatureSensor } from "../temperature.js";
-import type { Buzzer, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, LockDriver } from "../types.js";
+import type { Buzzer, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, LockDriver } from "../types.js";
 
 export interface RealParts {
   locks: readonly LockPart[];
@@ -25,15 +25,15 @@ export interface RealParts {
   all: readonly Part[];
 }
 
-export interface DeviceEvents {
-  fault: [part: string, detail: string];
-  recovered: [part: string];
-}
+export type { DeviceEvents };
 
 class RoutedLocks implements LockDriver {
   private readonly byChannel = new Map<number, LockPart>();
   constructor(parts: readonly LockPart[]) {
     for (const p of parts) for (const c of p.channels) this.byChannel.set(c, p);
+  }
+  part(channel: number): LockPart | undefined {
+    return this.byChannel.get(channel);
   }
   pulse(channel: number, ms: number): Promise<void> {
     const part = this.byChannel.get(channel);
@@ -78,6 +78,8 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
   readonly thermometers: ReadonlyMap<string, TemperatureSensor>;
   private readonly itemsByChannel = new Map<number, ItemPart>();
   private readonly unhook: (() => void)[] = [];
+  /** Parts between their `fault` and `recovered`. */
+  private readonly faulted = new Set<string>();
 
   constructor(
     private readonly parts: RealParts,
@@ -91,6 +93,20 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
     this.buzzer = parts.buzzer ?? NO_BUZZER;
     this.thermometers = parts.thermometers;
     for (const p of parts.items) for (const c of p.itemChannels) this.itemsByChannel.set(c, p);
+  }
+
+  get devices(): EventEmitter<DeviceEvents> {
+    return this;
+  }
+
+  /** A lock whose board is faulted refuses pulses unsent: the bank neither offers nor opens it. */
+  lockAvailable(channel: number): boolean {
+    const part = this.locks.part(channel);
+    return part !== undefined && !this.faulted.has(part.name);
+  }
+
+  lockChannelsOf(device: string): number[] {
+    return this.parts.locks.filter((p) => p.name === device).flatMap((p) => [...p.channels]);
   }
 
   /** Whether the item sensor of a lock channel sees something inside (null: no sensor, or no answer). */
@@ -114,10 +130,12 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
       if (a) {
         const onFault = (detail: string) => {
           this.log.warn({ device: p.name, detail }, "device fault");
+          this.faulted.add(p.name);
           this.emit("fault", p.name, detail);
         };
         const onRecovered = () => {
           this.log.info({ device: p.name }, "device recovered");
+          this.faulted.delete(p.name);
           this.emit("recovered", p.name);
         };
         a.on("fault", onFault);

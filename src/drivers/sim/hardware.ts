@@ -3,7 +3,7 @@
 import { EventEmitter } from "node:events";
 import { ErrorCode, LockerError } from "../../errors.js";
 import { SimTemperatureSensor } from "./temperature.js";
-import type { Buzzer, BuzzerPattern, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
+import type { Buzzer, BuzzerPattern, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
 
 export interface SimEvents {
   unlock: [channel: number, pulseMs: number];
@@ -44,8 +44,20 @@ export class SimDoors extends EventEmitter<DoorEvents> implements DoorSensors {
   }
 }
 
+/**
+ * ok: answers. silent: stopped answering, not yet declared down: an unlock goes out and times out
+ * (HardwareTimeout), nothing fires. down: declared faulted: an unlock is refused unsent
+ * (HardwareUnavailable), as a real board's driver does after its misses.
+ */
+export const SIM_BOARD_STATES = ["ok", "silent", "down"] as const;
+export type SimBoardState = (typeof SIM_BOARD_STATES)[number];
+/** How long a silent simulated board keeps an unlock waiting before it times out. */
+const SIM_TIMEOUT_MS = 100;
+
 export class SimLockBoard implements LockDriver {
+  readonly name = "sim lock board";
   readonly energized = new Set<number>();
+  state: SimBoardState = "ok";
   /** Most locks ever energized at once: the power budget check. */
   maxEnergized = 0;
   pulses = 0;
@@ -60,6 +72,12 @@ export class SimLockBoard implements LockDriver {
 
   pulse(channel: number, ms: number): Promise<void> {
     if (!this.doors.has(channel)) return Promise.reject(new LockerError(ErrorCode.HardwareUnavailable, `no lock on channel ${channel}`));
+    if (this.state === "down") return Promise.reject(new LockerError(ErrorCode.HardwareUnavailable, `${this.name} is not answering (simulated)`, { channel }));
+    if (this.state === "silent") {
+      return new Promise((_, reject) =>
+        this.later(SIM_TIMEOUT_MS * (this.opts.timeScale ?? 1), () => reject(new LockerError(ErrorCode.HardwareTimeout, `no answer from ${this.name} (simulated)`, { channel }))),
+      );
+    }
     this.energized.add(channel);
     this.maxEnergized = Math.max(this.maxEnergized, this.energized.size);
     this.pulses++;
@@ -118,6 +136,8 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly thermometers = new Map<string, SimTemperatureSensor>();
   /** Simulated item sensors: a channel present here has one, and its value is what it sees. */
   readonly items = new Map<number, boolean>();
+  /** fault / recovered of the simulated lock board (setBoard). */
+  readonly devices = new EventEmitter<DeviceEvents>();
 
   constructor(readonly options: SimOptions) {
     super();
@@ -141,14 +161,31 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
     return this.items.get(channel) ?? null;
   }
 
+  /** The simulated lock board stops answering, is declared down, or answers again (a fault / recovered event on the change to or from down). */
+  setBoard(state: SimBoardState): void {
+    const before = this.locks.state;
+    if (before === state) return;
+    this.locks.state = state;
+    if (state === "down") this.devices.emit("fault", this.locks.name, "not answering (simulated)");
+    else if (before === "down") this.devices.emit("recovered", this.locks.name);
+  }
+
+  lockAvailable(channel: number): boolean {
+    return this.locks.state !== "down" && this.doors.has(channel);
+  }
+
+  lockChannelsOf(device: string): number[] {
+    return device === this.locks.name ? [...this.options.channels] : [];
+  }
+
   health(): DeviceHealth[] {
     const jammed = [...this.locks.jammed];
     return [
       {
-        name: "sim lock board",
+        name: this.locks.name,
         kind: "locks",
-        health: "ok",
-        detail: `${this.options.channels.length} channels${jammed.length ? `, jammed (simulated): ${jammed.join(", ")}` : ""}`,
+        health: this.locks.state === "ok" ? "ok" : this.locks.state === "silent" ? "degraded" : "faulted",
+        detail: `${this.options.channels.length} channels${jammed.length ? `, jammed (simulated): ${jammed.join(", ")}` : ""}${this.locks.state === "ok" ? "" : `, ${this.locks.state} (simulated)`}`,
       },
       { name: "sim door switches", kind: "doors", health: "ok", detail: `${this.options.channels.length} inputs` },
       { name: "sim keypad/badge/QR", kind: "reader", health: "ok", detail: `terminal ${this.options.terminal}` },

@@ -109,7 +109,7 @@ async function buildWeek(b: TestBank): Promise<void> {
   b.hw.keypad.keys("*8642#");
   b.hw.keypad.keys(`2${b.rt.bank.layoutOf(l2.compartment).keypadNumber}#`);
   await close(b, l2.compartment);
-  b.hw.keypad.keys("#*"); // no shelf number; leave the staff menu
+  b.hw.keypad.keys("#"); // no shelf number: the staff session ends
   expect(b.rt.ledger.parcel(l2.parcel)?.status).toBe("removed");
   await pickupByCode(b, t("05T13:02"), l3);
   const p4 = await deposit(b, t("05T14:00"));

@@ -96,11 +96,13 @@ describe("bank runtime", () => {
     expect(b.events("alarm.forced_open")).toHaveLength(0);
     b.hw.doors.set(lockOf(b, "B05"), "closed");
     await advance(5000);
-    b.hw.keypad.keys("4102#");
+    b.hw.keypad.keys("4102#"); // the override ended the staff session: these digits are a (wrong) code
+    expect(b.screen()).toContain("Code not valid");
+    b.hw.keypad.keys("*8642#4102#");
     expect(b.screen()).toContain("A02 out of service");
     expect(b.rt.ledger.compartment("A02")?.enabled).toBe(false);
     expect(b.events("compartment.disabled").map((e) => [e.compartment, e.actor])).toEqual([["A02", "staff-1"]]);
-    b.hw.keypad.keys("*");
+    expect(b.rt.terminal.state).toBe("idle");
     const { compartment } = await keypadDeposit(b, advance);
     expect(compartment).toBe("A03");
   });
@@ -126,7 +128,8 @@ describe("bank runtime", () => {
     b.hw.doors.set(lockOf(b, "A01"), "closed");
     b.hw.keypad.keys("1001#");
     await advance(5000);
-    b.hw.keypad.keys("##1"); // the only low one is taken: no ordinary compartment instead
+    // "Another parcel?" 1 = yes; # # = low; 1 = S; # = open: the only low one is taken, no ordinary one instead
+    b.hw.keypad.keys("1##1#");
     expect(b.screen()).toContain("No accessible S free");
     expect(b.events("assignment.failed").map((e) => e.data)).toEqual([{ size: "S", terminal: "keypad-1", accessible: true }]);
   });

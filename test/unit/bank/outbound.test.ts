@@ -23,8 +23,10 @@ describe("outbound parcels", () => {
     b.hw.keypad.badge("04A1B2C4");
     expect(b.screen()).toContain("No parcels for you");
     await advance(5000);
+    expect(b.screen()).toContain("1 = drop one off"); // no default: he chooses
+    b.hw.keypad.keys("1");
     expect(b.screen()).toContain("Drop off: size?");
-    b.hw.keypad.keys("2");
+    b.hw.keypad.keys("2#");
     const compartment = await closeLoading(b);
     expect(b.screen()).toContain("Parcel dropped off");
     const parcel = b.rt.ledger.compartment(compartment)!.parcelId!;

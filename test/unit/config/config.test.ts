@@ -65,7 +65,7 @@ describe("defaults", () => {
     const cfg = parseConfig(minimal());
     expect(cfg.hardware).toMatchObject({ profile: "sim", springOpen: true, openDelayMs: 40 });
     expect(cfg.locks).toEqual({ pulseMs: 300, maxConcurrent: 1, openVerifyMs: 2000, retries: 1 });
-    expect(cfg.terminal).toEqual({ id: "keypad-1", idleTimeoutMs: 30_000, displayWidth: 20, displayLines: 4, messageMs: 4000 });
+    expect(cfg.terminal).toEqual({ id: "keypad-1", idleTimeoutMs: 30_000, offerMs: 10_000, displayWidth: 20, displayLines: 4, messageMs: 4000 });
     expect(cfg.codes).toEqual({ length: 6 });
     expect(cfg.lockout).toEqual({
       threshold: 5,
