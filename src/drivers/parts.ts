@@ -29,7 +29,12 @@ export interface Part {
 export interface LockPart extends Part {
   readonly channels: readonly number[];
   /** Energize one channel for `ms`, then release it; resolves once off again. Rejects with a
-   *  LockerError (HardwareTimeout / HardwareUnavailable) when the board does not take the command. */
+   *  LockerError when the board does not take the command, and the code says whether the lock may
+   *  have moved:
+   *  - HardwareUnavailable: NOTHING was sent (no such channel, part stopped or faulted, bus or port
+   *    down / not open); the door cannot have been sprung by this call.
+   *  - HardwareTimeout: the command was sent (a board with answers may have had it resent once) but
+   *    never acknowledged; the lock may or may not have pulsed, so check the door. */
   pulse(channel: number, ms: number): Promise<void>;
   /** Every relay of this part off now. Must not throw. */
   allOff(): Promise<void>;

@@ -5,13 +5,16 @@
 //        ▲                                                        │
 //        └──── snapshot (lock / item bits) ◀── replies, unsolicited ┘
 //
-// A board that misses `missesToFault` answers in a row is faulted ("fault" on `availability`,
-// health, log): read() says "unknown", itemPresent() null, pulses reject at once, and it is polled
-// with backoff until it answers ("recovered"). Door `change` fires only when a known state changes.
+// A status read whose answer is lost or corrupt (a timeout) is asked again at once: one bad reply on
+// a noisy line is not an outage. Only a retried read that fails again is a miss, and a board that
+// misses `missesToFault` polls in a row is faulted ("fault" on `availability`, health, log): read()
+// says "unknown", itemPresent() null, pulses reject at once, and it is polled with backoff until it
+// answers ("recovered"). An unlock whose answer is lost is resent once. Door `change` fires only
+// when a known state changes.
 // Protocol notes: hardware/boards/kerong-kr-cu16.md, hardware/boards/board-8a.md.
 import { EventEmitter } from "node:events";
 import { Backoff } from "../../backoff.js";
-import { ErrorCode, LockerError } from "../../errors.js";
+import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { DoorPart, ItemPart, LockPart } from "../parts.js";
 import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
@@ -170,18 +173,21 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
 
   /**
    * Sends the unlock frame. These boards time the pulse themselves, so `ms` is not sent: the pulse
-   * resolves `pulseMs` (config: the board's own unlock time) after the frame went out.
+   * resolves `pulseMs` (config: the board's own unlock time) after the frame went out. Rejects with
+   * HardwareUnavailable when nothing was sent (no such lock, board stopped or faulted, bus not open)
+   * and HardwareTimeout when the frame went out but no valid answer came, resend included (LockPart).
    */
   async pulse(channel: number, _ms: number): Promise<void> {
     const lock = this.lockOf(channel);
     if (lock === null) throw new LockerError(ErrorCode.HardwareUnavailable, `no lock on channel ${channel} on ${this.name}`, { channel });
+    if (!this.running) throw new LockerError(ErrorCode.HardwareUnavailable, `${this.name} is not started`, { channel, board: this.name });
     if (this.faulted) {
       throw new LockerError(ErrorCode.HardwareUnavailable, `${this.name} is not answering (${this.lastProblem})`, { channel, board: this.name });
     }
     this.log.info({ channel, lock }, "unlock");
     let snap: Snapshot | null;
     try {
-      snap = await this.link.unlock(this.spec.address, lock);
+      snap = await this.unlock(lock);
     } catch (e) {
       if (this.running) this.miss(e);
       throw e;
@@ -215,15 +221,18 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
    */
   apply(snap: Snapshot): void {
     if (!this.running) return;
-    this.alive();
+    // The bits first, then "recovered": whoever acts on the recovery (the bank settling flows it
+    // held) reads the doors as they are now, not as they were before the outage.
+    const changed: number[] = [];
     for (const [lock, bit] of snap.locks) {
       const before = this.lockBits.get(lock);
       this.lockBits.set(lock, bit);
       if (before === undefined || before === bit || lock > this.spec.channels) continue;
-      const channel = this.spec.firstChannel + lock - 1;
-      this.emit("change", channel, this.read(channel));
+      changed.push(this.spec.firstChannel + lock - 1);
     }
     for (const [lock, bit] of snap.items ?? []) this.itemBits.set(lock, bit);
+    this.alive();
+    for (const channel of changed) this.emit("change", channel, this.read(channel));
   }
 
   /** Poll now instead of at the next scheduled time (unless a poll is already under way). */
@@ -231,6 +240,42 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     if (!this.running || this.timer === null) return;
     clearTimeout(this.timer);
     this.schedule(0);
+  }
+
+  /**
+   * The unlock exchange, sent once more when it timed out: the frame went out but no valid answer
+   * came back, most likely a reply corrupted on the line. Either the board took the first frame and
+   * only its answer was lost, or it never saw it; in both cases a second pulse is harmless: the board
+   * bounds it (its own unlock time), on a latch that already sprang or on a door that did not move.
+   */
+  private async unlock(lock: number): Promise<Snapshot | null> {
+    try {
+      return await this.link.unlock(this.spec.address, lock);
+    } catch (first) {
+      if (!this.running || this.faulted || !isLockerError(first, ErrorCode.HardwareTimeout)) throw first;
+      this.log.debug({ lock, problem: first.message }, "no answer to the unlock; sending it again");
+      try {
+        return await this.link.unlock(this.spec.address, lock);
+      } catch (second) {
+        // The first frame went out: a resend that could not be sent still leaves a timeout.
+        throw isLockerError(second, ErrorCode.HardwareUnavailable) ? first : second;
+      }
+    }
+  }
+
+  /**
+   * One status read, asked again at once (through the same queue, not ahead of it) when it timed
+   * out. Not while faulted: there the backoff polls are the retries, and a dead board should not
+   * hold the bus twice as long.
+   */
+  private async readStatus(): Promise<Snapshot | null> {
+    try {
+      return await this.link.readStatus(this.spec.address);
+    } catch (e) {
+      if (!this.running || this.faulted || !isLockerError(e, ErrorCode.HardwareTimeout)) throw e;
+      this.log.debug({ problem: e.message }, "no answer to a status read; asking again");
+      return await this.link.readStatus(this.spec.address);
+    }
   }
 
   private lockOf(channel: number): number | null {
@@ -246,7 +291,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   private async poll(): Promise<void> {
     this.timer = null;
     try {
-      const snap = await this.link.readStatus(this.spec.address);
+      const snap = await this.readStatus();
       if (snap) this.apply(snap);
     } catch (e) {
       if (this.running) this.miss(e);
@@ -265,6 +310,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     this.availability.emit("recovered");
   }
 
+  /** A poll (or unlock) that failed after its retry. */
   private miss(e: unknown): void {
     this.misses++;
     this.lastProblem = e instanceof Error ? e.message : String(e);

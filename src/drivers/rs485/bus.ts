@@ -59,6 +59,8 @@ export interface BusStats extends ParserStats {
 
 interface Job<F> {
   x: Exchange<F>;
+  /** Its frame was handed to the port: from then on a failure means "sent, not answered". */
+  sent?: boolean;
   resolve: (frame: F | null) => void;
   reject: (e: unknown) => void;
 }
@@ -137,7 +139,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
 
   /**
    * Queue one exchange. Resolves with the reply (null for an unanswered command once its bus time
-   * has passed). Rejects with HardwareTimeout (no reply) or HardwareUnavailable (port not open).
+   * has passed). Rejects with HardwareTimeout (sent, no reply) or HardwareUnavailable (not sent:
+   * port not open, closed or stopped before the frame's turn, write refused).
    */
   request(x: Exchange<F>): Promise<F | null> {
     if (!this.port) {
@@ -179,6 +182,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     reply?.catch(() => {});
     try {
       try {
+        job.sent = true;
         await this.write(port, x.frame, wire);
       } catch (e) {
         unsent.abort(e);
@@ -206,7 +210,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   /** Write and drain; a write that has not drained within a second is a stalled port. */
   private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const stall = setTimeout(() => reject(this.unavailable("write stalled")), WRITE_STALL_MS + wireMs);
+      // A stalled write may still leave the port later: "sent, not answered", not "not sent".
+      const stall = setTimeout(() => reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })), WRITE_STALL_MS + wireMs);
       const done = (e?: LockerError) => {
         clearTimeout(stall);
         if (e) reject(e);
@@ -282,8 +287,12 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   }
 
   private failAll(e: LockerError): void {
+    // The exchange on the wire may have reached its board (an unlock may have fired): it failed
+    // as "not answered", never as "not sent" (the bank rolls back only what was never sent).
+    const current = this.current;
+    if (current?.sent) current.reject(new LockerError(ErrorCode.HardwareTimeout, `${e.message}: ${current.x.what} sent, no answer`, { ...e.context, what: current.x.what }));
     this.matcher.cancelAll(e);
-    this.current?.reject(e);
+    current?.reject(e);
     this.current = null;
     for (const job of this.queue.splice(0)) job.reject(e);
   }

@@ -11,12 +11,24 @@ const MAX_PULSE_MS = 2000;
 const bit = z.union([z.literal(0), z.literal(1)]);
 const baudRate = z.union([z.literal(9600), z.literal(19200), z.literal(38400), z.literal(57600), z.literal(115200)]);
 
+/**
+ * Polls missed in a row before a board is faulted; each poll is already retried once at once.
+ * Sized for a noisy line, p = 6% corrupted replies, at the default 4 polls/s (pollMs 250):
+ * - a miss takes 2 bad replies: p² ≈ 0.0036; a fault takes k misses in a row: p^(2k).
+ * - k = 2: 1.3e-5 per poll, a false fault every 1/(4 × 1.3e-5) s ≈ 5.4 h per board.
+ * - k = 3: 4.7e-8 per poll, one every ≈ 5.4e6 s ≈ 62 days per board (31 with two boards on it).
+ *   (Before the retry, 2 single misses: p² = 0.0036, one every ≈ 69 s, as seen on site.)
+ * - a board gone silent is faulted after k × (2 × timeoutMs) + (k − 1) × pollMs
+ *   = 3 × 200 + 2 × 250 = 1100 ms (≈ 1.2 s with wire times and gaps), against 1.55 s for k = 4.
+ */
+const MISSES_TO_FAULT = 3;
+
 /** Timing and fault handling shared by both board families. */
 const timing = {
   pollMs: z.int().min(20).max(10_000).default(250).describe("status read of each board every this often"),
   timeoutMs: z.int().min(10).max(2000).default(100).describe("a board that has not answered within this missed"),
   pulseMs: z.int().min(50).max(MAX_PULSE_MS).default(500).describe("the board's own unlock time; a pulse resolves this long after the frame is written"),
-  missesToFault: z.int().min(1).max(10).default(2).describe("missed answers in a row before a board is faulted"),
+  missesToFault: z.int().min(1).max(10).default(MISSES_TO_FAULT).describe("polls missed in a row (each retried once at once) before a board is faulted"),
   retryMaxMs: z.int().min(50).max(60_000).default(5000).describe("longest wait between retries of a faulted board or a vanished port"),
   gapMs: z.int().min(0).max(200).default(10).describe("quiet time on the bus after each exchange"),
 };

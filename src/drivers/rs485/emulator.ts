@@ -1,10 +1,11 @@
 // Emulated lock-control boards: a set of Kerong KR-CU16 boards or of 0x8A boards that read the
 // host's frames from a byte stream and answer byte-exact, through the same codecs. An unlock flips
 // the lock's feedback to open (the door springs open); the API closes doors, sets item sensors and
-// makes a board misbehave (silent, truncated or corrupt answers, garbage). Used by the tests over a
-// pseudo-terminal and by scripts/kerong-emulator.ts; one instance each, no globals.
+// makes a board misbehave (silent, truncated or corrupt answers, garbage) or its line noisy (a share
+// of answers corrupted at random). Used by the tests over a pseudo-terminal and by
+// scripts/kerong-emulator.ts; one instance each, no globals.
 //
-//   host bytes ─▶ input() ─▶ FrameParser ─▶ handle(frame) ─▶ send() ─▶ fault filter ─▶ "tx" bytes
+//   host bytes ─▶ input() ─▶ FrameParser ─▶ handle(frame) ─▶ send() ─▶ fault / noise ─▶ "tx" bytes
 //                                   └──▶ "rx" records (every frame and discarded run)
 import { EventEmitter } from "node:events";
 import { z } from "zod";
@@ -47,6 +48,14 @@ interface EmulatedBoard {
   open: boolean[];
   items: boolean[];
   fault: BoardFault;
+  /** Share of answers corrupted at random (0..1). */
+  noise: number;
+}
+
+/** What both emulators take besides their boards. */
+export interface NoiseOptions {
+  /** 0..1 random source for setNoise() (default Math.random; tests pass a seeded one). */
+  random?: () => number;
 }
 
 export interface ByteStream {
@@ -64,15 +73,18 @@ export interface BoardState {
 
 abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
   protected readonly boards = new Map<number, EmulatedBoard>();
+  private readonly random: () => number;
 
   constructor(
     addresses: readonly number[],
     readonly locksPerBoard: number,
     private readonly parser: FrameParser<F>,
+    opts: NoiseOptions,
   ) {
     super();
+    this.random = opts.random ?? Math.random;
     for (const a of addresses) {
-      this.boards.set(a, { open: new Array<boolean>(locksPerBoard).fill(false), items: new Array<boolean>(locksPerBoard).fill(false), fault: "none" });
+      this.boards.set(a, { open: new Array<boolean>(locksPerBoard).fill(false), items: new Array<boolean>(locksPerBoard).fill(false), fault: "none", noise: 0 });
     }
   }
 
@@ -119,6 +131,15 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
     this.board(board).fault = fault;
   }
 
+  /**
+   * Line noise on `board`'s answers: while it has no fault, each answer is corrupted (a bad
+   * checksum, as the "bad-checksum" fault) with probability `rate`, one draw of `random` per answer.
+   */
+  setNoise(board: number, rate: number): void {
+    if (!(rate >= 0 && rate <= 1)) throw new LockerError(ErrorCode.BadInput, `noise rate ${rate} is not within 0..1`, { board, rate });
+    this.board(board).noise = rate;
+  }
+
   /** Put raw bytes on the bus (noise, a hand-made frame). */
   sendRaw(bytes: Uint8Array): void {
     this.emit("tx", Buffer.from(bytes));
@@ -154,9 +175,11 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
     return fn(b, lock - 1);
   }
 
-  /** An answer from `board`, through its fault. */
+  /** An answer from `board`, through its fault, or its noise when it has none. */
   protected send(board: number, bytes: Buffer): void {
-    switch (this.board(board).fault) {
+    const b = this.board(board);
+    const noisy = b.fault === "none" && b.noise > 0 && this.random() < b.noise;
+    switch (noisy ? "bad-checksum" : b.fault) {
       case "silent":
         return;
       case "truncate":
@@ -177,7 +200,7 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
   }
 }
 
-export interface KerongEmulatorOptions {
+export interface KerongEmulatorOptions extends NoiseOptions {
   boards: readonly number[];
   lockBitOpen?: 0 | 1;
   irBitPresent?: 0 | 1;
@@ -188,7 +211,7 @@ export class KerongEmulator extends EmulatedBoards<KerongFrame> {
   private readonly irBitPresent: boolean;
 
   constructor(opts: KerongEmulatorOptions) {
-    super(opts.boards, KERONG_LOCKS, createKerongParser());
+    super(opts.boards, KERONG_LOCKS, createKerongParser(), opts);
     this.lockBitOpen = (opts.lockBitOpen ?? 0) === 1;
     this.irBitPresent = (opts.irBitPresent ?? 1) === 1;
   }
@@ -214,7 +237,7 @@ export class KerongEmulator extends EmulatedBoards<KerongFrame> {
   }
 }
 
-export interface Cu8aEmulatorOptions extends Partial<Cu8aOptions> {
+export interface Cu8aEmulatorOptions extends Partial<Cu8aOptions>, NoiseOptions {
   boards: readonly number[];
   lockBitOpen?: 0 | 1;
   /** Answer an unlock with 8A BB LL VV (default true). */
@@ -228,7 +251,7 @@ export class Cu8aEmulator extends EmulatedBoards<Cu8aFrame> {
 
   constructor(opts: Cu8aEmulatorOptions) {
     const codec = { statusBytes: opts.statusBytes ?? CU8A_DEFAULTS.statusBytes, order: opts.order ?? CU8A_DEFAULTS.order };
-    super(opts.boards, codec.statusBytes * 8, createCu8aParser(codec, "board"));
+    super(opts.boards, codec.statusBytes * 8, createCu8aParser(codec, "board"), opts);
     this.codec = codec;
     this.lockBitOpen = (opts.lockBitOpen ?? 0) === 1;
     this.answerUnlock = opts.answerUnlock ?? true;

@@ -1,7 +1,8 @@
 // Board parts and the bus over a real pseudo-terminal pair (socat): lockerd's side opens one end
 // through serialport, the emulated boards serve the other. Exact unlock frames, door and item state
 // from status polls, a board that stops mid-reply (fault, fast-failing pulses, recovery), noise on
-// the bus, and the adapter vanishing and coming back. Timings are small so this runs in seconds.
+// the bus (a lost or corrupt answer is asked again, not a fault; a lost unlock answer is resent
+// once), and the adapter vanishing and coming back. Timings are small so this runs in seconds.
 import { once } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
@@ -11,7 +12,7 @@ import { createCu8aBoards, createKerongBoards, type Rs485Boards } from "../../..
 import { kerongProtocol } from "../../../src/drivers/rs485/protocols.js";
 import { Rs485Bus } from "../../../src/drivers/rs485/bus.js";
 import { Cu8aConfig, KerongConfig } from "../../../src/drivers/rs485/config.js";
-import { Cu8aEmulator, KerongEmulator, type RxRecord } from "../../../src/drivers/rs485/emulator.js";
+import { Cu8aEmulator, KerongEmulator, type BoardFault, type RxRecord } from "../../../src/drivers/rs485/emulator.js";
 import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
 import { ErrorCode } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
@@ -60,6 +61,43 @@ async function teardown(r: Rig<unknown> | undefined, set: Rs485Boards | undefine
 
 type FrameRecord = Extract<RxRecord, { rx: string }>;
 const unlocks = (rx: RxRecord[]) => rx.filter((r): r is FrameRecord => "command" in r && r.command === "unlock");
+const statusReads = (rx: RxRecord[], board: number) => rx.filter((r) => "command" in r && r.board === board && r.command !== "unlock").length;
+
+/**
+ * Spoil `board`'s answer to its next frame (of `command`, when given) with `fault`; it answers
+ * normally again from the frame after, whose record this resolves with.
+ */
+function spoilNext(emu: KerongEmulator | Cu8aEmulator, board: number, fault: BoardFault, command?: string): Promise<FrameRecord> {
+  return new Promise((resolve) => {
+    let spoiled = false;
+    // "rx" is emitted before the emulator answers the frame, so the fault applies to that answer.
+    const onRx = (rec: RxRecord) => {
+      if (!("rx" in rec) || rec.board !== board) return;
+      if (!spoiled) {
+        if (command !== undefined && rec.command !== command) return;
+        spoiled = true;
+        emu.setFault(board, fault);
+        return;
+      }
+      emu.setFault(board, "none");
+      emu.off("rx", onRx);
+      resolve(rec);
+    };
+    emu.on("rx", onRx);
+  });
+}
+
+/** A seeded 0..1 random source (mulberry32), so a noisy run corrupts the same answers each time. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
 
 describe.skipIf(!hasSocat())("the bus over a pseudo-terminal", () => {
   let r: Rig<KerongEmulator>;
@@ -222,6 +260,24 @@ describe.skipIf(!hasSocat())("kerong boards over a pseudo-terminal", () => {
     await vi.waitFor(() => expect(faults).toHaveLength(1), WAIT);
   });
 
+  it("asks again at once when one status answer is corrupt or lost: no fault, even with missesToFault 1", async () => {
+    const board0 = set.parts[0]!;
+    const faults: string[] = [];
+    board0.availability.on("fault", (d) => faults.push(d));
+    for (const fault of ["bad-checksum", "silent"] as const) {
+      const timeouts = set.bus.stats.timeouts;
+      const retry = await spoilNext(r.emu, 0, fault);
+      expect(retry).toMatchObject({ board: 0, command: "read-status" });
+      // A few more polls answered: the retry's answer has been taken.
+      const reads = statusReads(r.rx, 0);
+      await vi.waitFor(() => expect(statusReads(r.rx, 0)).toBeGreaterThanOrEqual(reads + 3), WAIT);
+      expect(set.bus.stats.timeouts).toBe(timeouts + 1);
+    }
+    expect(faults).toEqual([]);
+    expect(board0.health().health).toBe("ok");
+    expect(board0.read(1)).toBe("closed");
+  });
+
   it("survives the adapter vanishing: boards fault, pulses fail fast, all recover once it is back", async () => {
     const faults = set.parts.map((p) => next(p.availability, "fault"));
     await r.pair.unplug();
@@ -242,6 +298,97 @@ describe.skipIf(!hasSocat())("kerong boards over a pseudo-terminal", () => {
     expect(set.bus.stats.opens).toBe(2);
     await set.parts[1]!.pulse(17, 300);
     expect(unlocks(r.rx).map((x) => x.rx)).toEqual(["0210310346"]);
+  });
+});
+
+describe.skipIf(!hasSocat())("a kerong board with the default fault threshold", () => {
+  let r: Rig<KerongEmulator>;
+  let set: Rs485Boards;
+  afterEach(() => teardown(r, set));
+
+  it("faults a board gone silent after missesToFault polls, each asked twice, within k × 2 × timeoutMs + (k − 1) × pollMs; recovers when it answers", async () => {
+    r = await rig(new KerongEmulator({ boards: [0] }), 19200);
+    const config = KerongConfig.parse({ type: "kerong", port: r.pair.host, boards: [{ address: 0, firstChannel: 1 }], pollMs: 20, timeoutMs: 60, retryMaxMs: 100, gapMs: 2 });
+    const k = config.missesToFault;
+    expect(k).toBe(3);
+    set = createKerongBoards(config, { log: captureLog().log });
+    const board = set.parts[0]!;
+    await board.start();
+    await vi.waitFor(() => expect(board.health().health).toBe("ok"), WAIT);
+
+    const fault = next(board.availability, "fault");
+    const reads = statusReads(r.rx, 0);
+    const t0 = performance.now();
+    r.emu.setFault(0, "silent");
+    await fault;
+    const ms = performance.now() - t0;
+    expect(statusReads(r.rx, 0) - reads).toBe(2 * k);
+    expect(ms).toBeGreaterThanOrEqual(2 * k * config.timeoutMs);
+    // Each read waits timeoutMs + its wire time (5 bytes ≈ 3 ms) + gapMs; the silence may start up
+    // to one poll interval before the next read; 200 ms for a busy machine.
+    const bound = k * 2 * config.timeoutMs + (k - 1) * config.pollMs + 2 * k * (3 + config.gapMs) + config.pollMs;
+    expect(ms).toBeLessThan(bound + 200);
+    await expect(board.pulse(1, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+
+    const recovered = next(board.availability, "recovered");
+    r.emu.setFault(0, "none");
+    await recovered;
+    expect(board.health().health).toBe("ok");
+    await board.pulse(1, 300);
+    expect(unlocks(r.rx).map((u) => u.rx)).toEqual(["0200310336"]);
+  });
+});
+
+describe.skipIf(!hasSocat())("kerong boards on a noisy line", () => {
+  let r: Rig<KerongEmulator>;
+  let set: Rs485Boards;
+  afterEach(() => teardown(r, set));
+
+  // 16 boards share the bus, so 2,000 polls take seconds, not the 40 s one board polled every 20 ms
+  // would. Old behaviour (no retry, 2 misses fault) expects p² × 2000 ≈ 7 faults here.
+  it("6% of answers corrupted over 2,000 polls with the default config: no board faults, an unlock meanwhile is sent and succeeds", { timeout: 60_000 }, async () => {
+    const addresses = Array.from({ length: 16 }, (_, i) => i);
+    const draw = seeded(0x10cce5);
+    let corrupted = 0;
+    const random = () => {
+      const x = draw();
+      if (x < 0.06) corrupted++;
+      return x;
+    };
+    r = await rig(new KerongEmulator({ boards: addresses, random }), 19200);
+    for (const a of addresses) r.emu.setNoise(a, 0.06);
+    set = createKerongBoards(
+      KerongConfig.parse({
+        type: "kerong",
+        port: r.pair.host,
+        boards: addresses.map((a) => ({ address: a, firstChannel: a * 16 })),
+        pollMs: 20,
+        timeoutMs: 25,
+        retryMaxMs: 100,
+        gapMs: 0,
+      }),
+      { log: captureLog().log },
+    );
+    const faults: string[] = [];
+    for (const p of set.parts) p.availability.on("fault", (d) => faults.push(`${p.name}: ${d}`));
+    for (const p of set.parts) await p.start();
+    const polls = () => r.rx.filter((x) => "command" in x && x.command === "read-status").length;
+    const LONG = { timeout: 50_000, interval: 20 };
+
+    await vi.waitFor(() => expect(polls()).toBeGreaterThanOrEqual(1000), LONG);
+    const board5 = set.parts[5]!;
+    await board5.pulse(83, 300); // board 5's lock 4: ADDR 0x53, SUM 02 + 53 + 31 + 03 = 89
+    expect(unlocks(r.rx).map((u) => u.rx)).toEqual(["0253310389"]);
+    await vi.waitFor(() => expect(board5.read(83)).toBe("open"), WAIT);
+
+    await vi.waitFor(() => expect(polls()).toBeGreaterThanOrEqual(2000), LONG);
+    expect(faults).toEqual([]);
+    // The noise was there: about 6% of the answers were corrupt, each discarded (9 bytes) and timed
+    // out. A busy machine may add timeouts of its own (late answers); they did not fault either.
+    expect(corrupted).toBeGreaterThan(0.04 * polls());
+    expect(corrupted).toBeLessThan(0.08 * polls());
+    expect(set.bus.stats.timeouts).toBeGreaterThanOrEqual(corrupted);
+    expect(set.bus.stats.discardedBytes).toBeGreaterThanOrEqual(corrupted * 9);
   });
 });
 
@@ -320,5 +467,31 @@ describe.skipIf(!hasSocat())("0x8A boards over a pseudo-terminal", () => {
     await set.parts[0]!.start();
     await set.parts[0]!.pulse(5, 300);
     await vi.waitFor(() => expect(set.parts[0]!.read(5)).toBe("open"), WAIT);
+  });
+
+  it("resends an unlock whose answer was lost, once, and takes the second answer (no fault)", async () => {
+    const board = await start(new Cu8aEmulator({ boards: [1] }));
+    const faults: string[] = [];
+    board.availability.on("fault", (d) => faults.push(d));
+    const after = spoilNext(r.emu, 1, "silent", "unlock");
+    await board.pulse(2, 300);
+    // The frame after the lost answer is the resend, ahead of the queued polls.
+    expect(await after).toMatchObject({ rx: "8a01031199", command: "unlock", lock: 3 });
+    expect(unlocks(r.rx).map((u) => u.rx)).toEqual(["8a01031199", "8a01031199"]);
+    expect(board.read(2)).toBe("open");
+    expect(faults).toEqual([]);
+    expect(board.health().health).toBe("ok");
+  });
+
+  it("an unlock to a silent board rejects HardwareTimeout after one resend; to a faulted board HardwareUnavailable, nothing written", async () => {
+    const board = await start(new Cu8aEmulator({ boards: [1] }));
+    r.emu.setFault(1, "silent");
+    await expect(board.pulse(2, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareTimeout });
+    expect(unlocks(r.rx).map((u) => u.rx)).toEqual(["8a01031199", "8a01031199"]);
+    await vi.waitFor(() => expect(board.isFaulted).toBe(true), WAIT);
+    const seen = r.rx.length;
+    await expect(board.pulse(2, 300)).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(unlocks(r.rx.slice(seen))).toEqual([]);
   });
 });

@@ -29,7 +29,7 @@ describe("rs485 config", () => {
       pollMs: 250,
       timeoutMs: 100,
       pulseMs: 500,
-      missesToFault: 2,
+      missesToFault: 3,
       retryMaxMs: 5000,
       gapMs: 10,
     });
