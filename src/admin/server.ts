@@ -11,6 +11,7 @@ import { formatIssues } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import type { Bank } from "../bank/bank.js";
 import type { Technician } from "../bank/technician.js";
+import { isOpening, type CompartmentState } from "../domain/compartment.js";
 import type { LedgerEvent } from "../domain/events.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, isLockerError, toErrorBody } from "../errors.js";
@@ -251,14 +252,16 @@ export class AdminServer {
     };
   }
 
-  private selftest(): { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] } {
+  private selftest(): { ok: boolean; checks: SelftestCheck[] } {
     const { hardware, ledger, dataDir, config, technician } = this.deps;
-    const checks: { name: string; ok: boolean; detail: string }[] = [];
+    const checks: SelftestCheck[] = [];
     // Every configured device: found or not, answering or faulted.
     const said = { ok: "found, answering", degraded: "found, degraded", faulted: "found, not answering (faulted)", absent: "not found" } as const;
     for (const d of hardware.health()) checks.push({ name: d.name, ok: d.health === "ok", detail: `${said[d.health]}${d.detail ? `: ${d.detail}` : ""}` });
-    const unknown = technician.sensors().filter((s) => s.door === "unknown");
+    const sensors = technician.sensors();
+    const unknown = sensors.filter((s) => s.door === "unknown");
     checks.push({ name: "door sensors read", ok: unknown.length === 0, detail: unknown.length ? `no reading: ${unknown.map((s) => s.compartment).join(", ")}` : "every door reads open or closed" });
+    checks.push(doorPolarityCheck(sensors, new Map(ledger.compartments().map((c) => [c.id, c.state]))));
     const integrity = ledger.db.pragma("quick_check", { simple: true });
     checks.push({ name: "ledger integrity", ok: integrity === "ok", detail: String(integrity) });
     const chain = ledger.verify();
@@ -279,6 +282,29 @@ export class AdminServer {
     );
     return { ok: checks.every((c) => c.ok), checks };
   }
+}
+
+export interface SelftestCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/**
+ * Doors that read open while nobody was let in (no loading / unloading flow). Two or more, and most
+ * of them, is not a crowd of open doors but the door sense read the wrong way round: every shut door
+ * reads "open". Doors with no reading are left to the "door sensors read" check.
+ */
+export function doorPolarityCheck(doors: readonly { compartment: string; door: DoorState }[], states: ReadonlyMap<string, CompartmentState>): SelftestCheck {
+  const idle = doors.filter((d) => d.door !== "unknown" && !isOpening(states.get(d.compartment) ?? "free"));
+  const open = idle.filter((d) => d.door === "open").length;
+  const detail = `${open} of ${idle.length} doors read open at idle`;
+  if (open < 2 || open * 2 <= idle.length) return { name: "door polarity", ok: true, detail };
+  return {
+    name: "door polarity",
+    ok: false,
+    detail: `${detail}: the door/lock-bit polarity is likely inverted (lockBitOpen in the RS485 board's config, activeLow of GPIO/I2C door inputs); if the doors really stand open, shut them and run selftest again`,
+  };
 }
 
 function view(e: LedgerEvent) {

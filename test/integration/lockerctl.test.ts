@@ -143,7 +143,7 @@ describe("lockerctl", () => {
   it("selftest passes on a healthy bank and fails (exit 5) naming what is wrong", () => {
     const r = ctlJson(SelftestResult, ["selftest"]);
     expect(r.ok).toBe(true);
-    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(["ledger integrity", "custody chain", "data directory", "door sensors read"]));
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(["ledger integrity", "custody chain", "data directory", "door sensors read", "door polarity"]));
     chmodSync(d.dataDir, 0o755); // someone loosened the data directory
     try {
       const bad = ctl(["selftest"]);
