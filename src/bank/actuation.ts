@@ -39,6 +39,8 @@ export interface OpenResult {
   unavailable?: true;
   /** Not opened, and whether it did is unknown (a pulse unacknowledged, or the door unreadable now). */
   uncertain?: true;
+  /** Of the attempts authorized (the first by the caller, retries by beforeRetry), how many energized no coil the controller knows of. */
+  unfired?: number;
 }
 
 export interface DoorWatch {
@@ -69,6 +71,7 @@ export class ActuationQueue {
   private readonly waiting: Slot[] = [];
   private readonly pulseMs: number;
   private stopped = false;
+  private opens = 0;
 
   constructor(private readonly deps: ActuationDeps) {
     this.pulseMs = Math.min(deps.options.pulseMs, MAX_PULSE_MS);
@@ -82,16 +85,31 @@ export class ActuationQueue {
     return this.waiting.length + this.active;
   }
 
+  /** Opens not yet settled: queued, pulsing, or watching their door. */
+  get pending(): number {
+    return this.opens;
+  }
+
   /**
    * Pulse a lock and verify the door opens; retry, then give up. Never rejects. `stillWanted` is
    * asked when the pulse's turn comes (it may have waited for the power budget): a flow that ended
    * meanwhile (door opened by hand, parcel in, door shut) must not have its door sprung open.
    */
   async open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
+    this.opens++;
+    try {
+      return await this.attempt(compartment, channel, stillWanted);
+    } finally {
+      this.opens--;
+    }
+  }
+
+  private async attempt(compartment: string, channel: number, stillWanted: () => boolean): Promise<OpenResult> {
     const { retries, openVerifyMs } = this.deps.options;
     let error: unknown;
     let sent = 0;
     let fired = 0;
+    let made = 0;
     for (let attempt = 1; attempt <= retries + 1; attempt++) {
       let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
       let skipped = false;
@@ -118,11 +136,14 @@ export class ActuationQueue {
         return { opened: false, attempts: attempt, error, stopped: true };
       }
       if (skipped) return { opened: true, attempts: attempt - 1, skipped: true };
+      made++;
       if (error === undefined) fired++;
       else if (!isLockerError(error, ErrorCode.HardwareUnavailable)) sent++;
       if (error !== undefined) this.deps.log.warn({ compartment, channel, attempt, err: error }, "lock pulse failed");
       // A pulse the board did not take may still open the door late; the watch decides for sent ones.
-      if (watch && (error === undefined || !isLockerError(error, ErrorCode.HardwareUnavailable)) && (await watch.promise)) return { opened: true, attempts: attempt };
+      if (watch && (error === undefined || !isLockerError(error, ErrorCode.HardwareUnavailable)) && (await watch.promise)) {
+        return { opened: true, attempts: attempt, ...(made > fired ? { unfired: made - fired } : {}) };
+      }
       watch?.cancel();
       // The board refused or did not answer: a retry now would meet the same board (its driver
       // has already retried); the outcome is not the lock's fault.
@@ -130,9 +151,10 @@ export class ActuationQueue {
       this.deps.log.warn({ compartment, attempt }, "door not seen open after pulse");
     }
     const attempts = fired + sent;
-    if (fired + sent === 0) return { opened: false, attempts: 0, error, unavailable: true };
-    if (fired === 0 || !this.deps.doors.readable(compartment)) return { opened: false, attempts, error, uncertain: true };
-    return { opened: false, attempts, error };
+    const unfired = made - fired;
+    if (fired + sent === 0) return { opened: false, attempts: 0, error, unavailable: true, unfired };
+    if (fired === 0 || !this.deps.doors.readable(compartment)) return { opened: false, attempts, error, uncertain: true, unfired };
+    return { opened: false, attempts, error, unfired };
   }
 
   /** Stop taking work; queued pulses are dropped (the caller's open() resolves not opened). */

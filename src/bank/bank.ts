@@ -440,6 +440,12 @@ export class Bank extends EventEmitter<BankEvents> {
       if (r.skipped) {
         // The authorization is on record; say why no coil fired for it.
         this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door already opened", attempts: r.attempts } }));
+      } else if (r.opened && r.unfired) {
+        // The door opened (pulled by hand, or a pulse the board took without answering): the
+        // attempts the board did not acknowledge are on record as such.
+        this.write((tx) =>
+          tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door opened; board did not acknowledge", attempts: r.attempts, unfired: r.unfired } }),
+        );
       }
       return r;
     });
@@ -455,11 +461,10 @@ export class Bank extends EventEmitter<BankEvents> {
     try {
       this.write((tx) => {
         const c = this.compartment(compartmentId);
-        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId) return; // moved on
-        const parcel = parcelId ? this.deps.ledger.parcel(parcelId) : undefined;
-        tx.updateCompartment(c.id, { pulses: Math.max(0, c.pulses - 1) });
-        tx.event({ type: "lock.unavailable", compartment: c.id, parcel: parcelId, data: { purpose, error: describe(r.error) } });
-        rollBack(tx, c, parcel, now, "lock unavailable");
+        tx.updateCompartment(c.id, { pulses: Math.max(0, c.pulses - (r.unfired ?? 1)) });
+        tx.event({ type: "lock.unavailable", compartment: c.id, parcel: parcelId, data: { purpose, unfired: r.unfired ?? 1, error: describe(r.error) } });
+        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId || c.doorOpened) return; // moved on
+        rollBack(tx, c, this.deps.ledger.parcel(parcelId ?? "") ?? undefined, now, "lock unavailable");
       });
     } catch (e) {
       this.log.error({ err: e, compartment: compartmentId }, "could not record an unavailable lock");
@@ -475,11 +480,9 @@ export class Bank extends EventEmitter<BankEvents> {
    */
   private lockUncertain(compartmentId: string, parcelId: string | null, purpose: "deposit" | "collect", r: OpenResult): void {
     try {
-      this.write((tx) => {
-        const c = this.compartment(compartmentId);
-        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId || c.doorOpened) return;
-        tx.event({ type: "lock.uncertain", compartment: c.id, parcel: parcelId, data: { purpose, attempts: r.attempts, error: describe(r.error) } });
-      });
+      this.write((tx) =>
+        tx.event({ type: "lock.uncertain", compartment: compartmentId, parcel: parcelId, data: { purpose, attempts: r.attempts, unfired: r.unfired ?? 0, error: describe(r.error) } }),
+      );
     } catch (e) {
       this.log.error({ err: e, compartment: compartmentId }, "could not record an uncertain lock");
       return;
@@ -565,7 +568,7 @@ export class Bank extends EventEmitter<BankEvents> {
           since: now,
         });
         const error = r.error === undefined ? {} : { error: r.error instanceof Error ? r.error.message : String(r.error) };
-        tx.event({ type: "compartment.fault", compartment: c.id, data: { reason: "lock did not open", attempts: r.attempts, purpose, ...error } });
+        tx.event({ type: "compartment.fault", compartment: c.id, data: { reason: "lock did not open", attempts: r.attempts, unfired: r.unfired ?? 0, purpose, ...error } });
       });
     } catch (e) {
       this.log.error({ err: e, compartment: compartmentId }, "could not record lock fault");

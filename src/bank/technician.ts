@@ -185,9 +185,25 @@ export class Technician {
     const unavailable = r.unavailable === true || r.uncertain === true;
     // A board that did not take the pulse says nothing about the lock: no fault on the compartment.
     if (!r.opened && !unavailable) this.markFault(id, who, r, error);
+    if (unavailable) this.recordUnavailable(id, who, r, error);
     this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts, unavailable }, "technician pulse");
     const ms = r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null;
     return { compartment: id, opened: r.opened, attempts: r.attempts, ms, error: error ?? (unavailable ? "lock board not answering" : null), ...(unavailable ? { unavailable: true as const } : {}) };
+  }
+
+  private recordUnavailable(id: string, who: Actor, r: OpenResult, error: string | null): void {
+    try {
+      this.deps.ledger.transact((tx) =>
+        tx.event({
+          type: r.unavailable ? "lock.unavailable" : "lock.uncertain",
+          compartment: id,
+          actor: who.user,
+          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error },
+        }),
+      );
+    } catch (e) {
+      this.log.error({ err: e, compartment: id }, "could not record an unavailable lock");
+    }
   }
 
   private markFault(id: string, who: Actor, r: OpenResult, error: string | null): void {
@@ -196,7 +212,12 @@ export class Technician {
       const c = this.deps.bank.compartment(id);
       if (c.state === "loading" || c.state === "unloading") return; // a flow owns it; its own failure path runs
       tx.updateCompartment(id, { state: "fault", faultReason: "lock did not open (technician)", failedOpens: c.failedOpens + 1, since: now });
-      tx.event({ type: "compartment.fault", compartment: id, actor: who.user, data: { reason: "lock did not open", attempts: r.attempts, purpose: "technician", ...(error ? { error } : {}) } });
+      tx.event({
+        type: "compartment.fault",
+        compartment: id,
+        actor: who.user,
+        data: { reason: "lock did not open", attempts: r.attempts, unfired: r.unfired ?? 0, purpose: "technician", ...(error ? { error } : {}) },
+      });
     });
   }
 }

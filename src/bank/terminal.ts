@@ -405,9 +405,11 @@ export class Terminal extends EventEmitter<TerminalEvents> {
           this.deps.technician.setEnabled(c.id, false, who);
           return this.done([`${c.id} out of service`, "lockerctl enable", "puts it back"], "ok");
         case "open": {
+          // The override is recorded (synchronously, in open()) while the session is still theirs.
+          const result = this.deps.technician.open(c.id, who);
           this.done([`Opening ${c.id}`], "ok");
           const after = this.mode;
-          this.deps.technician.open(c.id, who).then(
+          result.then(
             (r) => {
               // Shown only while nobody else has started typing since.
               if (this.mode === after) this.flash([r.opened ? `Door ${c.id} open` : `Door ${c.id} ${r.unavailable ? "unavailable" : "jammed"}`], r.opened ? "ok" : "error", after);

@@ -122,6 +122,7 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     const boards = selftest.checks.filter((c) => c.name.includes("kerong"));
     expect(boards).toHaveLength(2);
     expect(boards.every((c) => c.ok && c.detail.startsWith("found, answering"))).toBe(true);
+    expect(selftest.checks.find((c) => c.name === "door polarity")).toMatchObject({ ok: true, detail: expect.stringMatching(/^1 of \d+ doors read open at idle$/) });
     // A board that stops answering is faulted, on record, and comes back.
     await emu.control({ cmd: "fault", board: 1, mode: "silent" });
     await waitForOutput(d, /device fault/, 5000);
@@ -131,6 +132,29 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await waitForOutput(d, /device recovered/, 10_000);
     const { events } = (await ctl("events", "--type", "device.")) as { events: { type: string }[] };
     expect(events.map((e) => e.type)).toEqual(["device.fault", "device.recovered"]);
+  });
+
+  it("a lock bit set the wrong way round reads every shut door open: selftest fails naming the polarity", { timeout: 40_000 }, async () => {
+    // The emulated boards say 1 for a closed latch (their default lockBitOpen 0); the daemon is told 1 means open.
+    const { d } = await kerongBank((cfg) => (cfg.hardware.boards[0].lockBitOpen = 1));
+    const ctl = async (...args: string[]) => {
+      const cmd = [LOCKERCTL, "--socket", join(d.dataDir, "admin.sock"), "--json", ...args];
+      return JSON.parse(await run(process.execPath, cmd).then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? "null")) as unknown;
+    };
+    let doors: { door: string }[] = [];
+    for (let i = 0; i < 50 && (doors.length === 0 || doors.some((s) => s.door === "unknown")); i++) {
+      doors = ((await ctl("sensors")) as { doors: { door: string }[] }).doors;
+      await sleep(100);
+    }
+    expect(doors.length).toBeGreaterThan(0);
+    expect(doors.every((s) => s.door === "open")).toBe(true);
+    const selftest = (await ctl("selftest")) as { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] };
+    expect(selftest.ok).toBe(false);
+    expect(selftest.checks.find((c) => c.name === "door polarity")).toEqual({
+      name: "door polarity",
+      ok: false,
+      detail: expect.stringMatching(new RegExp(`^${doors.length} of ${doors.length} doors read open at idle: the door/lock-bit polarity is likely inverted \\(lockBitOpen`)),
+    });
   });
 
   it("a courier deposit and a pickup by code at a serial keypad: the code reaches the server sealed, and the pickup sends that compartment's exact unlock frame", { timeout: 40_000 }, async () => {
@@ -182,5 +206,96 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await press("99999999#");
     await sleep(300);
     expect(unlocks()).toHaveLength(2);
+  });
+});
+
+describe("a Kerong board that goes silent and comes back, compiled daemon", () => {
+  it("a code at a board declared down sends nothing and faults nothing, and opens once it answers; an unlock lost in an outage is settled from the door, never opened twice", { timeout: 90_000 }, async () => {
+    const broker = new Mosquitto();
+    await broker.start();
+    cleanup.push(() => broker.close());
+    const srv = await new TestServer(broker).connect();
+    cleanup.push(() => srv.close());
+    const seal = generateKeyPairSync("x25519");
+    const keypadLine: PtyPair = await makePtyPair();
+    cleanup.push(() => keypadLine.close());
+    const { d, emu } = await kerongBank((cfg) => {
+      cfg.hardware.readers = [{ type: "serial-keypad", port: keypadLine.host }];
+      cfg.sync = { enabled: true, url: broker.url, sealKey: publicKeyB64(seal.publicKey) };
+    });
+    const ctl = async (...args: string[]) => JSON.parse((await run(process.execPath, [LOCKERCTL, "--socket", join(d.dataDir, "admin.sock"), "--json", ...args])).stdout) as unknown;
+    const events = async (type: string) => ((await ctl("events", "--type", type)) as { events: { compartment: string | null; parcel: string | null; data: Record<string, unknown> }[] }).events;
+    const keypad = await openSerial(keypadLine.device, 9600);
+    cleanup.push(() => closeSerial(keypad));
+    const unlocks = () => emu.frames.filter((f) => f.command === "unlock");
+    const press = async (keys: string) => {
+      keypad.write(keys);
+      await sleep(150);
+    };
+    const seen = (re: RegExp) => (d.output().match(new RegExp(re, "g")) ?? []).length;
+    await waitForOutput(d, /connected to the broker/, 10_000);
+
+    /** A courier deposit for Ada into the next S compartment (board 0); returns its code from the sealed event. */
+    const deposit = async (lock: number): Promise<{ code: string; parcel: string }> => {
+      const n = unlocks().length;
+      await press("*2468#");
+      await press("1");
+      await waitFor(() => unlocks().length === n + 1);
+      await sleep(300); // a poll or two: the bank sees the door open
+      await emu.control({ cmd: "door", board: 0, lock, state: "closed" });
+      await sleep(400);
+      const old = new Set(srv.received);
+      await press("1001#");
+      const ev = await srv.waitFor((x) => !old.has(x) && x.topic === srv.t.events && x.text.includes('"parcel.deposited"'), 10_000, "parcel.deposited");
+      await press("*");
+      const e = JSON.parse(ev.text) as { parcel: string; data: { sealedCode: SealedBox } };
+      return { code: openSealed(e.data.sealedCode, seal.privateKey, e.parcel), parcel: e.parcel };
+    };
+
+    // 1. A02 (board 0, lock 2). Board 0 stops answering and is declared faulted; then Ada types her code.
+    const first = await deposit(2);
+    await emu.control({ cmd: "fault", board: 0, mode: "silent" });
+    await waitForOutput(d, /device fault/, 10_000);
+    const before = unlocks().length;
+    await press(`${first.code}#`);
+    await sleep(2500);
+    expect(unlocks()).toHaveLength(before); // nothing was sent
+    expect(await events("compartment.fault")).toEqual([]);
+    expect(await events("pickup.started")).toEqual([]); // the code was not used up
+    const { compartments } = (await ctl("compartments")) as { compartments: { id: string; state: string }[] };
+    expect(compartments.find((c) => c.id === "A02")?.state).toBe("occupied");
+    // It answers again: usable by itself, and the same code opens A02, byte for byte.
+    await emu.control({ cmd: "fault", board: 0, mode: "none" });
+    await waitForOutput(d, /device recovered/, 10_000);
+    expect((await events("device.recovered")).at(-1)?.data.compartments).toContain("A02");
+    await press(`${first.code}#`);
+    await waitFor(() => unlocks().length === before + 1);
+    expect(unlocks().at(-1)!.rx).toBe("0201310337");
+    await sleep(300);
+    await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" });
+    await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.picked_up"') && m.text.includes(first.parcel), 10_000, "first pickup");
+
+    // 2. A02 again. Board 0 goes silent while Ada types: her unlock leaves (Kerong unlocks are not
+    //    answered), the board takes it and springs the door, but says nothing until it is back.
+    const second = await deposit(2);
+    const faultsBefore = seen(/device fault/);
+    await emu.control({ cmd: "fault", board: 0, mode: "silent" });
+    await press(`${second.code}#`);
+    await waitFor(() => seen(/device fault/) > faultsBefore, 10_000);
+    await sleep(1000);
+    expect((await events("lock.uncertain")).map((e) => e.parcel)).toEqual([second.parcel]);
+    expect(await events("compartment.fault")).toEqual([]);
+    const recoveredBefore = seen(/device recovered/);
+    await emu.control({ cmd: "fault", board: 0, mode: "none" });
+    await waitFor(() => seen(/device recovered/) > recoveredBefore, 10_000);
+    // The door is read open now: the held pickup goes on; Ada shuts it and the parcel is picked up.
+    await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" });
+    await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.picked_up"') && m.text.includes(second.parcel), 10_000, "second pickup");
+    expect(await events("alarm.forced_open")).toEqual([]);
+    // Her code was used once: typed again, it sends nothing.
+    const n = unlocks().length;
+    await press(`${second.code}#`);
+    await sleep(500);
+    expect(unlocks()).toHaveLength(n);
   });
 });

@@ -17,6 +17,12 @@
 //   5  compartment states agree with the parcels they hold, and the ledger's door with the switch
 //   6  a used code never opens again: a code whose parcel is gone starts no pickup and pulses nothing,
 //      and a code the server replaced (issue-code) or revoked (revoke-code) starts no pickup
+//   7  every deposit, drop-off, removal and override taken at the keypad is in the name of the
+//      person whose credential started the session it was taken in, while that session lasted; a
+//      code typed at the idle keypad or on a screen left by someone whose business ended (person B
+//      right after person A) is never applied as a menu choice in anybody's name
+//   8  no compartment faults for its lock unless a coil was energized for it: a board that is
+//      down or silent (outages in the sequences) makes a lock unavailable, not failed
 //   server: every reply is one REPLIES allows; a garbled or expired command is refused (bad_input,
 //      expired) and changes nothing; the same command id again gets the same reply and changes
 //      nothing; the sealed code of a deposit is the one the recipient was told
@@ -50,6 +56,12 @@ describe("bank custody invariants (property)", () => {
     expect(coverage.remoteOpens).toBeGreaterThan(0);
     expect(coverage.repeats).toBeGreaterThan(0);
     expect(coverage.sealedCodes).toBeGreaterThan(0);
+    // ... through board outages (refused and unacknowledged pulses), and the next person's code
+    // typed right after someone's session, with every keypad action checked against its session.
+    expect(coverage.outages).toBeGreaterThan(0);
+    expect(coverage.unavailable + coverage.uncertain).toBeGreaterThan(0);
+    expect(coverage.codesAfterSession).toBeGreaterThan(0);
+    expect(coverage.attributed).toBeGreaterThan(0);
     if (process.env.FC_COVERAGE) process.stdout.write(`${JSON.stringify(coverage)}\n`);
   });
 });
@@ -116,6 +128,42 @@ describe("findings", () => {
       { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, revoked: true },
     ];
     await runScenario(shrunk);
+  });
+
+  it("7, as found by fast-check on the old keypad: the next person's code right after a courier's 'Stored in' deposits nothing in the courier's name", async () => {
+    const found: Command[] = [
+      { kind: "keys", keys: "*2468#" },
+      { kind: "keys", keys: "1" },
+      { kind: "advance", ms: 200 },
+      { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
+      { kind: "keys", keys: "1001#" }, // "Stored in A02": the courier walks away
+      // Was: the session went on at the size menu; the code's first digit chose a size and opened a door as the courier's deposit.
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, afterFlow: true },
+    ];
+    await runScenario(found);
+  });
+
+  it("8, a board that goes silent mid-pickup and comes back: the pickup is held, settled from the door, and the same code opens; no fault", async () => {
+    const seq: Command[] = [
+      { kind: "keys", keys: "*2468#1" },
+      { kind: "advance", ms: 200 },
+      { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
+      { kind: "keys", keys: "1001#*" },
+      { kind: "board", state: "silent" },
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1 },
+      { kind: "advance", ms: 200 },
+      { kind: "board", state: "down" },
+      { kind: "advance", ms: 2000 },
+      { kind: "board", state: "ok" },
+      { kind: "advance", ms: 1200 },
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1 },
+      { kind: "advance", ms: 200 },
+      { kind: "door", target: { among: "unloading", pick: 0 }, state: "closed" },
+    ];
+    const coverage = await runScenario(seq);
+    expect(coverage.pickedUp).toBe(1);
+    expect(coverage.faults).toBe(0);
+    expect(coverage.uncertain).toBe(1);
   });
 
   it("a technician open still waiting for the lock board when the daemon stops settles without a raw error", async () => {

@@ -22,6 +22,8 @@ import { CommandRouter, type ReplyEnvelope } from "../../src/sync/commands.js";
 import { REPLIES, type CommandName } from "../../src/sync/contract.js";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { testBank, type TestBank } from "../helpers/bank.js";
+import type { SimBoardState } from "../../src/drivers/sim/hardware.js";
+import type { SessionChange } from "../../src/bank/terminal.js";
 
 // ── commands ────────────────────────────────────────────────────────────────
 
@@ -41,7 +43,17 @@ export type Command =
    * A code the bank issued (pick counts back from the newest), exact, typed twice, or one digit off;
    * with `revoked`, among the codes the server replaced or revoked only (nothing when there is none).
    */
-  | { kind: "code"; pick: number; how: "exact" | "twice" | "offByOne"; input: "keys" | "scan"; digit: number; delta: number; revoked?: boolean }
+  | {
+      kind: "code";
+      pick: number;
+      how: "exact" | "twice" | "offByOne";
+      input: "keys" | "scan";
+      digit: number;
+      delta: number;
+      revoked?: boolean;
+      /** Typed by the next person right after somebody's business ended (the nextPerson flow). */
+      afterFlow?: boolean;
+    }
   | { kind: "badge"; id: string }
   | { kind: "door"; target: Target; state: "open" | "closed" }
   | { kind: "jam"; target: Target; jammed: boolean }
@@ -52,7 +64,9 @@ export type Command =
   /** A courier at the size menu scans a parcel label from the pool. */
   | { kind: "scanParcel"; parcel: number }
   /** A command from the central server, through the real CommandRouter; sometimes sent twice, expired or garbled. */
-  | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean };
+  | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean }
+  /** The lock board stops answering (silent: unlocks time out), is declared down (unlocks refused unsent), or answers again. */
+  | { kind: "board"; state: SimBoardState };
 
 /** Server commands; parcels are named from a small pool (R-1..R-6) so repeats, cancels and opens meet. */
 export type ServerCmd =
@@ -84,6 +98,21 @@ const TERMINAL_EVENT: Record<string, string> = {
   "deposit.aborted": "cancelled",
 };
 const IN_PROGRESS = new Set<string>(["reserved", "depositing", "awaiting_recipient", "stored", "collecting"]);
+
+/** Events written in the name of the person at the keypad (not the server's, not a technician's). */
+function isKeypadAction(e: LedgerEvent): boolean {
+  switch (e.type) {
+    case "deposit.started":
+      return typeof e.data.terminal === "string";
+    case "pickup.started":
+      return (e.data.via === "staff" || e.data.via === "return" || e.data.via === "courier") && typeof e.data.terminal === "string";
+    case "admin.open":
+    case "compartment.disabled":
+      return e.data.reason === "staff at the keypad";
+    default:
+      return false;
+  }
+}
 
 // ── generators ──────────────────────────────────────────────────────────────
 
@@ -180,6 +209,48 @@ const reservedDeposit: fc.Arbitrary<Command[]> = fc
         ] as Command[])
       : []),
   ]);
+const board: fc.Arbitrary<Command> = fc.constantFrom<SimBoardState>("ok", "ok", "silent", "down").map((state) => ({ kind: "board", state }));
+
+/**
+ * A board outage around a person's attempt: the board goes silent or down, someone types a code, a
+ * courier tries a deposit, time passes, the board answers again, and the same code is tried again.
+ */
+const outage: fc.Arbitrary<Command[]> = fc
+  .record({ state: fc.constantFrom<SimBoardState>("silent", "down"), pick: fc.nat(5), deposit: fc.boolean(), heal: fc.constantFrom(200, 1200, 5000) })
+  .map(({ state, pick, deposit, heal }): Command[] => [
+    { kind: "board", state },
+    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    ...(deposit ? [type(COURIER_PIN), type("1"), wait(200), type("*")] : []),
+    wait(heal),
+    { kind: "board", state: "ok" },
+    wait(1200),
+    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    wait(200),
+    close("unloading"),
+  ]);
+
+/**
+ * Person A finishes (or walks away from) their business, and person B types their code at once:
+ * B's digits must never be applied to A's session (a deposit, drop-off, removal or override in A's name).
+ */
+const nextPerson: fc.Arbitrary<Command[]> = fc
+  .record({
+    a: fc.constantFrom("courierStored", "courierAbandonsAnother", "noParcelsBadge", "staffRemoved", "staffOverride", "dropOff"),
+    code: fc.record({ pick: fc.nat(5), input: fc.constantFrom("keys" as const, "scan" as const) }),
+    gap: fc.constantFrom(0, 0, 100, 3000, 9000),
+  })
+  .map(({ a, code, gap }): Command[] => {
+    const first: Record<typeof a, Command[]> = {
+      courierStored: [type(COURIER_PIN), type("1"), wait(200), close("loading"), type("1001#")],
+      courierAbandonsAnother: [type(COURIER_PIN), type("2"), wait(200), close("loading"), type("1002#"), type("1")],
+      noParcelsBadge: [{ kind: "badge", id: "04A1B2C4" }],
+      staffRemoved: [type(STAFF_PIN), type("2"), { kind: "doorNumber", target: { among: "occupied", pick: 0 } }, wait(200), close("unloading"), type("#")],
+      staffOverride: [type(STAFF_PIN), type("3"), { kind: "doorNumber", target: { among: "any", pick: 1 } }, wait(200), close("doorOpen")],
+      dropOff: [{ kind: "badge", id: "04A1B2C4" }, type("1"), type("3#"), wait(200), close("loading")],
+    };
+    return [...first[a], ...(gap ? [wait(gap)] : []), { kind: "code", pick: code.pick, how: "exact", input: code.input, digit: 0, delta: 1, afterFlow: true }];
+  });
+
 const doorNumber: fc.Arbitrary<Command> = fc.record({ kind: fc.constant("doorNumber" as const), target: target(fc.constantFrom<Selector>("occupied", "any")) });
 
 const close = (among: Selector, pick = 0): Command => ({ kind: "door", target: { among, pick }, state: "closed" });
@@ -299,6 +370,9 @@ const step: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 10, arbitrary: flows },
   { weight: 4, arbitrary: server.map((c) => [c]) },
   { weight: 3, arbitrary: reservedDeposit },
+  { weight: 1, arbitrary: board.map((c) => [c]) },
+  { weight: 2, arbitrary: outage },
+  { weight: 4, arbitrary: nextPerson },
 );
 
 /** Up to `max` commands, built from single commands and whole flows. */
@@ -354,6 +428,16 @@ export interface Coverage {
   repeats: number;
   sealedCodes: number;
   revokedCodeTries: number;
+  /** Board outages begun (silent or down). */
+  outages: number;
+  /** lock.unavailable / lock.uncertain / lock.settled events. */
+  unavailable: number;
+  uncertain: number;
+  settled: number;
+  /** Codes typed while the keypad was idle or on a continuation screen right after someone's session. */
+  codesAfterSession: number;
+  /** Keypad actions checked against the session that took them. */
+  attributed: number;
 }
 
 export const emptyCoverage = (): Coverage => ({
@@ -376,6 +460,12 @@ export const emptyCoverage = (): Coverage => ({
   repeats: 0,
   sealedCodes: 0,
   revokedCodeTries: 0,
+  outages: 0,
+  unavailable: 0,
+  uncertain: 0,
+  settled: 0,
+  codesAfterSession: 0,
+  attributed: 0,
 });
 
 /** Replies compare as the server would read them: as JSON. */
@@ -394,6 +484,9 @@ export async function runScenario(
     for (const [i, cmd] of cmds.entries()) {
       try {
         await scenario.run(cmd);
+        // Let promise chains already under way finish (an open that settled records its outcome a
+        // few microtasks later); no timer fires here.
+        for (let t = 0; t < 50; t++) await Promise.resolve();
         trace?.(`#${i} ${JSON.stringify(cmd)} → ${scenario.describe()}`);
         scenario.check();
       } catch (e) {
@@ -418,6 +511,8 @@ export class Scenario {
   private readonly events: LedgerEvent[] = [];
   private readonly internalErrors: string[] = [];
   private readonly lateViolations: InvariantViolation[] = [];
+  /** Keypad sessions as the terminal reported them, with the ledger head at each change. */
+  private readonly sessions: { head: number; change: SessionChange }[] = [];
   private stopped = false;
 
   private constructor(
@@ -464,6 +559,7 @@ export class Scenario {
       if (lines[0] === "Sorry, error" && !this.stopped) this.internalErrors.push(`terminal showed an internal error (runtime ${epoch})`);
     });
     rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel, from: "clear" }));
+    rt.terminal.on("session", (change) => this.sessions.push({ head: rt.ledger.headSeq, change }));
   }
 
   async run(cmd: Command): Promise<void> {
@@ -517,16 +613,21 @@ export class Scenario {
         return;
       case "scanParcel":
         return hw.keypad.scan(PARCEL_POOL[cmd.parcel]!);
+      case "board":
+        if (cmd.state !== "ok") this.coverage.outages++;
+        return hw.setBoard(cmd.state);
       case "server":
         return this.server(cmd);
       case "restart": {
         // The lock board is physical: a jammed lock stays jammed. The sim doors start closed.
         const jammed = [...hw.locks.jammed];
+        const boardState = hw.locks.state;
         this.stopped = true;
         await rt.stop();
         this.bank = await testBank(withSealKey, this.bank.dir);
         this.stopped = false;
         for (const lock of jammed) this.bank.hw.locks.jammed.add(lock);
+        this.bank.hw.setBoard(boardState);
         this.epochStart.push(this.bank.rt.ledger.headSeq);
         this.coverage.restarts++;
         this.attach();
@@ -693,6 +794,9 @@ export class Scenario {
     if (revoked) this.coverage.revokedCodeTries++;
     const head = rt.ledger.headSeq;
     const pulsesBefore = this.pulses.length;
+    const screenBefore = rt.terminal.state;
+    const afterSession = cmd.afterFlow === true || screenBefore === "idle" || screenBefore === "offer" || screenBefore === "another";
+    if (afterSession && this.sessions.length) this.coverage.codesAfterSession++;
     const times = cmd.how === "twice" ? 2 : 1;
     for (let n = 0; n < times; n++) {
       if (cmd.input === "scan") hw.keypad.scan(cmd.how === "offByOne" || n === 0 ? text : `L:${text}`);
@@ -703,6 +807,14 @@ export class Scenario {
     this.coverage.codePickups += byCode.length;
     const what = `${cmd.how} ${cmd.input} of the ${issued.revoked ? "revoked " : ""}code of ${issued.parcel} (status before: ${before?.status ?? "none"})`;
     if (cmd.how === "offByOne" && byCode.length) throw new InvariantViolation("6 (used code)", `${what}: a wrong code started a pickup`);
+    // 7b. a code typed at the idle keypad, or on a screen left by someone whose business ended, is
+    //     a code: none of its digits is taken as a menu choice in anybody's name
+    if (afterSession) {
+      const acted = fresh.filter(isKeypadAction);
+      if (acted.length) {
+        throw new InvariantViolation("7 (attribution)", `${what} typed on the ${screenBefore} screen was applied as ${acted.map((e) => `${e.type} by ${e.actor}`).join(", ")}`);
+      }
+    }
     if (byCode.some((e) => e.parcel !== issued.parcel)) throw new InvariantViolation("6 (used code)", `${what}: opened another parcel`);
     if (byCode.length > 1) throw new InvariantViolation("6 (used code)", `${what}: one code opened ${byCode.length} times`);
     if (byCode.length && before?.status !== "stored") throw new InvariantViolation("6 (used code)", `${what}: opened a parcel that was not waiting`);
@@ -842,6 +954,28 @@ export class Scenario {
       }
     }
 
+    // 7. every keypad action is taken in the name of the person whose credential started the
+    //    session it was taken in, while that session was unbroken
+    for (const e of fresh) {
+      if (!isKeypadAction(e)) continue;
+      const last = this.sessions.findLast((s) => s.head < e.seq);
+      const person = last?.change.kind === "started" ? last.change.person : null;
+      if (person !== e.actor) {
+        throw new InvariantViolation("7 (attribution)", `${e.type} #${e.seq} on ${e.compartment} by ${e.actor} while the keypad's session was ${person ?? "none"} (${last ? `${last.change.kind} at head ${last.head}` : "never started"})`);
+      }
+      this.coverage.attributed++;
+    }
+
+    // 8. a compartment faults for a lock only after a coil was energized for it (a board that did
+    //    not take the pulse is not a jammed lock)
+    for (const e of fresh) {
+      if (e.type !== "compartment.fault" || e.data.reason !== "lock did not open") continue;
+      // (since the authorization that started this run of attempts: its retries may have gone unsent)
+      const token = this.events.findLast((t) => t.seq < e.seq && t.compartment === e.compartment && AUTHORIZING.has(t.type) && t.type !== "lock.retried");
+      const fired = this.pulses.some((p) => p.compartment === e.compartment && token !== undefined && p.head >= token.seq && p.head < e.seq);
+      if (!fired) throw new InvariantViolation("8 (no pulse, no fault)", `${e.compartment} faulted (#${e.seq}) with no pulse fired since ${token ? `${token.type} #${token.seq}` : "ever"}`);
+    }
+
     // 1. every pulse spends one authorization committed before it, for that door, in that runtime
     this.checkPulses();
 
@@ -861,6 +995,16 @@ export class Scenario {
       );
       if (!token) throw new InvariantViolation("1 (authorized)", `lock.skipped #${s.seq} for ${s.compartment} names no ${type}`);
       skipped.add(token.seq);
+    }
+    // Attempts the board refused unsent or never acknowledged (lock.unavailable, lock.uncertain,
+    // a fault or a skip after some) fired no coil: the latest `unfired` authorizations before them.
+    for (const s of this.events) {
+      const n = typeof s.data.unfired === "number" ? s.data.unfired : 0;
+      if (!n) continue;
+      const before = this.events.filter((e) => e.seq < s.seq && e.compartment === s.compartment && AUTHORIZING.has(e.type) && !skipped.has(e.seq));
+      const spent = before.slice(-n);
+      if (spent.length < n) throw new InvariantViolation("1 (authorized)", `${s.type} #${s.seq} for ${s.compartment} says ${n} unfired, with ${spent.length} authorizations`);
+      for (const t of spent) skipped.add(t.seq);
     }
     const tokens = new Map<string, LedgerEvent[]>();
     for (const e of this.events) {
@@ -887,7 +1031,7 @@ export class Scenario {
       }
     }
     // The actuation queue is idle: every authorization of this runtime has had its pulse (or was skipped, above).
-    if (this.stopped || this.bank.rt.bank.actuation.depth > 0) return;
+    if (this.stopped || this.bank.rt.bank.actuation.pending > 0) return;
     for (const [compartment, list] of tokens) {
       const spent = next.get(compartment) ?? 0;
       const dangling = list.slice(spent).filter((e) => e.seq > this.epochStart[this.epoch]!);
@@ -913,6 +1057,9 @@ export class Scenario {
     const reserved = new Set(this.events.filter((e) => e.type === "parcel.reserved").map((e) => e.parcel));
     for (const e of this.events) {
       if (e.type === "compartment.fault") this.coverage.faults++;
+      if (e.type === "lock.unavailable") this.coverage.unavailable++;
+      if (e.type === "lock.uncertain") this.coverage.uncertain++;
+      if (e.type === "lock.settled") this.coverage.settled++;
       if (e.type === "parcel.deposited") this.coverage.deposited++;
       if (e.type === "parcel.deposited" && e.parcel && reserved.has(e.parcel)) this.coverage.reservedDeposits++;
       if (e.type === "parcel.picked_up") this.coverage.pickedUp++;
