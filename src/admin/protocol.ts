@@ -120,7 +120,19 @@ export const LedgerEventView = z.object({
 });
 
 export const RelayTestResult = z.object({
-  results: z.array(z.object({ compartment: z.string(), opened: z.boolean(), attempts: z.number(), ms: z.number().nullable(), error: z.string().nullable() })),
+  results: z.array(
+    z.object({
+      compartment: z.string(),
+      opened: z.boolean(),
+      attempts: z.number(),
+      ms: z.number().nullable(),
+      error: z.string().nullable(),
+      /** The lock's board did not take the pulse: says nothing about the lock. */
+      unavailable: z.literal(true).optional(),
+      /** The door read open before the pulse: the test proves nothing. */
+      unverified: z.literal(true).optional(),
+    }),
+  ),
 });
 
 export const SelftestResult = z.object({

@@ -186,19 +186,21 @@ export class Technician {
     // A board that did not take the pulse says nothing about the lock: no fault on the compartment.
     if (!r.opened && !unavailable) this.markFault(id, who, r, error);
     if (unavailable) this.recordUnavailable(id, who, r, error);
+    else if (r.opened && r.unfired) this.recordUnavailable(id, who, r, error);
     this.log.info({ compartment: id, user: who.user, opened: r.opened, attempts: r.attempts, unavailable }, "technician pulse");
     const ms = r.opened && openedAt !== null ? Math.round(openedAt - t0) : r.opened ? 0 : null;
     return { compartment: id, opened: r.opened, attempts: r.attempts, ms, error: error ?? (unavailable ? "lock board not answering" : null), ...(unavailable ? { unavailable: true as const } : {}) };
   }
 
+  /** Attempts the board did not take: unavailable (none sent), uncertain (not acknowledged), or skipped (the door opened anyway). */
   private recordUnavailable(id: string, who: Actor, r: OpenResult, error: string | null): void {
     try {
       this.deps.ledger.transact((tx) =>
         tx.event({
-          type: r.unavailable ? "lock.unavailable" : "lock.uncertain",
+          type: r.opened ? "lock.skipped" : r.unavailable ? "lock.unavailable" : "lock.uncertain",
           compartment: id,
           actor: who.user,
-          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error },
+          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error, ...(r.opened ? { reason: "door opened; board did not acknowledge" } : {}) },
         }),
       );
     } catch (e) {

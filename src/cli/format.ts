@@ -107,7 +107,8 @@ export function formatCompartments(rows: CompartmentRow[], style: Style): string
 
 export function formatOpenReports(r: z.infer<typeof RelayTestResult>, style: Style): string {
   if (!r.results.length) return "nothing to test";
-  const body = r.results.map((x) => [x.compartment, x.opened ? "opened" : "DID NOT OPEN", String(x.attempts), x.ms === null ? "" : `${x.ms} ms`, clean(x.error ?? "")]);
+  const verdict = (x: (typeof r.results)[number]) => (x.opened ? "opened" : x.unverified ? "NOT TESTED" : x.unavailable ? "UNAVAILABLE" : "DID NOT OPEN");
+  const body = r.results.map((x) => [x.compartment, verdict(x), String(x.attempts), x.ms === null ? "" : `${x.ms} ms`, clean(x.error ?? "")]);
   return table([["ID", "DOOR", "PULSES", "OPENED AFTER", "ERROR"], ...body], style, (row, col) => (col === 1 ? (r.results[row]!.opened ? "green" : "red") : undefined));
 }
 

@@ -124,6 +124,25 @@ describe("lockerctl", () => {
     expect(ctl(["enable", "B12", "--reason", "solenoid replaced"]).code).toBe(0);
   });
 
+  it("relay-test does not pass a door that already reads open, and reports a board that is down as unavailable, faulting nothing (exit 5)", async () => {
+    sim.send({ op: "door", compartment: "B09", state: "open" });
+    await sim.state();
+    const open = ctl(["relay-test", "B09"]);
+    expect(open.code).toBe(5);
+    expect(open.out).toContain("NOT TESTED");
+    expect(open.out).toContain("already reads open");
+    sim.send({ op: "door", compartment: "B09", state: "closed" });
+    sim.send({ op: "board", state: "down" });
+    await sim.state();
+    const down = ctl(["relay-test", "B08", "--json"]);
+    expect(down.code).toBe(5);
+    expect(RelayTestResult.parse(JSON.parse(down.out)).results).toEqual([expect.objectContaining({ compartment: "B08", opened: false, unavailable: true })]);
+    sim.send({ op: "board", state: "ok" });
+    await sim.state();
+    const status = ctlJson(StatusResult, ["status"]);
+    expect(status.alarms.filter((a) => a.kind === "fault" && a.compartment === "B08")).toEqual([]);
+  });
+
   it("sensors shows every door; --watch streams changes", async () => {
     const r = ctlJson(SensorsResult, ["sensors"]);
     expect(r.doors).toHaveLength(24);
