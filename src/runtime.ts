@@ -14,7 +14,7 @@ import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
-import { ensureDataDir, loadDeviceKey, takePidLock } from "./ledger/datadir.js";
+import { ensureDataDir, loadDeviceKey, takeDataDirLock } from "./ledger/datadir.js";
 import { Ledger } from "./ledger/ledger.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
@@ -72,7 +72,7 @@ export class Runtime {
   async start(): Promise<void> {
     const { config, dataDir, log } = this.opts;
     ensureDataDir(dataDir);
-    this.releaseLock = takePidLock(dataDir);
+    this.releaseLock = await takeDataDirLock(dataDir);
     const deviceKey = loadDeviceKey(dataDir);
     this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     this.hardware = await this.buildHardware(config);

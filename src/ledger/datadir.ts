@@ -1,7 +1,8 @@
-// The data directory (0700), the device key (0600) and a pid lock so two daemons never share one
-// ledger. Created on first start.
-import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+// The data directory (0700), the device key (0600) and a kernel-held lock so two daemons never
+// share one ledger. Created on first start.
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { ErrorCode, LockerError } from "../errors.js";
 
@@ -32,38 +33,51 @@ export function loadDeviceKey(dir: string): Buffer {
   return key;
 }
 
-function alive(pid: number): boolean {
+/**
+ * Hold the data directory for this process: the kernel's lock, not a PID check. The lock is a
+ * listening socket in Linux's abstract namespace named after the directory's real path: the kernel
+ * frees it the moment the process dies (SIGKILL, power cut), so no stale file can keep the bank
+ * down, and a reused PID means nothing (a PID file only said "some process with this number
+ * lives"). It is flock(2)'s semantics without a native module (nothing to cross-build for arm64).
+ * `<dir>/lockerd.pid` is still written, for people and for the "in use by" message.
+ * Returns the release function; a live holder → LockerError busy (exit 75).
+ */
+export async function takeDataDirLock(dir: string): Promise<() => void> {
+  const name = `\0lockerd-datadir-${createHash("sha256").update(realpathSync(dir)).digest("hex").slice(0, 32)}`;
+  const server = createServer();
+  server.unref();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EADDRINUSE") return reject(new LockerError(ErrorCode.Storage, `cannot lock data directory ${dir}: ${e.message}`, { dir }));
+      reject(new LockerError(ErrorCode.Busy, `data directory ${dir} is in use by ${holder(dir)}`, { dir }));
+    });
+    server.listen(name, () => resolve());
+  });
+  // Nobody connects to it; should someone, they are closed at once.
+  server.on("connection", (c) => c.destroy());
+  const file = join(dir, "lockerd.pid");
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  } catch {
+    /* informational only */
   }
+  return () => {
+    try {
+      if (readFileSync(file, "utf8").trim() === String(process.pid)) unlinkSync(file);
+    } catch {
+      /* already gone */
+    }
+    server.close();
+  };
 }
 
-/** Take `<dir>/lockerd.pid`; a stale file (its process gone) is taken over. Returns the release function. */
-export function takePidLock(dir: string): () => void {
-  const file = join(dir, "lockerd.pid");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(file, "wx", 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return () => {
-        try {
-          if (readFileSync(file, "utf8").trim() === String(process.pid)) unlinkSync(file);
-        } catch {
-          /* already gone */
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number.parseInt(readFileSync(file, "utf8"), 10);
-      if (Number.isInteger(pid) && (pid === process.pid || alive(pid))) {
-        throw new LockerError(ErrorCode.Busy, `data directory ${dir} is in use by lockerd pid ${pid}`, { pid });
-      }
-      unlinkSync(file);
-    }
+function holder(dir: string): string {
+  try {
+    const pid = Number.parseInt(readFileSync(join(dir, "lockerd.pid"), "utf8"), 10);
+    if (Number.isInteger(pid)) return `lockerd pid ${pid}`;
+  } catch {
+    /* no file: a lockerd that could not write it */
   }
-  throw new LockerError(ErrorCode.Busy, `cannot take ${file}`);
+  return "another lockerd";
 }

@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -7,9 +7,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { secretHash } from "../../../src/domain/credentials.js";
 import { GENESIS_HASH, type LedgerEvent } from "../../../src/domain/events.js";
 import { ErrorCode, isLockerError, LockerError } from "../../../src/errors.js";
-import { ensureDataDir, loadDeviceKey, takePidLock } from "../../../src/ledger/datadir.js";
+import { ensureDataDir, loadDeviceKey, takeDataDirLock } from "../../../src/ledger/datadir.js";
 import { Ledger } from "../../../src/ledger/ledger.js";
 import { migrate, MIGRATIONS } from "../../../src/ledger/migrations.js";
+import { ROOT } from "../../helpers/daemon.js";
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const KEY = Buffer.alloc(32, 7);
@@ -61,14 +62,6 @@ function thrown(fn: () => unknown): unknown {
     return e;
   }
   throw new Error("expected a throw");
-}
-
-/** A pid that certainly belonged to a process that has exited. */
-function deadPid(): number {
-  const child = spawnSync(process.execPath, ["-e", ""]);
-  const pid = child.pid!;
-  expect(() => process.kill(pid, 0)).toThrow(); // ESRCH: really gone
-  return pid;
 }
 
 describe("Ledger: storage", () => {
@@ -467,59 +460,62 @@ describe("data directory", () => {
   });
 });
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-describe("pid lock", () => {
+describe("data directory lock", () => {
   const pidFile = () => join(dir, "lockerd.pid");
 
-  it("takes a free lock: the file holds our pid, 0600, and release removes it", () => {
-    const release = takePidLock(dir);
+  it("takes a free directory: lockerd.pid holds our pid, 0600, and release frees it for the next", async () => {
+    const release = await takeDataDirLock(dir);
     expect(readFileSync(pidFile(), "utf8").trim()).toBe(String(process.pid));
     expect(statSync(pidFile()).mode & 0o777).toBe(0o600);
     release();
     expect(existsSync(pidFile())).toBe(false);
-    // Free again.
-    takePidLock(dir)();
+    (await takeDataDirLock(dir))(); // free again
   });
 
-  it("refuses while another live process holds it, with LockerError(busy), leaving its file alone", () => {
-    const other = process.ppid;
-    writeFileSync(pidFile(), `${other}\n`);
-    const err = thrown(() => takePidLock(dir));
+  it("refuses while a holder lives, with LockerError(busy) naming its pid", async () => {
+    const release = await takeDataDirLock(dir);
+    const err = await takeDataDirLock(dir).then(() => "taken twice", (e: unknown) => e);
     expect(isLockerError(err, ErrorCode.Busy)).toBe(true);
-    expect((err as LockerError).context.pid).toBe(other);
-    expect((err as LockerError).message).toContain(String(other));
-    expect(readFileSync(pidFile(), "utf8")).toBe(`${other}\n`);
+    expect((err as LockerError).message).toContain(`in use by lockerd pid ${process.pid}`);
+    release();
   });
 
-  it("takes over a stale pid file whose process is gone", () => {
-    writeFileSync(pidFile(), `${deadPid()}\n`);
-    const release = takePidLock(dir);
+  it("a pid file naming a live process (a PID reused after a power cut) does not keep the bank down", async () => {
+    writeFileSync(pidFile(), `${process.ppid}\n`); // alive, and not a lockerd holding this directory
+    const release = await takeDataDirLock(dir);
     expect(readFileSync(pidFile(), "utf8").trim()).toBe(String(process.pid));
     release();
-    expect(existsSync(pidFile())).toBe(false);
-  });
-
-  it.skipIf(isAlive(999_999))("takes over a pid file with a pid that does not exist (999999) or garbage", () => {
-    writeFileSync(pidFile(), "999999\n");
-    takePidLock(dir)();
     writeFileSync(pidFile(), "not a pid\n");
-    const release = takePidLock(dir);
-    expect(readFileSync(pidFile(), "utf8").trim()).toBe(String(process.pid));
+    (await takeDataDirLock(dir))();
+  });
+
+  it("dies with its process: a holder killed with SIGKILL leaves the directory free at once", async () => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", `
+      const { takeDataDirLock } = await import(${JSON.stringify(join(ROOT, "dist/src/ledger/datadir.js"))});
+      await takeDataDirLock(${JSON.stringify(dir)});
+      console.log("held");
+      setInterval(() => {}, 1000);`], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+    const err = await takeDataDirLock(dir).then(() => "taken while held", (e: unknown) => e);
+    expect(isLockerError(err, ErrorCode.Busy)).toBe(true);
+    expect((err as LockerError).message).toContain(`pid ${child.pid}`);
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    expect(readFileSync(pidFile(), "utf8").trim()).toBe(String(child.pid)); // its file is stale...
+    const release = await takeDataDirLock(dir); // ...and means nothing
     release();
   });
 
-  it("release does not remove a pid file that another process has since taken", () => {
-    const release = takePidLock(dir);
-    writeFileSync(pidFile(), `${process.ppid}\n`);
-    release();
-    expect(readFileSync(pidFile(), "utf8")).toBe(`${process.ppid}\n`);
+  it("the same directory by another path (a symlink) is the same lock", async () => {
+    const link = `${dir}-link`;
+    symlinkSync(dir, link);
+    try {
+      const release = await takeDataDirLock(dir);
+      const err = await takeDataDirLock(link).then(() => "taken twice", (e: unknown) => e);
+      expect(isLockerError(err, ErrorCode.Busy)).toBe(true);
+      release();
+    } finally {
+      unlinkSync(link);
+    }
   });
 });
