@@ -1,7 +1,9 @@
 // A unix-socket server speaking JSON lines, shared by the simulator socket and the admin socket.
-// It frames lines, parses JSON, bounds what one client may send (an overlong line is discarded
-// and answered once) and what it may leave unread (a client that stops reading is dropped), and
-// removes a stale socket file left by a crash (the data directory's pid lock says it is ours).
+// It frames lines, parses JSON, and bounds each client on its own: an overlong line is discarded
+// and answered (however it arrives: in pieces or whole in one chunk), a client sending more lines a
+// second than allowed is answered once and dropped, and a client that stops reading is dropped.
+// Only the offender goes: a flood from one client must not fill every other client's queue. A stale
+// socket file left by a crash is removed (the data directory's lock says the directory is ours).
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../log.js";
@@ -18,6 +20,8 @@ export interface LineServerOptions {
   maxLineBytes: number;
   /** Bytes queued to a client that does not read before it is dropped. */
   maxBacklogBytes: number;
+  /** Lines one client may send a second (twice that in a burst) before it is dropped. Default 200. */
+  maxLinesPerSecond?: number;
   log: Logger;
   /** A parsed line, or `undefined` with the reason when the line was not JSON / too long. */
   onMessage: (client: LineClient, value: unknown) => void;
@@ -70,16 +74,44 @@ export class LineServer {
     socket.setEncoding("utf8");
     let buf = "";
     let discarding = false;
+    const { maxLineBytes } = this.opts;
+    const rate = this.opts.maxLinesPerSecond ?? 200;
+    let tokens = 2 * rate;
+    let refilled = performance.now();
+    const tooLong = () => this.opts.onBadLine(client, `line longer than ${maxLineBytes} bytes: discarded`);
+    let dropped = false;
     socket.on("data", (chunk: string) => {
+      if (dropped) return;
       buf += chunk;
       for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (discarding) discarding = false;
-        else if (line.trim()) this.line(client, line);
+        if (discarding) {
+          discarding = false;
+          continue;
+        }
+        if (Buffer.byteLength(line) > maxLineBytes) {
+          tooLong();
+          continue;
+        }
+        if (!line.trim()) continue;
+        const now = performance.now();
+        tokens = Math.min(2 * rate, tokens + ((now - refilled) / 1000) * rate);
+        refilled = now;
+        if (tokens < 1) {
+          this.opts.log.warn({ path: this.opts.path }, "client sending too fast: dropped");
+          this.opts.onBadLine(client, `more than ${rate} lines a second: disconnected`);
+          dropped = true;
+          socket.end();
+          socket.destroySoon();
+          buf = "";
+          return;
+        }
+        tokens--;
+        this.line(client, line);
       }
-      if (buf.length > this.opts.maxLineBytes) {
-        if (!discarding) this.opts.onBadLine(client, `line longer than ${this.opts.maxLineBytes} bytes: discarded`);
+      if (Buffer.byteLength(buf) > maxLineBytes) {
+        if (!discarding) tooLong();
         discarding = true;
         buf = "";
       }

@@ -1,5 +1,6 @@
 // The compiled daemon as a child process, driven through the sim socket as a person would.
 import Database from "better-sqlite3";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Ledger } from "../../src/ledger/ledger.js";
@@ -156,6 +157,32 @@ describe("lockerd on the simulated bank", () => {
     expect(sim.since(m).filter((e) => e.ev === "unlock")).toEqual([]);
     expect(readEvents(d.dataDir).length).toBe(seqBefore);
     expect(d.child.exitCode).toBeNull();
+  });
+
+  it("an 87 KB burst on the sim socket drops only the client that sent it; the admin socket refuses a 60 KB request sent whole", async () => {
+    const { d, sim } = await daemon();
+    const flooder = connect(d.socket);
+    await new Promise<void>((resolve) => flooder.once("connect", () => resolve()));
+    let answer = "";
+    flooder.setEncoding("utf8").on("data", (s: string) => (answer += s));
+    flooder.write('{"op":"keys","keys":"*"}\n'.repeat(3500));
+    await new Promise<void>((resolve) => flooder.once("close", () => resolve()));
+    expect(answer).toContain("lines a second: disconnected");
+    // The reader beside it is still served.
+    const m = sim.mark();
+    sim.send({ op: "keys", keys: "*" });
+    await sim.waitFor((e) => e.ev === "display", { from: m }); // (idle or PIN prompt: the flood toggled it)
+    expect(d.child.exitCode).toBeNull();
+
+    const admin = connect(join(d.dataDir, "admin.sock"));
+    await new Promise<void>((resolve) => admin.once("connect", () => resolve()));
+    let reply = "";
+    admin.setEncoding("utf8").on("data", (s: string) => (reply += s));
+    admin.write(`${JSON.stringify({ id: 1, user: "root", cmd: "status", args: {}, pad: "x".repeat(60_000) })}\n`);
+    for (let i = 0; i < 100 && !reply.includes("\n"); i++) await new Promise((r) => setTimeout(r, 20));
+    admin.destroy();
+    expect(reply).toContain("longer than 16384 bytes");
+    expect(reply).not.toContain('"devices"'); // not processed
   });
 
   it("stops cleanly on SIGTERM mid-deposit and finishes the flow consistently on restart", async () => {
