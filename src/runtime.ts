@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   adminSocket?: boolean;
   /** Ledger durability; benchmarks of the durable path keep FULL. */
   synchronous?: "FULL" | "NORMAL" | "OFF";
+  /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
+  onHardware?: (hardware: Hardware) => void;
 }
 
 export class Runtime {
@@ -76,6 +78,7 @@ export class Runtime {
     const deviceKey = loadDeviceKey(dataDir);
     this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     this.hardware = await this.buildHardware(config);
+    this.opts.onHardware?.(this.hardware);
     this.hardware.devices?.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
     this.hardware.devices?.on("recovered", (device) => this.recordDevice("device.recovered", device, {}));
     await this.hardware.start(); // every relay off before anything else
@@ -239,7 +242,7 @@ export class Runtime {
     await this.admin?.stop();
     await this.link?.stop();
     await this.sim?.stop();
-    this.bank?.stop();
+    await this.bank?.stop();
     try {
       await this.hardware?.stop();
     } catch (e) {

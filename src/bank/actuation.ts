@@ -41,6 +41,8 @@ export interface OpenResult {
   uncertain?: true;
   /** Of the attempts authorized (the first by the caller, retries by beforeRetry), how many energized no coil the controller knows of. */
   unfired?: number;
+  /** With `stopped`: attempts whose pulse had begun (0: none ever reached the lock). */
+  started?: number;
 }
 
 export interface DoorWatch {
@@ -72,6 +74,8 @@ export class ActuationQueue {
   private readonly pulseMs: number;
   private stopped = false;
   private opens = 0;
+  /** Each open not yet returned, and whether its pulse has begun. */
+  private readonly tracked = new Map<Promise<OpenResult>, { started: boolean }>();
 
   constructor(private readonly deps: ActuationDeps) {
     this.pulseMs = Math.min(deps.options.pulseMs, MAX_PULSE_MS);
@@ -95,21 +99,24 @@ export class ActuationQueue {
    * asked when the pulse's turn comes (it may have waited for the power budget): a flow that ended
    * meanwhile (door opened by hand, parcel in, door shut) must not have its door sprung open.
    */
-  async open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
+  open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
+    const progress = { started: false };
     this.opens++;
-    try {
-      return await this.attempt(compartment, channel, stillWanted);
-    } finally {
+    const result = this.attempt(compartment, channel, stillWanted, progress).finally(() => {
       this.opens--;
-    }
+      this.tracked.delete(result);
+    });
+    this.tracked.set(result, progress);
+    return result;
   }
 
-  private async attempt(compartment: string, channel: number, stillWanted: () => boolean): Promise<OpenResult> {
+  private async attempt(compartment: string, channel: number, stillWanted: () => boolean, progress: { started: boolean }): Promise<OpenResult> {
     const { retries, openVerifyMs } = this.deps.options;
     let error: unknown;
     let sent = 0;
     let fired = 0;
     let made = 0;
+    let started = 0;
     for (let attempt = 1; attempt <= retries + 1; attempt++) {
       let watch: ReturnType<DoorWatch["waitOpen"]> | undefined;
       let skipped = false;
@@ -126,6 +133,8 @@ export class ActuationQueue {
             return Promise.resolve();
           }
           watch = this.deps.doors.waitOpen(compartment, openVerifyMs);
+          started++;
+          progress.started = true;
           return this.deps.locks.pulse(channel, this.pulseMs);
         });
       } catch (e) {
@@ -133,7 +142,7 @@ export class ActuationQueue {
       }
       if (this.stopped) {
         watch?.cancel();
-        return { opened: false, attempts: attempt, error, stopped: true };
+        return { opened: false, attempts: attempt, error, stopped: true, started };
       }
       if (skipped) return { opened: true, attempts: attempt - 1, skipped: true };
       made++;
@@ -157,10 +166,16 @@ export class ActuationQueue {
     return { opened: false, attempts, error, unfired };
   }
 
-  /** Stop taking work; queued pulses are dropped (the caller's open() resolves not opened). */
-  stop(): void {
+  /**
+   * Stop taking work; queued pulses are dropped (the caller's open() resolves stopped, started 0).
+   * Resolves once every open that never reached a lock has returned to its caller, and the
+   * caller's own handlers (registered first) have run: they can still record what did not happen.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
+    const dropped = [...this.tracked].filter(([, p]) => !p.started).map(([r]) => r);
     for (const s of this.waiting.splice(0)) s.run();
+    return Promise.allSettled(dropped).then(() => undefined);
   }
 
   private withBudget<T>(fn: () => Promise<T>): Promise<T> {

@@ -20,7 +20,7 @@ import type { EventType } from "../domain/events.js";
 import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
-import { recover, rollBack, undoCollect, undoDeposit } from "./recovery.js";
+import { holdCollect, rollBack, undoCollect, undoDeposit } from "./recovery.js";
 import type { Sealer } from "../sync/seal.js";
 import { seedPeople, syncLayout } from "./setup.js";
 
@@ -118,15 +118,17 @@ export class Bank extends EventEmitter<BankEvents> {
     syncLayout(ledger, layout, now(), this.log);
     seedPeople(ledger, config.seed.people, deviceKey, now());
     for (const c of layout) this.onDoor(c.lock, hardware.doors.read(c.lock), "start");
-    recover(ledger, now(), this.log);
+    this.recoverInterrupted();
     hardware.doors.on("change", this.onDoorEdge);
   }
 
-  stop(): void {
+  /** Resolves once the flows whose pulses never began are undone (the ledger is still open then). */
+  async stop(): Promise<void> {
     clearTimeout(this.settleTimer);
     this.deps.hardware.doors.off("change", this.onDoorEdge);
-    this.actuation.stop();
+    const dropped = this.actuation.stop();
     this.waiters.cancelAll();
+    await dropped;
   }
 
   // ── lookups ───────────────────────────────────────────────────────────────
@@ -434,7 +436,8 @@ export class Bank extends EventEmitter<BankEvents> {
       return c?.state === flowState && c.parcelId === parcel && !c.doorOpened;
     };
     const result = this.actuation.open(compartment, this.layoutOf(compartment).lock, stillWanted).then((r) => {
-      if (r.unavailable) this.lockUnavailable(compartment, parcel, purpose, r);
+      if (r.stopped && r.started === 0) this.stoppedBeforePulse(compartment, parcel);
+      else if (r.unavailable) this.lockUnavailable(compartment, parcel, purpose, r);
       else if (r.uncertain && !r.stopped) this.lockUncertain(compartment, parcel, purpose, r);
       else if (!r.opened && !r.stopped) this.lockFailed(compartment, purpose, r);
       if (r.skipped) {
@@ -450,6 +453,21 @@ export class Bank extends EventEmitter<BankEvents> {
       return r;
     });
     return { compartment, parcel, result };
+  }
+
+  /** The daemon stopped while this flow's pulse waited its turn: nothing fired; undone now, while that is known. */
+  private stoppedBeforePulse(compartmentId: string, parcelId: string | null): void {
+    if (!this.deps.ledger.db.open) return;
+    try {
+      this.write((tx) => {
+        const c = this.compartment(compartmentId);
+        if ((c.state !== "loading" && c.state !== "unloading") || c.parcelId !== parcelId || c.doorOpened) return;
+        tx.updateCompartment(c.id, { pulses: Math.max(0, c.pulses - 1) });
+        rollBack(tx, c, parcelId ? this.deps.ledger.parcel(parcelId) : undefined, this.deps.now(), "stopped before its pulse");
+      });
+    } catch (e) {
+      this.log.error({ err: e, compartment: compartmentId }, "could not undo a flow stopped before its pulse");
+    }
   }
 
   /**
@@ -618,23 +636,7 @@ export class Bank extends EventEmitter<BankEvents> {
     if (state !== "closed" || !c.doorOpened || !c.parcelId) return undefined;
     const parcel = this.deps.ledger.parcel(c.parcelId);
     if (!parcel) return undefined;
-    if (c.state === "unloading") {
-      const via = (parcel.collectVia ?? "code") as CollectVia;
-      const outcome = COLLECT_OUTCOME[via];
-      assertTransition(id, c.state, "free");
-      tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now });
-      if (via !== "code" && via !== "badge") tx.revokeParcelCredentials(parcel.id, "code", now);
-      tx.updateCompartment(id, { state: "free", parcelId: null, doorOpened: false, since: now });
-      tx.voidDeadlines(parcel.id, now);
-      tx.event({
-        type: outcome.event,
-        compartment: id,
-        parcel: parcel.id,
-        actor: parcel.collectorId,
-        data: { via, terminal: parcel.collectTerminal, recipient: parcel.recipientId },
-      });
-      return { kind: "unloaded", payload: { parcel: parcel.id, compartment: id, via } };
-    }
+    if (c.state === "unloading") return { kind: "unloaded", payload: this.finishCollect(tx, c, parcel, now, {}) };
     if (c.state === "loading" && parcel.direction === "outbound") {
       assertTransition(id, c.state, "occupied");
       tx.updateCompartment(id, { state: "occupied", doorOpened: false, since: now });
@@ -659,6 +661,65 @@ export class Bank extends EventEmitter<BankEvents> {
       return { kind: "loaded", payload: { parcel: parcel.id, compartment: id, awaitingRecipient: true } };
     }
     return undefined;
+  }
+
+  /** A collection is done: the parcel has left its compartment (door closed after it opened, or an item sensor's word). */
+  private finishCollect(tx: LedgerTx, c: Compartment, parcel: Parcel, now: number, extra: Record<string, unknown>): BankEvents["unloaded"][0] {
+    const via = (parcel.collectVia ?? "code") as CollectVia;
+    const outcome = COLLECT_OUTCOME[via];
+    assertTransition(c.id, c.state, "free");
+    tx.updateParcel(parcel.id, { status: outcome.status, closedAt: now });
+    if (via !== "code" && via !== "badge") tx.revokeParcelCredentials(parcel.id, "code", now);
+    tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
+    tx.voidDeadlines(parcel.id, now);
+    tx.event({
+      type: outcome.event,
+      compartment: c.id,
+      parcel: parcel.id,
+      actor: parcel.collectorId,
+      data: { via, terminal: parcel.collectTerminal, recipient: parcel.recipientId, ...extra },
+    });
+    return { parcel: parcel.id, compartment: c.id, via };
+  }
+
+  /**
+   * Flows left open by the last run whose door was never seen open. A collection's pulse may have
+   * fired and the door opened and shut unrecorded (a crash, a full disk between the commits), so it
+   * is settled from what can be known: an item sensor that sees the compartment empty completes it,
+   * one that sees the parcel rolls it back (the code works again); without one the compartment is
+   * held for inspection and the used code stays used: a one-time code is never valid twice. A
+   * deposit is rolled back (the courier is long gone); an item sensor that sees something inside
+   * holds it for inspection. (A pulse known not to have fired was rolled back at the stop.)
+   */
+  private recoverInterrupted(): void {
+    const { ledger, hardware, now } = this.deps;
+    for (const c of ledger.compartments()) {
+      if ((c.state !== "loading" && c.state !== "unloading") || c.door === "open" || c.doorOpened) continue;
+      const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
+      const item = this.byId.has(c.id) ? (hardware.itemPresent?.(this.layoutOf(c.id).lock) ?? null) : null;
+      const t = now();
+      try {
+        this.write((tx) => {
+          if (c.state === "unloading" && parcel && item === false) {
+            this.finishCollect(tx, c, parcel, t, { settled: "item sensor" });
+          } else if (c.state === "unloading" && parcel && item === null) {
+            holdCollect(tx, parcel);
+            tx.updateCompartment(c.id, { state: "fault", faultReason: "pickup outcome unknown after restart: inspect, then lockerctl enable", doorOpened: false, since: t });
+            tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel.id, data: { reason: "interrupted", outcome: "unknown", held: true } });
+            tx.event({ type: "compartment.fault", compartment: c.id, parcel: parcel.id, data: { reason: "pickup outcome unknown after restart", purpose: "collect" } });
+          } else {
+            rollBack(tx, c, parcel, t, "interrupted");
+            if (c.state === "loading" && item === true) {
+              tx.updateCompartment(c.id, { inspectSince: t });
+              tx.event({ type: "alarm.item_left_inside", compartment: c.id, data: { reason: "interrupted deposit: something is inside" } });
+            }
+          }
+        });
+        this.log.warn({ compartment: c.id, state: c.state, item }, "interrupted flow settled");
+      } catch (e) {
+        this.log.error({ err: e, compartment: c.id }, "could not settle an interrupted flow");
+      }
+    }
   }
 
   /** Issue the pickup code for a parcel in its compartment and record the deposit. Returns the code. */

@@ -1,17 +1,7 @@
-// After a crash or a stop in the middle of a flow: a compartment left `loading` or `unloading`
-// whose door never opened goes back to where it was, and the person's code works again.
-// (A door that did open and is now closed was completed by the door reading at start.)
-import type { Compartment, Ledger, LedgerTx, Parcel } from "../ledger/ledger.js";
-import type { Logger } from "../log.js";
-
-export function recover(ledger: Ledger, now: number, log: Logger): void {
-  for (const c of ledger.compartments()) {
-    if ((c.state !== "loading" && c.state !== "unloading") || c.door === "open") continue;
-    const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
-    ledger.transact((tx) => rollBack(tx, c, parcel, now, "interrupted"));
-    log.warn({ compartment: c.id, state: c.state }, "interrupted flow rolled back");
-  }
-}
+// Undoing a flow whose door never opened (a lock unavailable, a stop before the pulse, an
+// interrupted flow settled at start: Bank.recoverInterrupted), and holding one whose outcome is
+// unknown. Each runs inside the caller's transaction, with the event that says why.
+import type { Compartment, LedgerTx, Parcel } from "../ledger/ledger.js";
 
 /**
  * A flow whose door never opened, undone: a collection puts the parcel back (its code works again),
@@ -31,6 +21,20 @@ export function rollBack(tx: LedgerTx, c: Compartment, parcel: Parcel | undefine
     tx.updateCompartment(c.id, { state: "free", parcelId: null, doorOpened: false, since: now });
     tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason } });
   }
+}
+
+/**
+ * A collection whose outcome is unknown: the parcel is back in its compartment's record (stored, or
+ * awaiting its recipient), but the credential that started it stays used: it may have opened once.
+ */
+export function holdCollect(tx: LedgerTx, parcel: Parcel): void {
+  tx.updateParcel(parcel.id, {
+    status: parcel.collectVia === "return" ? "awaiting_recipient" : "stored",
+    collectorId: null,
+    collectVia: null,
+    collectCredential: null,
+    collectTerminal: null,
+  });
 }
 
 /** A collection whose door never opened: the parcel is back where it was and its code works again. */

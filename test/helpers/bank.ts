@@ -4,6 +4,7 @@ import { afterEach, beforeEach, vi } from "vitest";
 import { parseConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
 import type { SimHardware } from "../../src/drivers/sim/hardware.js";
+import type { Hardware } from "../../src/drivers/types.js";
 import { silentLogger } from "../../src/log.js";
 import { Runtime } from "../../src/runtime.js";
 import { exampleConfig, removeDir, tempDir } from "./daemon.js";
@@ -20,12 +21,20 @@ export interface TestBank {
   close: () => Promise<void>;
 }
 
-export async function testBank(patch?: (cfg: Record<string, any>) => void, dir = tempDir()): Promise<TestBank> {
+export async function testBank(patch?: (cfg: Record<string, any>) => void, dir = tempDir(), onHardware?: (hw: SimHardware) => void): Promise<TestBank> {
   const raw = exampleConfig() as Record<string, any>;
   raw.locks = { ...raw.locks, pulseMs: 100, openVerifyMs: 500 };
   patch?.(raw);
   const config = parseConfig(raw);
-  const rt = new Runtime({ config, dataDir: `${dir}/data`, log: silentLogger(), version: "test", simSocket: false, adminSocket: false });
+  const rt = new Runtime({
+    config,
+    dataDir: `${dir}/data`,
+    log: silentLogger(),
+    version: "test",
+    simSocket: false,
+    adminSocket: false,
+    ...(onHardware ? { onHardware: (hw: Hardware) => onHardware(hw as SimHardware) } : {}),
+  });
   await rt.start();
   const hw = rt.hardware as SimHardware;
   return {

@@ -215,7 +215,7 @@ describe("lockerd on the simulated bank", () => {
     }
   });
 
-  it("rolls an interrupted pickup back on restart, so the code works again", async () => {
+  it("holds a pickup interrupted after its pulse on restart: the used code does not open the door a second time", async () => {
     const { d, sim } = await daemon({ patch: (cfg) => (cfg.locks = { ...cfg.locks, openVerifyMs: 5000 }) });
     const { compartment, code } = await courierDeposit(sim);
     sim.send({ op: "jam", compartment, jammed: true });
@@ -229,11 +229,13 @@ describe("lockerd on the simulated bank", () => {
     cleanups.push(() => stopDaemon(again, "SIGKILL").then(() => undefined));
     const sim2 = await SimClient.connect(again.socket);
     cleanups.push(() => sim2.close());
-    expect((await sim2.state()).find((c) => c.id === compartment)).toMatchObject({ state: "occupied" });
+    // The pulse fired; whether the door opened while the daemon was down nobody knows (no item
+    // sensor here): held for inspection, the parcel still on record, the code used up.
+    expect((await sim2.state()).find((c) => c.id === compartment)).toMatchObject({ state: "fault" });
     const m2 = sim2.mark();
     sim2.send({ op: "keys", keys: `${code}#` });
-    const unlock = await sim2.waitFor<"unlock">((e) => e.ev === "unlock", { from: m2 });
-    expect(unlock.compartment).toBe(compartment);
+    await sim2.waitFor(displayHas("Code not valid"), { from: m2 });
+    expect(sim2.since(m2).filter((e) => e.ev === "unlock")).toEqual([]);
     expect(readEvents(d.dataDir).some((e) => e.type === "pickup.aborted" && e.compartment === compartment)).toBe(true);
   });
 });

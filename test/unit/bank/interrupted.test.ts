@@ -1,0 +1,82 @@
+// A pickup whose pulse fired but whose outcome was never recorded (a crash, a full disk between the
+// commits) is never undone into a second open: after a restart it is settled from what can be known
+// (the item sensor), else held for inspection; the one-time code is never valid twice.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+let bank: TestBank | undefined;
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
+});
+afterEach(async () => {
+  await bank?.close();
+  bank = undefined;
+  vi.useRealTimers();
+});
+
+/** A stored parcel, its code typed, the lock pulsed, and the daemon gone before any door edge was recorded. */
+async function interruptedPickup(item?: boolean) {
+  let b = await testBank();
+  const d = await keypadDeposit(b, advance);
+  await advance(31_000);
+  const unlocked: number[] = [];
+  b.hw.on("unlock", (ch) => unlocked.push(ch));
+  b.hw.keypad.keys(`${d.code}#`);
+  expect(unlocked).toEqual([b.rt.bank.layoutOf(d.compartment).lock]); // the coil was energized
+  await b.rt.stop(); // before the door's spring was seen: no edge on record
+  // Meanwhile the recipient opened the door, took the parcel (or not) and shut it. An item sensor,
+  // where fitted, says which.
+  const lock = b.rt.bank.layoutOf(d.compartment).lock;
+  b = bank = await testBank(undefined, b.dir, (hw) => {
+    if (item !== undefined) hw.items.set(lock, item);
+  });
+  return { b, d };
+}
+
+describe("an unlock whose outcome was not recorded", () => {
+  it("without an item sensor: held for inspection, the used code does not open again", async () => {
+    const { b, d } = await interruptedPickup();
+    expect(b.rt.ledger.compartment(d.compartment)).toMatchObject({ state: "fault" });
+    expect(b.rt.ledger.compartment(d.compartment)?.faultReason).toMatch(/outcome unknown/);
+    expect(b.rt.ledger.parcel(d.parcel)?.status).toBe("stored");
+    const unlocked: number[] = [];
+    b.hw.on("unlock", (ch) => unlocked.push(ch));
+    b.hw.keypad.keys(`${d.code}#`);
+    await advance(2000);
+    expect(unlocked).toEqual([]);
+    expect(b.screen()).toContain("Code not valid");
+    expect(b.events("pickup.aborted").at(-1)?.data).toMatchObject({ reason: "interrupted", outcome: "unknown" });
+  });
+
+  it("with an item sensor that sees the compartment empty: the pickup is settled as done", async () => {
+    const { b, d } = await interruptedPickup(false);
+    expect(b.rt.ledger.parcel(d.parcel)?.status).toBe("picked_up");
+    expect(b.rt.ledger.compartment(d.compartment)).toMatchObject({ state: "free", parcelId: null });
+    expect(b.events("parcel.picked_up").at(-1)?.data).toMatchObject({ settled: "item sensor" });
+  });
+
+  it("with an item sensor that still sees the parcel: rolled back, the code works again", async () => {
+    const { b, d } = await interruptedPickup(true);
+    expect(b.rt.ledger.compartment(d.compartment)?.state).toBe("occupied");
+    b.hw.keypad.keys(`${d.code}#`);
+    await advance(200);
+    expect(b.rt.ledger.compartment(d.compartment)).toMatchObject({ state: "unloading", door: "open" });
+  });
+
+  it("a pulse still queued when the daemon stops cleanly never fired: rolled back at the stop, the code works after the restart", async () => {
+    let b = await testBank();
+    const d = await keypadDeposit(b, advance);
+    await advance(31_000);
+    const other = b.rt.layout.find((l) => l.id !== d.compartment)!.id;
+    void b.rt.technician.open(other, { user: "tech", reason: "test" }).catch(() => undefined); // holds the one-coil budget
+    b.hw.keypad.keys(`${d.code}#`); // its pulse waits
+    await b.rt.stop();
+    b = bank = await testBank(undefined, b.dir);
+    expect(b.rt.ledger.compartment(d.compartment)?.state).toBe("occupied");
+    b.hw.keypad.keys(`${d.code}#`);
+    await advance(200);
+    expect(b.rt.ledger.compartment(d.compartment)).toMatchObject({ state: "unloading", door: "open" });
+  });
+});
