@@ -3,7 +3,7 @@
 // runtime in-process. Constructors only store; start() brings things up, stop() takes them down in
 // reverse order, relays last off.
 import { join } from "node:path";
-import { compartmentIds, type CompartmentLayout, type Config } from "./config/schema.js";
+import { compartmentIds, maxCommandLifetimeMs, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
 import { DoorAlarms } from "./bank/door-alarms.js";
@@ -192,6 +192,7 @@ export class Runtime {
       device: config.device.id,
       verifier: config.sync.serverPublicKey ? new SignatureVerifier(config.sync.serverPublicKey) : undefined,
       clockSkewMs: config.sync.clockSkewS * 1000,
+      maxCommandLifetimeMs: maxCommandLifetimeMs(config.sync),
       now: this.now,
       log,
       replay: (from, limit) => this.link?.replay(from, limit) ?? 0,

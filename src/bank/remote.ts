@@ -151,7 +151,11 @@ export class RemoteOps {
     return { parcel: parcelId, revoked };
   }
 
-  /** Enable / disable and resize (a free compartment only: the size is what assignment reads). */
+  /**
+   * Enable / disable and resize (a free compartment only: the size is what assignment reads).
+   * Enabling is the technician's enable: it also clears a fault and a forced-open inspection, which
+   * hold a compartment that is still enabled.
+   */
   setCompartment(tx: LedgerTx, a: { compartment: string; enabled?: boolean | undefined; size?: Size | undefined; reason?: string | undefined }): Compartment {
     const c = this.compartment(a.compartment);
     if (a.size !== undefined && a.size !== c.size) {
@@ -159,7 +163,8 @@ export class RemoteOps {
       tx.updateCompartment(c.id, { size: a.size });
       tx.event({ type: "compartment.resized", compartment: c.id, actor: "server", data: { from: c.size, to: a.size, reason: a.reason ?? null } });
     }
-    if (a.enabled !== undefined && a.enabled !== c.enabled) {
+    const held = c.state === "fault" || c.inspectSince !== null;
+    if (a.enabled !== undefined && (a.enabled !== c.enabled || (a.enabled && held))) {
       this.deps.technician.setEnabled(c.id, a.enabled, { user: "server", ...(a.reason ? { reason: a.reason } : {}) });
     }
     return this.compartment(c.id);

@@ -95,6 +95,9 @@ const base64Key = (what: string) =>
   z.string().regex(/^[A-Za-z0-9+/]{43}=$/, `expected ${what}: 32 bytes, base64 (44 characters)`);
 const filePath = z.string().min(1).max(4096);
 
+/** sync.maxCommandLifetimeS when the config leaves it out: minutes, so a captured command is soon worthless. */
+export const DEFAULT_COMMAND_LIFETIME_S = 600;
+
 const Sync = z.strictObject({
   enabled: z.boolean().default(false),
   url: z.string().regex(/^mqtts?:\/\/[^\s/@]+(:[0-9]{1,5})?\/?$/, "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in username / passwordFile)").default("mqtt://127.0.0.1:1883"),
@@ -111,9 +114,15 @@ const Sync = z.strictObject({
     })
     .refine((t) => (t.cert === undefined) === (t.key === undefined), "give both cert and key, or neither")
     .optional(),
-  serverPublicKey: base64Key("the server's Ed25519 public key").optional().describe("when set, door and credential commands must be signed"),
+  serverPublicKey: base64Key("the server's Ed25519 public key").optional().describe("when set, every command with a side effect must be signed, and any sig must verify"),
   sealKey: base64Key("the server's X25519 public key").optional().describe("pickup codes reach the server sealed for this key"),
-  clockSkewS: z.int().min(0).max(3600).default(120).describe("tolerance when checking a command's expiresAt"),
+  clockSkewS: z.int().min(0).max(3600).default(120).describe("tolerance when checking a command's issuedAt and expiresAt against the bank clock"),
+  maxCommandLifetimeS: z
+    .int()
+    .min(30)
+    .max(86_400)
+    .default(DEFAULT_COMMAND_LIFETIME_S)
+    .describe("longest a command stays valid: expiresAt - issuedAt at most this; no expiresAt means issuedAt + this"),
   keepaliveS: z.int().min(5).max(1200).default(30),
   sessionExpiryS: z.int().min(0).max(4_294_967_295).default(604_800).describe("the broker keeps commands for an offline bank this long"),
   window: z.int().min(1).max(65535).default(256).describe("events in flight before the first is acknowledged"),
@@ -220,6 +229,11 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** sync.maxCommandLifetimeS in ms, its default applied. */
+export function maxCommandLifetimeMs(sync: { maxCommandLifetimeS?: number | undefined }): number {
+  return (sync.maxCommandLifetimeS ?? DEFAULT_COMMAND_LIFETIME_S) * 1000;
+}
 
 export interface CompartmentLayout {
   id: string;

@@ -94,6 +94,10 @@ export interface StoredCommand {
   receivedAt: number;
   repliedAt: number | null;
   reply: unknown;
+  /** Kept at least until then (bank clock); null for ids recorded before migration 4. */
+  keepUntil: number | null;
+  /** What the command was, to tell a repeat from a reused id; null before migration 4. */
+  digest: string | null;
 }
 
 export interface Deadline {
@@ -227,6 +231,8 @@ export class Ledger {
   private pending: LedgerEvent[] = [];
   private inTx = false;
   private readonly listeners = new Set<(events: readonly LedgerEvent[]) => void>();
+  /** The server command whose execution appends events right now (causedBy). */
+  private cause: string | undefined;
   private readonly stmt;
   private readonly updateCache = new Map<string, Database.Statement>();
   private checkpointTimer: NodeJS.Timeout | undefined;
@@ -306,10 +312,12 @@ export class Ledger {
       count: db.prepare("SELECT count(*) AS events FROM events"),
       firstEvent: db.prepare("SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1"),
       pruneEvents: db.prepare("DELETE FROM events WHERE seq <= ? AND ts < ?"),
-      command: db.prepare("SELECT id, name, received_at, replied_at, reply FROM commands WHERE id = ?"),
-      insertCommand: db.prepare("INSERT INTO commands (id, name, received_at) VALUES (?, ?, ?)"),
+      command: db.prepare("SELECT id, name, received_at, replied_at, reply, keep_until, digest FROM commands WHERE id = ?"),
+      insertCommand: db.prepare("INSERT INTO commands (id, name, received_at, keep_until, digest) VALUES (?, ?, ?, ?, ?)"),
       replyCommand: db.prepare("UPDATE commands SET reply = ?, replied_at = ? WHERE id = ?"),
-      pruneCommands: db.prepare("DELETE FROM commands WHERE received_at < ? AND reply IS NOT NULL"),
+      pruneCommands: db.prepare("DELETE FROM commands WHERE received_at < ? AND reply IS NOT NULL AND (keep_until IS NULL OR keep_until < ?)"),
+      // No index on data: read only for a command a restart cut short, once.
+      causedBy: db.prepare("SELECT * FROM events WHERE json_extract(data, '$.command') = ? ORDER BY seq"),
     };
     const h = this.stmt.head.get() as { seq: number; hash: string } | undefined;
     this.head = h ?? { seq: 0, hash: GENESIS_HASH };
@@ -372,9 +380,25 @@ export class Ledger {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Run `fn` with every event appended during it (synchronously, in any transaction) marked
+   * data.command = `command`: the server can then tell which events its command caused, also
+   * those the bank and technician code write on its behalf (pickup.started, admin.open, ...).
+   */
+  causedBy<T>(command: string, fn: () => T): T {
+    const outer = this.cause;
+    this.cause = command;
+    try {
+      return fn();
+    } finally {
+      this.cause = outer;
+    }
+  }
+
   /** @internal used by LedgerTx */
   appendEvent(e: NewEvent): LedgerEvent {
     if (!this.inTx) throw new LockerError(ErrorCode.Internal, "event outside a transaction");
+    const data = this.cause !== undefined && e.data?.command === undefined ? { ...e.data, command: this.cause } : e.data;
     const base = {
       seq: this.head.seq + 1,
       id: randomUUID(),
@@ -383,7 +407,7 @@ export class Ledger {
       compartment: e.compartment ?? null,
       parcel: e.parcel ?? null,
       actor: e.actor ?? null,
-      data: e.data ?? {},
+      data: data ?? {},
       prevHash: this.head.hash,
     };
     // Stored as canonical JSON, which parses back to data with the same canonical form and hash.
@@ -565,19 +589,28 @@ export class Ledger {
       receivedAt: r.received_at as number,
       repliedAt: (r.replied_at as number | null) ?? null,
       reply: r.reply === null ? null : (JSON.parse(r.reply as string) as unknown),
+      keepUntil: (r.keep_until as number | null) ?? null,
+      digest: (r.digest as string | null) ?? null,
     };
+  }
+
+  /** Events marked as caused by a server command (causedBy), in seq order. */
+  eventsCausedBy(command: string): LedgerEvent[] {
+    return (this.stmt.causedBy.all(command) as Row[]).map(toEvent);
   }
 
   /**
    * Delete published events older than `before` (ms), never one the broker has not acknowledged,
-   * and remembered commands answered before it. The chain stays verifiable: the first event kept
-   * still carries its prevHash, and verify() starts from it. Returns the events deleted.
+   * and remembered commands answered before it, never one whose command could still be accepted
+   * (keep_until not yet passed): a replay of it must meet its id. The chain stays verifiable: the
+   * first event kept still carries its prevHash, and verify() starts from it. Returns the rows deleted.
    */
   prune(before: number): { events: number; commands: number } {
     const acked = this.ackedSeq();
+    const now = this.now();
     const run = this.db.transaction(() => ({
       events: this.stmt.pruneEvents.run(acked, before).changes,
-      commands: this.stmt.pruneCommands.run(before).changes,
+      commands: this.stmt.pruneCommands.run(before, now).changes,
     }));
     return run.immediate();
   }
@@ -697,10 +730,10 @@ export class LedgerTx {
   }
 
   /** Remember a command id before executing it: a second insert of the same id fails (busy). */
-  insertCommand(id: string, name: string, at: number): void {
+  insertCommand(id: string, name: string, at: number, keep: { keepUntil?: number; digest?: string } = {}): void {
     this.ledger.requireTx();
     try {
-      this.ledger.statements.insertCommand.run(id, name, at);
+      this.ledger.statements.insertCommand.run(id, name, at, keep.keepUntil ?? null, keep.digest ?? null);
     } catch (e) {
       if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw new LockerError(ErrorCode.Busy, `command ${id} seen before`);
       throw e;

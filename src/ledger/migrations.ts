@@ -127,6 +127,13 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX commands_received ON commands(received_at);
   `,
+  // 4: a command id is kept until its command could no longer be accepted (keep_until: its expiry
+  // plus the clock-skew tolerance, bank clock), and a repeat must be the same command (digest:
+  // sha256 of its canonical form and sig), so neither a late replay nor a reused id runs anything.
+  `
+  ALTER TABLE commands ADD COLUMN keep_until INTEGER;
+  ALTER TABLE commands ADD COLUMN digest TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

@@ -1,25 +1,36 @@
-// Commands from the central server: decode (zod), check expiry and signature, execute once, reply.
+// Commands from the central server: decode (zod), check signature and validity window, execute once, reply.
 //
-//   cmd/<name> bytes ─▶ decodeCommand ─▶ seen before? ─▶ expired? ─▶ signed? ─▶ execute ─▶ reply
-//                        (bad_input,      (first reply)   (expired)   (unauthorized
-//                         unknown_command,                             + alarm event)
+//   cmd/<name> bytes ─▶ decodeCommand ─▶ repeat? ─▶ signed? ─▶ id reused? ─▶ in its window? ─▶ execute ─▶ reply
+//                        (bad_input,      (first     (unauthorized (bad_input)  (expired,
+//                         unknown_command, reply)     + alarm)                   bad_input: lifetime)
 //                         payload_too_large)
 //
+// Replay: a command is valid from issuedAt to expiresAt (issuedAt + sync.maxCommandLifetimeS when
+// left out), each end widened by sync.clockSkewS, and never longer than the maximum. Its id is kept
+// at least until that window has closed, so a captured command meets its id or its expiry, never
+// neither. A repeat must be the same command (digest): the same id with another payload is refused.
+// A signed command refused for any of these raises alarm.unauthorized_command.
+//
 // Idempotency: the command id is inserted in the same transaction as the change it makes, with the
-// reply, so a repeat — also after a restart, also after a crash mid-command — never executes twice.
-// `open` waits for the door: its id is committed first ("executing"), the reply written when the
-// door opened or the lock gave up. A transient refusal (busy, hardware) is not remembered, so the
-// server may retry with the same id; a definitive one is.
+// reply, so a repeat — also after a restart — never executes twice. `open` waits for the door: its
+// id is committed first ("executing"), the reply written when the door opened or the lock gave up;
+// after a crash in between, a repeat is answered from the events the open left (openOutcome). A
+// transient refusal (busy, hardware) is not remembered, so the server may retry with the same id; a
+// definitive one is. Every event a command causes carries data.command = its id (Ledger.causedBy).
+import { createHash } from "node:crypto";
 import type { RemoteOps } from "../bank/remote.js";
 import type { Bank } from "../bank/bank.js";
 import type { OpenResult } from "../bank/actuation.js";
 import type { OpenReport } from "../bank/technician.js";
+import { DEFAULT_COMMAND_LIFETIME_S } from "../config/schema.js";
 import { ErrorCode, isLockerError, isTransient, LockerError } from "../errors.js";
-import type { Compartment, Ledger, LedgerTx } from "../ledger/ledger.js";
+import type { Compartment, Ledger, LedgerTx, StoredCommand } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 import {
   canonicalCommand,
   decodeCommand,
+  MAX_REPLAY_LIMIT,
+  REPLAY_INTERVAL_MS,
   requiresSignature,
   type Command,
   type CommandName,
@@ -28,9 +39,11 @@ import {
 } from "./contract.js";
 import type { SignatureVerifier } from "./seal.js";
 
-export type ReplyEnvelope =
-  | { id: string; ok: true; result: unknown }
-  | { id: string | null; ok: false; error: { code: ErrorCode; message: string } };
+type ErrorBody = { code: ErrorCode; message: string; retryAfterMs?: number };
+export type ReplyEnvelope = { id: string; ok: true; result: unknown } | { id: string | null; ok: false; error: ErrorBody };
+
+/** data.reason of alarm.unauthorized_command (the link adds "retained": a command delivered retained). */
+export type UnauthorizedReason = "unsigned" | "signature" | "expired" | "future" | "lifetime" | "replayed";
 
 export interface CommandRouterDeps {
   ledger: Ledger;
@@ -38,9 +51,11 @@ export interface CommandRouterDeps {
   remote: RemoteOps;
   site: string;
   device: string;
-  /** When set, SIGNED_COMMANDS need a valid Ed25519 `sig`. */
+  /** When set, SIGNED_COMMANDS need a valid Ed25519 `sig`, and any `sig` must verify. */
   verifier?: SignatureVerifier | undefined;
   clockSkewMs: number;
+  /** maxCommandLifetimeMs(config.sync); DEFAULT_COMMAND_LIFETIME_S when not given. */
+  maxCommandLifetimeMs?: number | undefined;
   now: () => number;
   log: Logger;
   /** Re-publish events (replay) on the events topic. */
@@ -49,10 +64,9 @@ export interface CommandRouterDeps {
   publishState: () => void;
 }
 
-const DEFAULT_REPLAY = 1000;
-
 export function snapshotOf(c: Compartment): CompartmentSnapshot {
-  return { id: c.id, size: c.size, refrigerated: c.refrigerated, accessible: c.accessible, state: c.state, enabled: c.enabled, door: c.door, since: c.since };
+  const held = c.inspectSince !== null ? "inspection" : c.state === "fault" ? "fault" : null;
+  return { id: c.id, size: c.size, refrigerated: c.refrigerated, accessible: c.accessible, state: c.state, enabled: c.enabled, door: c.door, since: c.since, held };
 }
 
 export function stateMessage(ledger: Ledger, now: number): StateMessage {
@@ -64,13 +78,20 @@ class Refusal {
   constructor(readonly error: LockerError) {}
 }
 
+const iso = (t: number) => new Date(t).toISOString();
+/** Scanned after an interrupted open's authorization before giving up on finding its outcome. */
+const OUTCOME_SCAN = 10_000;
+
 export class CommandRouter {
   private readonly log: Logger;
+  private readonly maxLifetimeMs: number;
   /** Commands executing right now, by id: a repeat that arrives meanwhile waits for the same reply. */
-  private readonly running = new Map<string, Promise<ReplyEnvelope>>();
+  private readonly running = new Map<string, { digest: string; reply: Promise<ReplyEnvelope> }>();
+  private lastReplayAt: number | undefined;
 
   constructor(private readonly deps: CommandRouterDeps) {
     this.log = deps.log.child({ module: "commands" });
+    this.maxLifetimeMs = deps.maxCommandLifetimeMs ?? DEFAULT_COMMAND_LIFETIME_S * 1000;
   }
 
   /** Handle one `cmd/<name>` message. Never throws; always resolves to the reply to send. */
@@ -81,41 +102,80 @@ export class CommandRouter {
       return { id: decoded.id, ok: false, error: decoded.error };
     }
     const cmd = decoded.command;
+    const digest = this.digest(cmd);
     const running = this.running.get(cmd.id);
-    if (running) return running;
-    const seen = this.deps.ledger.command(cmd.id);
-    if (seen) {
-      if (seen.name !== cmd.name) return this.refuse(cmd, ErrorCode.BadInput, `command id ${cmd.id} was used for ${seen.name}`);
-      if (seen.reply) return seen.reply as ReplyEnvelope;
-      return this.refuse(cmd, ErrorCode.Busy, `command ${cmd.id} was interrupted by a restart before it finished: see the events for its outcome`);
+    if (running?.digest === digest) return running.reply;
+    const seen = running ? undefined : this.deps.ledger.command(cmd.id);
+    if (seen && seen.name === cmd.name && (seen.digest === null || seen.digest === digest)) {
+      return seen.reply ? (seen.reply as ReplyEnvelope) : this.interrupted(cmd, seen);
     }
-    const check = this.admit(cmd);
-    if (check) return check;
-    const p = this.execute(cmd).finally(() => this.running.delete(cmd.id));
-    this.running.set(cmd.id, p);
-    return p;
+    const refusal = this.authenticate(cmd);
+    if (refusal) return refusal;
+    if (running || seen) return this.reused(cmd, seen);
+    const late = this.outOfWindow(cmd);
+    if (late) return late;
+    const reply = this.execute(cmd, digest).finally(() => this.running.delete(cmd.id));
+    this.running.set(cmd.id, { digest, reply });
+    return reply;
   }
 
-  /** Expiry and signature. Returns the refusal, or undefined when the command may run. */
-  private admit(cmd: Command): ReplyEnvelope | undefined {
-    const { now, clockSkewMs, verifier, site, device } = this.deps;
-    if (cmd.expiresAt !== undefined && now() > cmd.expiresAt + clockSkewMs) {
-      return this.refuse(cmd, ErrorCode.Expired, `expired at ${new Date(cmd.expiresAt).toISOString()} (bank clock ${new Date(now()).toISOString()})`);
+  /** sha256 of what the command is: name, bank, payload and sig. A repeat has the same one. */
+  private digest(cmd: Command): string {
+    const { site, device } = this.deps;
+    return createHash("sha256").update(canonicalCommand({ ...cmd, site, device })).update(`\n${cmd.sig ?? ""}`).digest("hex");
+  }
+
+  /** The signature, when a server key is configured: required on SIGNED_COMMANDS, and checked wherever present. */
+  private authenticate(cmd: Command): ReplyEnvelope | undefined {
+    const { verifier, site, device } = this.deps;
+    if (!verifier) return undefined;
+    if (!cmd.sig) return requiresSignature(cmd.name) ? this.refuseAndAlarm(cmd, "unsigned", ErrorCode.Unauthorized, `${cmd.name} must be signed`) : undefined;
+    if (verifier.verify(canonicalCommand({ ...cmd, site, device }), cmd.sig)) return undefined;
+    return this.refuseAndAlarm(cmd, "signature", ErrorCode.Unauthorized, "signature does not verify");
+  }
+
+  private reused(cmd: Command, seen: StoredCommand | undefined): ReplyEnvelope {
+    const what = seen && seen.name !== cmd.name ? `for ${seen.name}` : "for another command";
+    return this.refuseAndAlarm(cmd, "replayed", ErrorCode.BadInput, `command id ${cmd.id} was used ${what}: use a fresh id for every command`);
+  }
+
+  /** expiresAt, or issuedAt + the maximum lifetime when the command leaves it out. */
+  private expiryOf(cmd: Command): number {
+    return cmd.expiresAt ?? cmd.issuedAt + this.maxLifetimeMs;
+  }
+
+  /** The validity window, each end widened by the skew tolerance. Checked after the signature. */
+  private outOfWindow(cmd: Command): ReplyEnvelope | undefined {
+    const { now, clockSkewMs } = this.deps;
+    const t = now();
+    const expiresAt = this.expiryOf(cmd);
+    const clock = `bank clock ${iso(t)}, tolerance ${clockSkewMs / 1000} s`;
+    if (t > expiresAt + clockSkewMs) {
+      const implied = cmd.expiresAt === undefined ? ` (issuedAt + ${this.maxLifetimeMs / 1000} s: it has no expiresAt)` : "";
+      return this.refuseAndAlarm(cmd, "expired", ErrorCode.Expired, `expired at ${iso(expiresAt)}${implied} (${clock})`);
     }
-    if (!verifier || !requiresSignature(cmd.name)) return undefined;
-    let why: string | undefined;
-    if (!cmd.sig) why = `${cmd.name} must be signed`;
-    else if (cmd.expiresAt === undefined) why = `a signed ${cmd.name} must carry expiresAt, so a captured one cannot be replayed later`;
-    else if (!verifier.verify(canonicalCommand({ ...cmd, site, device }), cmd.sig)) why = "signature does not verify";
-    if (!why) return undefined;
-    try {
-      this.deps.ledger.transact((tx) =>
-        tx.event({ type: "alarm.unauthorized_command", actor: "server", data: { command: cmd.name, id: cmd.id, reason: why } }),
-      );
-    } catch (e) {
-      this.log.error({ err: e }, "unauthorized command alarm not recorded");
+    if (cmd.issuedAt > t + clockSkewMs) {
+      return this.refuseAndAlarm(cmd, "future", ErrorCode.Expired, `issuedAt ${iso(cmd.issuedAt)} is ahead of the bank (${clock}): check the server's clock`);
     }
-    return this.refuse(cmd, ErrorCode.Unauthorized, why);
+    if (expiresAt - cmd.issuedAt > this.maxLifetimeMs) {
+      const s = Math.round((expiresAt - cmd.issuedAt) / 1000);
+      return this.refuseAndAlarm(cmd, "lifetime", ErrorCode.BadInput, `expiresAt: a command is valid at most ${this.maxLifetimeMs / 1000} s after issuedAt, this one ${s} s`);
+    }
+    return undefined;
+  }
+
+  /** A refusal; an alarm too when a server key is configured and the command is, or claims to be, signed. */
+  private refuseAndAlarm(cmd: Command, reason: UnauthorizedReason, code: ErrorCode, message: string): ReplyEnvelope {
+    if (this.deps.verifier && (cmd.sig !== undefined || requiresSignature(cmd.name))) {
+      try {
+        this.deps.ledger.transact((tx) =>
+          tx.event({ type: "alarm.unauthorized_command", actor: "server", data: { name: cmd.name, id: cmd.id, reason, message } }),
+        );
+      } catch (e) {
+        this.log.error({ err: e }, "unauthorized command alarm not recorded");
+      }
+    }
+    return this.refuse(cmd, code, message);
   }
 
   private refuse(cmd: { id: string; name: string }, code: ErrorCode, message: string): ReplyEnvelope {
@@ -123,14 +183,19 @@ export class CommandRouter {
     return { id: cmd.id, ok: false, error: { code, message } };
   }
 
-  private async execute(cmd: Command): Promise<ReplyEnvelope> {
-    if (cmd.name === "open") return this.executeOpen(cmd);
+  /** What the commands table keeps with an id: until when, and what it was. */
+  private record(cmd: Command, digest: string): { keepUntil: number; digest: string } {
+    return { keepUntil: this.expiryOf(cmd) + this.deps.clockSkewMs, digest };
+  }
+
+  private async execute(cmd: Command, digest: string): Promise<ReplyEnvelope> {
+    if (cmd.name === "open") return this.executeOpen(cmd, digest);
     const { ledger, now } = this.deps;
     const after: (() => void)[] = [];
     try {
       const reply = ledger.transact((tx) => {
-        tx.insertCommand(cmd.id, cmd.name, now());
-        const result = this.run(tx, cmd, after);
+        tx.insertCommand(cmd.id, cmd.name, now(), this.record(cmd, digest));
+        const result = ledger.causedBy(cmd.id, () => this.run(tx, cmd, after));
         const reply: ReplyEnvelope =
           result instanceof Refusal
             ? { id: cmd.id, ok: false, error: { code: result.error.code, message: result.error.message } }
@@ -142,7 +207,7 @@ export class CommandRouter {
       this.log.info({ command: cmd.name, id: cmd.id }, "command executed");
       return reply;
     } catch (e) {
-      return this.failed(cmd, e);
+      return this.failed(cmd, digest, e);
     }
   }
 
@@ -170,7 +235,11 @@ export class CommandRouter {
         after.push(() => this.deps.publishState());
         return stateMessage(ledger, now());
       case "replay": {
-        const limit = cmd.args.limit ?? DEFAULT_REPLAY;
+        // Bank-wide, on the bank clock (a step back leaves at most one interval to wait).
+        const wait = Math.min(REPLAY_INTERVAL_MS, (this.lastReplayAt ?? -Infinity) + REPLAY_INTERVAL_MS - now());
+        if (wait > 0) throw new LockerError(ErrorCode.Busy, `one replay per ${REPLAY_INTERVAL_MS / 1000} s`, { retryAfterMs: wait });
+        this.lastReplayAt = now();
+        const limit = cmd.args.limit ?? MAX_REPLAY_LIMIT;
         const { fromSeq } = cmd.args;
         // Counted now, published once the command is on record.
         const count = Math.max(0, Math.min(limit, ledger.headSeq - fromSeq + 1));
@@ -180,43 +249,56 @@ export class CommandRouter {
     }
   }
 
-  private async executeOpen(cmd: Extract<Command, { name: "open" }>): Promise<ReplyEnvelope> {
+  private async executeOpen(cmd: Extract<Command, { name: "open" }>, digest: string): Promise<ReplyEnvelope> {
     const { ledger, remote, now } = this.deps;
     // The id commits first (a crash from here on leaves it "interrupted", never run twice); the
     // open's own authorization commits in the bank before its coil is energized.
     try {
-      ledger.transact((tx) => tx.insertCommand(cmd.id, cmd.name, now()));
+      ledger.transact((tx) => tx.insertCommand(cmd.id, cmd.name, now(), this.record(cmd, digest)));
     } catch (e) {
-      return this.failed(cmd, e);
+      return this.failed(cmd, digest, e);
     }
     let reply: ReplyEnvelope;
     try {
-      const pending = remote.open(cmd.args);
+      const pending = ledger.causedBy(cmd.id, () => remote.open(cmd.args));
       const opened = await ("result" in pending ? pending.result : pending).then((r: OpenResult | OpenReport) => r.opened);
-      reply = opened
-        ? { id: cmd.id, ok: true, result: { compartment: cmd.args.compartment, parcel: cmd.args.parcel ?? null } }
-        : { id: cmd.id, ok: false, error: { code: ErrorCode.LockFault, message: `${cmd.args.compartment}: the door did not open; it is out of service` } };
+      reply = opened ? openedReply(cmd) : notOpened(cmd, ErrorCode.LockFault, `${cmd.args.compartment}: the door did not open; it is out of service`);
     } catch (e) {
-      reply = this.failed(cmd, e);
+      reply = this.failed(cmd, digest, e);
     }
+    this.remember(cmd, reply);
+    return reply;
+  }
+
+  private remember(cmd: Command, reply: ReplyEnvelope): void {
     try {
-      ledger.transact((tx) => tx.setCommandReply(cmd.id, reply, now()));
+      this.deps.ledger.transact((tx) => tx.setCommandReply(cmd.id, reply, this.deps.now()));
     } catch (e) {
-      this.log.error({ err: e, id: cmd.id }, "reply of open not recorded");
+      this.log.error({ err: e, id: cmd.id }, `reply of ${cmd.name} not recorded`);
     }
+  }
+
+  /** A command on record without a reply: an open a restart cut short. Its outcome is in the events. */
+  private interrupted(cmd: Command, seen: StoredCommand): ReplyEnvelope {
+    const reply = cmd.name === "open" ? openOutcome(this.deps.ledger, cmd) : undefined;
+    if (!reply) return this.refuse(cmd, ErrorCode.Busy, `command ${cmd.id} (received ${iso(seen.receivedAt)}) has not finished yet`);
+    this.remember(cmd, reply);
+    this.log.info({ command: cmd.name, id: cmd.id, ok: reply.ok }, "interrupted command answered from the ledger");
     return reply;
   }
 
   /** A refusal from the bank: remembered unless it may succeed on a retry with the same id. */
-  private failed(cmd: Command, e: unknown): ReplyEnvelope {
+  private failed(cmd: Command, digest: string, e: unknown): ReplyEnvelope {
     const err = isLockerError(e) ? e : new LockerError(ErrorCode.Internal, "internal error");
     if (!isLockerError(e)) this.log.error({ err: e, command: cmd.name, id: cmd.id }, "command failed");
-    const reply: ReplyEnvelope = { id: cmd.id, ok: false, error: { code: err.code, message: err.message } };
+    const retryAfterMs = err.context.retryAfterMs;
+    const error: ErrorBody = { code: err.code, message: err.message, ...(typeof retryAfterMs === "number" ? { retryAfterMs } : {}) };
+    const reply: ReplyEnvelope = { id: cmd.id, ok: false, error };
     this.log.warn({ command: cmd.name, id: cmd.id, code: err.code, reason: err.message }, "command refused");
     if (!isTransient(err) && err.code !== ErrorCode.Internal && err.code !== ErrorCode.ShuttingDown && cmd.name !== "open") {
       try {
         this.deps.ledger.transact((tx) => {
-          tx.insertCommand(cmd.id, cmd.name, this.deps.now());
+          tx.insertCommand(cmd.id, cmd.name, this.deps.now(), this.record(cmd, digest));
           tx.setCommandReply(cmd.id, reply, this.deps.now());
         });
       } catch (e2) {
@@ -225,6 +307,53 @@ export class CommandRouter {
     }
     return reply;
   }
+}
+
+type OpenCommand = Extract<Command, { name: "open" }>;
+
+function openedReply(cmd: OpenCommand): ReplyEnvelope {
+  return { id: cmd.id, ok: true, result: { compartment: cmd.args.compartment, parcel: cmd.args.parcel ?? null } };
+}
+
+function notOpened(cmd: OpenCommand, code: ErrorCode, message: string): ReplyEnvelope {
+  return { id: cmd.id, ok: false, error: { code, message } };
+}
+
+/**
+ * The reply an open would have had, read from the events: its authorization (admin.open or
+ * pickup.started naming the command), then the first decisive event at that door. Undefined while
+ * nothing has decided it yet (the daemon has not restarted since).
+ */
+export function openOutcome(ledger: Ledger, cmd: OpenCommand): ReplyEnvelope | undefined {
+  const c = cmd.args.compartment;
+  const stopped = (what: string) => notOpened(cmd, ErrorCode.ShuttingDown, `${c}: lockerd stopped before the door was seen open${what}`);
+  const start = ledger.eventsCausedBy(cmd.id).find((e) => e.type === "admin.open" || e.type === "pickup.started");
+  if (!start) return stopped(" and before it was unlocked: it did not open");
+  for (let seq = start.seq + 1, scanned = 0; scanned < OUTCOME_SCAN; ) {
+    const page = ledger.eventsFrom(seq, 500);
+    if (!page.length) return undefined;
+    for (const e of page) {
+      if (e.type === "system.started") return stopped(", and it was not open at the restart either: send a new open if it is still wanted");
+      if (e.compartment !== c) continue;
+      switch (e.type) {
+        case "door.opened":
+        case "lock.skipped":
+        case "parcel.picked_up":
+          return openedReply(cmd);
+        case "compartment.fault":
+          return notOpened(cmd, ErrorCode.LockFault, `${c}: the door did not open; it is out of service`);
+        case "lock.unavailable":
+          return notOpened(cmd, ErrorCode.HardwareUnavailable, `${c}: the lock's board was down, no pulse was sent: it did not open`);
+        case "pickup.aborted":
+          if (e.data.outcome === "unknown") return stopped(", and whether it opened is unknown: the compartment is held (fault) until someone inspects it");
+          if (e.data.reason === "interrupted") return stopped(": the pickup was rolled back, the parcel is still inside");
+          return notOpened(cmd, ErrorCode.HardwareUnavailable, `${c}: the pickup was aborted (${String(e.data.reason)}): the door did not open`);
+      }
+    }
+    seq = page[page.length - 1]!.seq + 1;
+    scanned += page.length;
+  }
+  return undefined;
 }
 
 export type { CommandName };

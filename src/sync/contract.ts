@@ -20,7 +20,10 @@ export const MAX_COMMAND_BYTES = 256 * 1024;
 export const MAX_DIRECTORY_UPSERTS = 200;
 export const MAX_DIRECTORY_REMOVALS = 1000;
 export const MAX_BADGES_PER_PERSON = 8;
-export const MAX_REPLAY_LIMIT = 10_000;
+/** Events one replay may re-publish (also its default). */
+export const MAX_REPLAY_LIMIT = 1000;
+/** One replay per this interval, bank-wide: a refusal is `busy` with retryAfterMs. */
+export const REPLAY_INTERVAL_MS = 10_000;
 
 // ── shared fields ─────────────────────────────────────────────────────────
 
@@ -41,11 +44,24 @@ const DoorState = z.enum(["open", "closed", "unknown"]);
 
 // ── outbound: status, events, state, telemetry ────────────────────────────
 
-/** Retained. The same payload with state "offline" is the Last Will, set at connect. */
+/**
+ * The bank's clock and how it judges a command's times (sync/clock.ts fills it in): a server can
+ * see a bank whose clock is off before its commands are refused as expired.
+ */
+export const ClockInfo = z.object({
+  now: timestamp.describe("the bank's clock when the message was made"),
+  synchronized: z.enum(["yes", "no", "unknown"]).describe("whether NTP (systemd-timesyncd) has set the clock since boot; unknown without timesyncd"),
+  skewToleranceMs: count.describe("sync.clockSkewS: how far issuedAt / expiresAt may be off the bank clock"),
+  maxCommandLifetimeMs: count.describe("sync.maxCommandLifetimeS: longest expiresAt - issuedAt accepted"),
+});
+export type ClockInfo = z.infer<typeof ClockInfo>;
+
+/** Retained. The same payload with state "offline" is the Last Will, set at connect (without clock: it would be stale). */
 export const StatusMessage = z.object({
   state: z.enum(["online", "offline"]),
   version: z.string(),
   bootedAt: timestamp,
+  clock: ClockInfo.optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 
@@ -73,6 +89,10 @@ export const CompartmentSnapshot = z.object({
   enabled: z.boolean(),
   door: DoorState,
   since: timestamp,
+  held: z
+    .enum(["inspection", "fault"])
+    .nullable()
+    .describe("kept out of assignment until someone clears it (set-compartment enabled: true): forced open and not yet inspected, or a fault"),
 });
 export type CompartmentSnapshot = z.infer<typeof CompartmentSnapshot>;
 
@@ -97,6 +117,7 @@ export const TelemetryMessage = z.object({
   temperatures: z.array(
     z.object({ compartment: compartmentId, celsius: z.number().nullable(), ok: z.boolean(), at: timestamp.nullable() }),
   ),
+  clock: ClockInfo.optional(),
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 
@@ -124,7 +145,11 @@ const DirectoryPerson = z.strictObject({
   active: z.boolean(),
 });
 
-/** Every command payload: the envelope around its own args. */
+/**
+ * Every command payload: the envelope around its own args. The window (expiresAt, or issuedAt +
+ * sync.maxCommandLifetimeS without it; both ± sync.clockSkewS) depends on the bank's config and
+ * clock, so the router checks it (commands.ts).
+ */
 function command<A extends z.ZodType>(args: A) {
   return z
     .strictObject({ id: commandId, args, issuedAt: timestamp, expiresAt: timestamp.optional(), sig: signature.optional() })
@@ -187,13 +212,24 @@ export function isCommandName(name: string): name is CommandName {
 }
 
 /**
- * Commands that must carry a valid `sig` when sync.serverPublicKey is configured: those that open a
- * door or decide who may open one. `reserve` is among them because it binds a parcel to a recipient,
- * whose badge then opens that compartment; `policy` because it sets the lockout against guessed codes
- * and how long codes stay valid. `cancel` (before deposit only), `set-compartment`, `snapshot` and
- * `replay` can at worst deny service, which the broker's ACLs already guard.
+ * Commands that must carry a valid `sig` when sync.serverPublicKey is configured: every one with a
+ * side effect. Broker ACLs are not enough: anyone who can publish on cmd/ could otherwise cancel a
+ * signed reservation, resize or re-enable a compartment, or make the bank re-send its whole log.
+ * `replay` changes nothing but costs the bank and the broker a lot, so it is signed and also
+ * rate-limited (REPLAY_INTERVAL_MS, MAX_REPLAY_LIMIT). Only `snapshot` reads; it may be unsigned,
+ * but a `sig` it carries must verify.
  */
-export const SIGNED_COMMANDS = ["reserve", "open", "issue-code", "revoke-code", "directory", "policy"] as const satisfies readonly CommandName[];
+export const SIGNED_COMMANDS = [
+  "reserve",
+  "cancel",
+  "open",
+  "issue-code",
+  "revoke-code",
+  "set-compartment",
+  "directory",
+  "replay",
+  "policy",
+] as const satisfies readonly CommandName[];
 
 export function requiresSignature(name: CommandName): boolean {
   return (SIGNED_COMMANDS as readonly CommandName[]).includes(name);
@@ -201,7 +237,11 @@ export function requiresSignature(name: CommandName): boolean {
 
 // ── outbound: replies ─────────────────────────────────────────────────────
 
-export const ReplyError = z.object({ code: z.enum(ErrorCode), message: z.string() });
+export const ReplyError = z.object({
+  code: z.enum(ErrorCode),
+  message: z.string(),
+  retryAfterMs: count.optional().describe("with busy from a rate limit: the same command may be sent again after this long"),
+});
 
 function reply<R extends z.ZodType>(result: R) {
   return z.discriminatedUnion("ok", [

@@ -80,6 +80,7 @@ describe("defaults", () => {
       url: "mqtt://127.0.0.1:1883",
       topicPrefix: "lockers",
       clockSkewS: 120,
+      maxCommandLifetimeS: 600,
       keepaliveS: 30,
       sessionExpiryS: 604800,
       window: 256,

@@ -6,10 +6,13 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { parse } from "yaml";
 import { z } from "zod";
+import { parseConfig } from "../../../src/config/load.js";
+import { ConfigSchema, DEFAULT_COMMAND_LIFETIME_S, maxCommandLifetimeMs } from "../../../src/config/schema.js";
 import { EVENT_TYPES, eventHash, type LedgerEvent } from "../../../src/domain/events.js";
 import type { DeviceHealth as DriverHealth } from "../../../src/drivers/types.js";
 import { ErrorCode } from "../../../src/errors.js";
 import type { Compartment } from "../../../src/ledger/ledger.js";
+import { snapshotOf } from "../../../src/sync/commands.js";
 import {
   canonicalCommand,
   COMMAND_NAMES,
@@ -19,8 +22,10 @@ import {
   isCommandName,
   MAX_COMMAND_BYTES,
   MAX_DIRECTORY_UPSERTS,
+  MAX_REPLAY_LIMIT,
   OUTBOUND,
   parseTopic,
+  REPLAY_INTERVAL_MS,
   REPLIES,
   SIGNED_COMMANDS,
   topics,
@@ -32,6 +37,7 @@ import {
   type ReplyError,
   type TopicKind,
 } from "../../../src/sync/contract.js";
+import { exampleConfig } from "../../helpers/daemon.js";
 
 // ── the document, loosely typed: only what the tests read ─────────────────
 
@@ -198,6 +204,20 @@ describe("docs/asyncapi.yaml agrees with src/sync/contract.ts", () => {
     expect((raw.info as { description: string }).description).toContain(`larger than ${MAX_COMMAND_BYTES} bytes`);
   });
 
+  it("states the command lifetime, the clock-skew tolerance and the replay limits the bank applies", () => {
+    const description = (raw.info as { description: string }).description.replace(/\s+/g, " ");
+    const sync = ConfigSchema.shape.sync.unwrap().shape;
+    const lifetime = sync.maxCommandLifetimeS.unwrap();
+    const skew = sync.clockSkewS.unwrap();
+    const defaults = parseConfig({ ...exampleConfig(), sync: {} }).sync;
+    expect(description).toContain(`\`sync.maxCommandLifetimeS\`, **default ${DEFAULT_COMMAND_LIFETIME_S} s** (${lifetime.minValue} s to ${lifetime.maxValue} s)`);
+    expect(description).toContain(`\`sync.clockSkewS\`, **default ${defaults.clockSkewS} s** (${skew.minValue} s to ${skew.maxValue} s)`);
+    expect(description).toContain(`one per ${REPLAY_INTERVAL_MS / 1000} s per bank (${REPLAY_INTERVAL_MS} ms), at most ${MAX_REPLAY_LIMIT} events each`);
+    const clock = fromDoc({ $ref: "#/components/schemas/ClockInfo" }).properties as Record<string, { description: string }>;
+    expect(clock.skewToleranceMs?.description).toContain(`default ${defaults.clockSkewS * 1000}`);
+    expect(clock.maxCommandLifetimeMs?.description).toContain(`default ${maxCommandLifetimeMs(defaults)}`);
+  });
+
   it("has one channel per topic: every outbound topic, and cmd + reply for every command, nothing else", () => {
     expect(Object.keys(doc.channels).sort()).toEqual(EXPECTED_CHANNELS);
   });
@@ -285,6 +305,15 @@ describe("the document's examples", () => {
     if (!outbound) expect(result.data).toEqual(payload);
   });
 
+  it("every command example is valid for at most the default lifetime, as a bank would accept it", () => {
+    for (const name of COMMAND_NAMES) {
+      for (const ex of messageOf(`cmd-${name}`).examples ?? []) {
+        const { issuedAt, expiresAt } = COMMANDS[name].parse(ex.payload);
+        if (expiresAt !== undefined) expect(expiresAt - issuedAt, name).toBeLessThanOrEqual(DEFAULT_COMMAND_LIFETIME_S * 1000);
+      }
+    }
+  });
+
   it("the example event's hash verifies", () => {
     const event = messageOf("events").examples?.[0]?.payload as unknown as LedgerEvent;
     const { hash, ...rest } = event;
@@ -312,7 +341,7 @@ describe("the document's examples", () => {
 
 // ── commands ──────────────────────────────────────────────────────────────
 
-const envelope = { issuedAt: 1764057000000, expiresAt: 1764060600000 };
+const envelope = { issuedAt: 1764057000000, expiresAt: 1764057300000 };
 /** One realistic command of each kind, as a server would send it. */
 const VALID: { [K in CommandName]: { id: string; issuedAt: number; expiresAt?: number; args: CommandArgs<K> } } = {
   reserve: { id: "a1b2c3d4-0001-4000-8000-000000000001", ...envelope, args: { parcel: "1Z999AA10123456784", recipient: "p-1001", size: "M" } },
@@ -545,7 +574,8 @@ describe("outbound types", () => {
   it("take the daemon's own records as they are", () => {
     expectTypeOf<LedgerEvent>().toExtend<EventMessage>();
     expectTypeOf<DriverHealth>().toExtend<z.infer<typeof DeviceHealth>>();
-    expectTypeOf<Compartment>().toExtend<CompartmentSnapshot>();
+    expectTypeOf<Compartment>().toExtend<Omit<CompartmentSnapshot, "held">>();
+    expectTypeOf(snapshotOf).returns.toEqualTypeOf<CompartmentSnapshot>();
     expectTypeOf<z.infer<typeof ReplyError>["code"]>().toEqualTypeOf<ErrorCode>();
     expectTypeOf<CommandArgs<"reserve">["size"]>().toEqualTypeOf<"S" | "M" | "L" | "XL">();
   });
