@@ -12,7 +12,7 @@ import { assignCompartment, noFit } from "../domain/assignment.js";
 import { assertTransition } from "../domain/compartment.js";
 import { generateCode, secretHash } from "../domain/credentials.js";
 import { noticesFor } from "../domain/deadlines.js";
-import { lockoutRemaining, NO_LOCKOUT, recordFailure, recordSuccess } from "../domain/lockout.js";
+import { lockoutRemaining, NO_LOCKOUT, recordFailure } from "../domain/lockout.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Compartment, Credential, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
@@ -84,6 +84,8 @@ export class Bank extends EventEmitter<BankEvents> {
   private readonly onDoorEdge = (channel: number, state: DoorState) => this.onDoor(channel, state);
   /** Flows whose pulse's outcome is unknown until their board answers again (lockUncertain). */
   private readonly held = new Set<string>();
+  /** Attempts refused unchecked while a terminal was locked out, until its next record. */
+  private readonly refusedWhileLocked = new Map<string, number>();
   private settleTimer: NodeJS.Timeout | undefined;
   /** Codes drawn inside a door transaction, announced once it committed. */
   private readonly pendingCodes: BankEvents["codeIssued"][0][] = [];
@@ -163,11 +165,17 @@ export class Bank extends EventEmitter<BankEvents> {
 
   // ── credentials ───────────────────────────────────────────────────────────
 
-  /** Throws locked_out (context.waitMs) while the terminal is locked after bad codes. */
+  /**
+   * Throws locked_out (context.waitMs) while the terminal is locked after bad codes, PINs or
+   * badges. Nothing is checked and nothing written then: what was refused unchecked is counted
+   * here and summarized on the terminal's next record (refusedWhileLocked).
+   */
   assertNotLockedOut(terminal: string): void {
     const state = this.deps.ledger.terminal(terminal) ?? NO_LOCKOUT;
     const waitMs = lockoutRemaining(state, this.deps.now(), this.deps.config.lockout);
-    if (waitMs > 0) throw new LockerError(ErrorCode.LockedOut, `terminal locked for ${Math.ceil(waitMs / 1000)} s`, { waitMs });
+    if (waitMs <= 0) return;
+    this.refusedWhileLocked.set(terminal, (this.refusedWhileLocked.get(terminal) ?? 0) + 1);
+    throw new LockerError(ErrorCode.LockedOut, `terminal locked for ${Math.ceil(waitMs / 1000)} s`, { waitMs });
   }
 
   /** A code typed at the keypad: a recipient's pickup code (opens their compartment), or a sender's drop-off code. */
@@ -177,7 +185,6 @@ export class Bank extends EventEmitter<BankEvents> {
     if (cred?.kind === "dropoff") {
       const sender = cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
       if (!sender?.active) throw this.badAttempt(terminal, "code");
-      this.write((tx) => this.clearFailures(tx, terminal));
       return { kind: "dropoff", sender, credentialId: cred.id };
     }
     return { kind: "pickup", ticket: this.pickup(terminal, cred) };
@@ -210,18 +217,15 @@ export class Bank extends EventEmitter<BankEvents> {
     const cred = /^[0-9]{4,12}$/.test(pin) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "pin", pin)) : undefined;
     const person = cred?.kind === "pin" && cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
     if (!person?.active || !person.roles.some((r) => r === "courier" || r === "staff")) throw this.badAttempt(terminal, "pin");
-    this.write((tx) => this.clearFailures(tx, terminal));
     return person;
   }
 
   /** The active holder of a badge, or invalid_credential. */
   personByBadge(terminal: string, badge: string): Person {
+    this.assertNotLockedOut(terminal);
     const cred = /^[0-9A-Fa-f]{4,32}$/.test(badge) ? this.deps.ledger.liveCredential(secretHash(this.deps.deviceKey, "badge", badge)) : undefined;
     const person = cred?.kind === "badge" && cred.personId ? this.deps.ledger.person(cred.personId) : undefined;
-    if (!person?.active) {
-      this.write((tx) => tx.event({ type: "code.rejected", data: { terminal, kind: "badge" } }));
-      throw new LockerError(ErrorCode.InvalidCredential, "badge not valid");
-    }
+    if (!person?.active) throw this.badAttempt(terminal, "badge");
     return person;
   }
 
@@ -414,7 +418,6 @@ export class Bank extends EventEmitter<BankEvents> {
       });
       const open = compartment.door === "open";
       tx.updateCompartment(compartment.id, { state: "unloading", doorOpened: open, since: t, pulses: compartment.pulses + (open ? 0 : 1) });
-      if (how.via === "code") this.clearFailures(tx, how.terminal);
       tx.event({
         type: "pickup.started",
         compartment: compartment.id,
@@ -762,22 +765,25 @@ export class Bank extends EventEmitter<BankEvents> {
     throw new LockerError(ErrorCode.Busy, "could not draw a unique code: code space nearly full");
   }
 
-  private badAttempt(terminal: string, kind: "code" | "pin"): LockerError {
+  /**
+   * A wrong code, PIN or badge: counted against the terminal (decaying with time only). One row per
+   * attempt until the terminal locks; while locked nothing is checked or written (assertNotLockedOut),
+   * so a flood costs a bounded number of rows: at most `threshold` per lockout, which grows.
+   */
+  private badAttempt(terminal: string, kind: "code" | "pin" | "badge"): LockerError {
     const { ledger, now, config } = this.deps;
     const out = recordFailure(ledger.terminal(terminal) ?? NO_LOCKOUT, now(), config.lockout);
+    const refused = this.refusedWhileLocked.get(terminal) ?? 0;
     this.write((tx) => {
       tx.setTerminal(terminal, out.state);
-      tx.event({ type: "code.rejected", data: { terminal, kind, failures: out.state.failures } });
+      tx.event({ type: "code.rejected", data: { terminal, kind, failures: out.state.failures, ...(refused ? { refusedWhileLocked: refused } : {}) } });
       if (out.lockedForMs) tx.event({ type: "terminal.locked_out", data: { terminal, ms: out.lockedForMs, failures: out.state.failures } });
       if (out.alarm) tx.event({ type: "alarm.brute_force", data: { terminal, inWindow: out.state.windowFailures } });
     });
+    this.refusedWhileLocked.delete(terminal);
     return new LockerError(ErrorCode.InvalidCredential, `${kind} not valid`, { lockedForMs: out.lockedForMs });
   }
 
-  private clearFailures(tx: LedgerTx, terminal: string): void {
-    const state = this.deps.ledger.terminal(terminal);
-    if (state && state.failures > 0) tx.setTerminal(terminal, recordSuccess(state));
-  }
 
   private assertServiceable(c: Compartment): void {
     if (c.state === "fault") {

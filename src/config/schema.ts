@@ -77,6 +77,7 @@ const Lockout = z.strictObject({
   maxDelayMs: z.int().min(1000).max(86_400_000).default(900_000),
   alarmThreshold: z.int().min(1).max(10_000).default(20).describe("bad codes per window that raise an alarm"),
   alarmWindowMs: z.int().min(60_000).max(86_400_000).default(3_600_000),
+  decayMs: z.int().min(10_000).max(86_400_000).default(300_000).describe("one failure is forgiven per this long without one; a valid credential resets nothing"),
 });
 
 const Policies = z.strictObject({

@@ -1,11 +1,15 @@
-// Per-terminal lockout after repeated bad codes. Pure: time is passed in (wall-clock ms, since the
-// state is persisted across restarts).
+// Per-terminal lockout after repeated bad codes, PINs and badges. Pure: time is passed in
+// (wall-clock ms, since the state is persisted across restarts). Failures decay with time only,
+// one forgiven per decayMs: a valid credential resets nothing, so an attacker who holds one PIN
+// cannot interleave it to reset the counter.
 export interface LockoutPolicy {
   threshold: number;
   baseDelayMs: number;
   maxDelayMs: number;
   alarmThreshold: number;
   alarmWindowMs: number;
+  /** One failure is forgiven per this much time without one. */
+  decayMs: number;
 }
 
 export interface LockoutState {
@@ -14,9 +18,17 @@ export interface LockoutState {
   lockedUntil: number;
   windowStart: number;
   windowFailures: number;
+  /** When the last failure was counted (the decay runs from it). */
+  lastFailureAt: number;
 }
 
-export const NO_LOCKOUT: LockoutState = { failures: 0, lockedUntil: 0, windowStart: 0, windowFailures: 0 };
+export const NO_LOCKOUT: LockoutState = { failures: 0, lockedUntil: 0, windowStart: 0, windowFailures: 0, lastFailureAt: 0 };
+
+/** Failures still counted at `now`. A clock that jumped back forgives nothing. */
+export function liveFailures(state: LockoutState, now: number, policy: Pick<LockoutPolicy, "decayMs">): number {
+  if (now <= state.lastFailureAt) return state.failures;
+  return Math.max(0, state.failures - Math.floor((now - state.lastFailureAt) / policy.decayMs));
+}
 
 /** Milliseconds left to wait, 0 when a code may be tried. A clock that jumped back never waits longer than the cap. */
 export function lockoutRemaining(state: LockoutState, now: number, policy: LockoutPolicy): number {
@@ -32,7 +44,7 @@ export interface FailureOutcome {
 }
 
 export function recordFailure(state: LockoutState, now: number, policy: LockoutPolicy): FailureOutcome {
-  const failures = state.failures + 1;
+  const failures = liveFailures(state, now, policy) + 1;
   const inWindow = now >= state.windowStart && now - state.windowStart < policy.alarmWindowMs;
   const windowStart = inWindow ? state.windowStart : now;
   const windowFailures = inWindow ? state.windowFailures + 1 : 1;
@@ -43,12 +55,8 @@ export function recordFailure(state: LockoutState, now: number, policy: LockoutP
     lockedForMs = Math.min(policy.baseDelayMs * 2 ** exp, policy.maxDelayMs);
   }
   return {
-    state: { failures, lockedUntil: lockedForMs ? now + lockedForMs : state.lockedUntil, windowStart, windowFailures },
+    state: { failures, lockedUntil: lockedForMs ? now + lockedForMs : state.lockedUntil, windowStart, windowFailures, lastFailureAt: now },
     lockedForMs,
     alarm: windowFailures === policy.alarmThreshold,
   };
-}
-
-export function recordSuccess(state: LockoutState): LockoutState {
-  return { ...state, failures: 0, lockedUntil: 0 };
 }

@@ -289,9 +289,9 @@ export class Ledger {
       liveCodes: db.prepare("SELECT count(*) AS n FROM credentials WHERE kind = 'code' AND status = 'live'"),
       terminal: db.prepare("SELECT * FROM terminals WHERE id = ?"),
       setTerminal: db.prepare(
-        `INSERT INTO terminals (id, failures, locked_until, window_start, window_failures) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO terminals (id, failures, locked_until, window_start, window_failures, last_failure_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until,
-           window_start = excluded.window_start, window_failures = excluded.window_failures`,
+           window_start = excluded.window_start, window_failures = excluded.window_failures, last_failure_at = excluded.last_failure_at`,
       ),
       meta: db.prepare("SELECT value FROM meta WHERE key = ?"),
       insertDeadline: db.prepare("INSERT INTO deadlines (parcel_id, stage, kind, due_at) VALUES (?, ?, ?, ?)"),
@@ -516,6 +516,7 @@ export class Ledger {
         lockedUntil: r.locked_until as number,
         windowStart: r.window_start as number,
         windowFailures: r.window_failures as number,
+        lastFailureAt: r.last_failure_at as number,
       }
     );
   }
@@ -705,7 +706,7 @@ export class LedgerTx {
 
   setTerminal(id: string, s: LockoutState): void {
     this.ledger.requireTx();
-    this.ledger.statements.setTerminal.run(id, s.failures, s.lockedUntil, s.windowStart, s.windowFailures);
+    this.ledger.statements.setTerminal.run(id, s.failures, s.lockedUntil, s.windowStart, s.windowFailures, s.lastFailureAt);
   }
 
   insertDeadline(d: Deadline): void {

@@ -134,6 +134,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE commands ADD COLUMN keep_until INTEGER;
   ALTER TABLE commands ADD COLUMN digest TEXT;
   `,
+  // 5: a terminal's failures decay with time only (one per lockout.decayMs since the last), so the
+  // time of the last one is kept; a valid credential no longer resets the count.
+  `
+  ALTER TABLE terminals ADD COLUMN last_failure_at INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

@@ -73,6 +73,7 @@ describe("defaults", () => {
       maxDelayMs: 900_000,
       alarmThreshold: 20,
       alarmWindowMs: 3_600_000,
+      decayMs: 300_000,
     });
     expect(cfg.policies).toEqual({ reminderHours: [24, 48], expiryHours: 72, temperatureReadS: 60, doorLeftOpenS: 60, offerLarger: true });
     expect(cfg.sync).toEqual({

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import {
   lockoutRemaining,
   NO_LOCKOUT,
+  liveFailures,
   recordFailure,
-  recordSuccess,
   type FailureOutcome,
   type LockoutPolicy,
   type LockoutState,
@@ -15,6 +15,7 @@ const POLICY: LockoutPolicy = {
   maxDelayMs: 900_000,
   alarmThreshold: 20,
   alarmWindowMs: 3_600_000,
+  decayMs: 300_000,
 };
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const SEC = 1000;
@@ -80,25 +81,25 @@ describe("lockout", () => {
     expect(lockoutRemaining({ ...state, lockedUntil: now + 30 * 86_400_000 }, now, POLICY)).toBe(POLICY.maxDelayMs);
   });
 
-  it("recordSuccess clears failures and the lock: the next lock needs threshold failures again", () => {
+  it("failures decay with time only: one forgiven per decayMs since the last; nothing else resets them", () => {
     const { state, now } = fail(7);
-    expect(lockoutRemaining(state, now, POLICY)).toBeGreaterThan(0);
-    const ok = recordSuccess(state);
-    expect(ok.failures).toBe(0);
-    expect(ok.lockedUntil).toBe(0);
-    expect(lockoutRemaining(ok, now, POLICY)).toBe(0);
-    const again = fail(5, ok, now + SEC);
+    expect(liveFailures(state, now, POLICY)).toBe(7);
+    expect(liveFailures(state, now + POLICY.decayMs - 1, POLICY)).toBe(7);
+    expect(liveFailures(state, now + POLICY.decayMs, POLICY)).toBe(6);
+    expect(liveFailures(state, now + 7 * POLICY.decayMs, POLICY)).toBe(0);
+    expect(liveFailures(state, now - 3_600_000, POLICY)).toBe(7); // a clock that jumped back forgives nothing
+    // Long quiet: the next lock needs threshold failures again.
+    const again = fail(5, state, now + 7 * POLICY.decayMs + 31 * SEC);
     expect(again.outcomes.map((o) => o.lockedForMs)).toEqual([0, 0, 0, 0, POLICY.baseDelayMs]);
-    // The brute-force window is not forgiven by a good code.
-    expect(ok.windowFailures).toBe(state.windowFailures);
-    expect(ok.windowStart).toBe(state.windowStart);
+    // Partly decayed: fewer are needed.
+    const soon = fail(2, state, now + 3 * POLICY.decayMs + 31 * SEC);
+    expect(soon.outcomes.map((o) => o.lockedForMs)).toEqual([POLICY.baseDelayMs, POLICY.baseDelayMs * 2]);
   });
 
   it("does not mutate the state it is given", () => {
-    const before = { failures: 4, lockedUntil: 0, windowStart: T0, windowFailures: 4 };
+    const before = { failures: 4, lockedUntil: 0, windowStart: T0, windowFailures: 4, lastFailureAt: T0 };
     const copy = { ...before };
     recordFailure(before, T0 + SEC, POLICY);
-    recordSuccess(before);
     expect(before).toEqual(copy);
   });
 
@@ -111,9 +112,8 @@ describe("lockout", () => {
       expect(state.windowStart).toBe(T0);
     });
 
-    it("counts across a good code (recordSuccess keeps the window)", () => {
-      let { state } = fail(15);
-      state = recordSuccess(state);
+    it("counts across a pause within the window (nothing resets it)", () => {
+      const { state } = fail(15);
       const { outcomes } = fail(10, state, T0 + 20 * SEC);
       expect(outcomes.map((o) => o.alarm).indexOf(true)).toBe(4); // the 20th bad code in the window
     });
@@ -132,8 +132,8 @@ describe("lockout", () => {
       expect(next.state.windowStart).toBe(T0 + POLICY.alarmWindowMs);
       expect(next.state.windowFailures).toBe(1);
       expect(next.alarm).toBe(false);
-      // ...while the lockout counter carries on.
-      expect(next.state.failures).toBe(21);
+      // ...while the lockout counter carries on (it decays only with time since the last failure).
+      expect(next.state.failures).toBe(inside.state.failures + 1);
 
       const second = fail(19, next.state, T0 + POLICY.alarmWindowMs + SEC);
       expect(second.outcomes.map((o) => o.alarm).indexOf(true)).toBe(18); // the 20th of the new window

@@ -201,7 +201,7 @@ describe("Ledger: transactions", () => {
       () => l.tx.insertParcel({ id: "P-1", status: "reserved", size: "S", compartmentId: "A01", recipientId: null, depositorId: null, createdAt: clock }),
       () => l.tx.insertCredential("code", secretHash(KEY, "code", "305918"), {}, clock),
       () => l.tx.setMeta("k", "v"),
-      () => l.tx.setTerminal("keypad-1", { failures: 1, lockedUntil: 0, windowStart: 0, windowFailures: 1 }),
+      () => l.tx.setTerminal("keypad-1", { failures: 1, lockedUntil: 0, windowStart: 0, windowFailures: 1, lastFailureAt: 0 }),
     ];
     for (const attempt of attempts) {
       const err = thrown(attempt);
