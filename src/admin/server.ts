@@ -213,10 +213,17 @@ export class AdminServer {
   }
 
   private alarmsView(): Alarm[] {
-    return this.deps.technician.alarms();
+    const duplicate = this.deps.link?.()?.duplicateIdentity;
+    const { site, id } = this.deps.config.device;
+    return [
+      ...this.deps.technician.alarms(),
+      ...(duplicate
+        ? [{ kind: "duplicate_identity", compartment: null, since: duplicate.since, detail: `another bank connects as ${site}/${id} (${duplicate.evidence}, ${duplicate.takeovers} takeovers): give each bank its own site/device; reconnecting only every few minutes` }]
+        : []),
+    ];
   }
 
-  private sync(): StatusResult["sync"] {
+  private sync(): StatusResult["sync"] & Partial<Pick<LinkInfo, "lastError" | "instance" | "duplicateIdentity">> {
     const { config, ledger } = this.deps;
     const link = this.deps.link?.();
     return {
@@ -226,6 +233,7 @@ export class AdminServer {
       backlog: ledger.counts().unpublished,
       lastAckAt: link?.lastAckAt ?? null,
       headSeq: ledger.headSeq,
+      ...(link ? { lastError: link.lastError, instance: link.instance, duplicateIdentity: link.duplicateIdentity } : {}),
     };
   }
 

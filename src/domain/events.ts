@@ -56,6 +56,9 @@ export const EVENT_TYPES = [
   "alarm.item_left_inside",
   "device.fault",
   "device.recovered",
+  "alarm.duplicate_identity",
+  "alarm.disk_low",
+  "storage.recovered",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

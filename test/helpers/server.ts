@@ -76,12 +76,17 @@ export class TestServer {
     }
   }
 
-  /** Publish a command and wait for its reply (matched by id). */
+  /**
+   * Publish a command and wait for its reply (matched by id). A command id sent again is the same
+   * message again (as a server re-sends it): the bank refuses an id reused for another command.
+   */
   async command(name: string, args: unknown, extra: Record<string, unknown> = {}, timeoutMs = 5000): Promise<ReplyEnvelope> {
     const id = (extra.id as string | undefined) ?? `c-${randomUUID()}`;
-    const payload = JSON.stringify({ id, args, issuedAt: Date.now(), ...extra });
+    const payload = this.sent.get(id) ?? JSON.stringify({ id, args, issuedAt: Date.now(), ...extra });
+    this.sent.set(id, payload);
     return this.raw(name, payload, id, timeoutMs);
   }
+  private readonly sent = new Map<string, string>();
 
   /** Publish any bytes on cmd/<name>; resolves with the reply whose id is `id` (null: unreadable). */
   async raw(name: string, payload: string, id: string | null, timeoutMs = 5000): Promise<ReplyEnvelope> {

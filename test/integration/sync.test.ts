@@ -185,16 +185,16 @@ describe("server link over mosquitto", () => {
     expect(b.rt.ledger.headSeq).toBe(head);
   });
 
-  it("honours an MQTT 5 response topic and correlation data", async () => {
+  it("honours an MQTT 5 response topic in the bank's reply space, with correlation data", async () => {
     const srv = await server();
     const b = await linkedBank();
     await online(b);
-    await srv.client.subscribeAsync("srv/inbox/#", { qos: 1 });
+    const inbox = `${srv.t.root}/reply/inbox/7`;
     const correlationData = Buffer.from("req-42");
-    const got = srv.waitFor((m) => m.topic === "srv/inbox/7");
+    const got = srv.waitFor((m) => m.topic === inbox);
     await srv.client.publishAsync(`${srv.t.root}/cmd/snapshot`, JSON.stringify({ id: "rt-1", args: {}, issuedAt: Date.now() }), {
       qos: 1,
-      properties: { responseTopic: "srv/inbox/7", correlationData },
+      properties: { responseTopic: inbox, correlationData },
     });
     const m = await got;
     expect(m.packet.properties?.correlationData?.toString()).toBe("req-42");
