@@ -15,16 +15,21 @@ export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 
 
 const HELP = `lockerd — smart parcel locker bank daemon
 
-Usage: lockerd [--config FILE] [--data DIR] [--check-config]
+Usage: lockerd [--config FILE] [--data DIR] [--check-config] [--init]
 
   --config FILE   bank configuration (default: config.example.json)
   --data DIR      data directory: ledger, device key, sockets (default: ./data)
   --check-config  validate the configuration, print a summary and exit (0 or 78)
+  --init          start a new, empty bank in a data directory that held one whose
+                  ledger or key is lost or damaged (its files are moved to
+                  DIR/replaced-<time>/, never deleted)
   --help          this text
   --version       the version
 
 Exit codes: 0 clean stop, 64 bad arguments, 70 internal error, 73 data directory
-unusable, 75 data directory in use, 78 bad configuration (or the host lacks
+unusable (unwritable; or it held a bank whose ledger or key is missing, empty,
+damaged or not its own: restore them, or --init), 75 data directory in use
+by a running lockerd, 78 bad configuration (or the host lacks
 what the configured hardware needs: I2C enabled, sysfs GPIO, group membership).
 `;
 
@@ -34,6 +39,9 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // Whatever lockerd writes (ledger and its WAL, key, marker) is its own: 0600 whatever the
+  // umask it was started with. Sockets get their modes set explicitly.
+  process.umask(0o077);
   let args;
   try {
     args = parseArgs({
@@ -43,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
         data: { type: "string" },
         help: { type: "boolean" },
         "check-config": { type: "boolean" },
+        init: { type: "boolean" },
         version: { type: "boolean" },
       },
       strict: true,
@@ -81,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createLogger(config.log.level);
-  const runtime = new Runtime({ config, dataDir: resolve(args.data ?? "data"), log, version: version() });
+  const runtime = new Runtime({ config, dataDir: resolve(args.data ?? "data"), log, version: version(), init: args.init === true });
 
   let exiting = false;
   const shutdown = (reason: string, code: number) => {

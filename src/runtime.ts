@@ -2,7 +2,9 @@
 // profile) the simulator socket. main.ts owns the process; tests and benchmarks build the same
 // runtime in-process. Constructors only store; start() brings things up, stop() takes them down in
 // reverse order, relays last off.
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { ErrorCode, LockerError } from "./errors.js";
 import { compartmentIds, maxCommandLifetimeMs, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
@@ -14,7 +16,19 @@ import { Terminal } from "./bank/terminal.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
-import { ensureDataDir, loadDeviceKey, takeDataDirLock } from "./ledger/datadir.js";
+import {
+  checkDataDir,
+  ensureDataDir,
+  keyFingerprint,
+  loadDeviceKey,
+  META_BANK,
+  META_KEY,
+  setAside,
+  takeDataDirLock,
+  tightenLedgerFiles,
+  writeMarker,
+  type BankIdentity,
+} from "./ledger/datadir.js";
 import { Ledger } from "./ledger/ledger.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
@@ -37,6 +51,8 @@ export interface RuntimeOptions {
   adminSocket?: boolean;
   /** Ledger durability; benchmarks of the durable path keep FULL. */
   synchronous?: "FULL" | "NORMAL" | "OFF";
+  /** --init: a new, empty bank in a directory that held one (its files are kept aside). */
+  init?: boolean;
   /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
   onHardware?: (hardware: Hardware) => void;
 }
@@ -63,6 +79,8 @@ export class Runtime {
   private releaseLock: (() => void) | undefined;
   private readonly now: () => number;
   private stopping: Promise<void> | undefined;
+  /** Start refused for the data directory (identity, damage): its ledger is left as it was. */
+  private refused = false;
   private readonly onInput = (input: Input) => this.terminal.input(input);
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -75,8 +93,20 @@ export class Runtime {
     const { config, dataDir, log } = this.opts;
     ensureDataDir(dataDir);
     this.releaseLock = await takeDataDirLock(dataDir);
-    const deviceKey = loadDeviceKey(dataDir);
-    this.ledger = new Ledger(join(dataDir, "ledger.db"), { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
+    if (this.opts.init) {
+      const aside = setAside(dataDir, this.now());
+      log.warn({ dataDir, keptIn: aside ?? null }, "--init: starting a new, empty bank");
+    }
+    const { fresh, identity } = checkDataDir(dataDir);
+    const deviceKey = loadDeviceKey(dataDir, fresh);
+    const ledgerFile = join(dataDir, "ledger.db");
+    if (!fresh) {
+      const check = Ledger.check(ledgerFile);
+      if (check !== "ok") throw this.refuse(new LockerError(ErrorCode.Storage, `${ledgerFile} is damaged (quick_check: ${check}): restore ledger.db and device.key from a backup, or start a new, empty bank deliberately with \`lockerd --init\``));
+    }
+    this.ledger = new Ledger(ledgerFile, { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
+    tightenLedgerFiles(dataDir);
+    this.confirmIdentity(dataDir, deviceKey, identity);
     this.hardware = await this.buildHardware(config);
     this.opts.onHardware?.(this.hardware);
     this.hardware.devices?.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
@@ -232,6 +262,42 @@ export class Runtime {
     }));
   }
 
+  /**
+   * The ledger, the key and the directory's marker must be one bank's, and the custody chain's tail
+   * must verify; a new bank (or one from before the marker) gets its identity written now.
+   */
+  private confirmIdentity(dataDir: string, key: Buffer, marker: BankIdentity | undefined): void {
+    const ledger = this.ledger;
+    const fingerprint = keyFingerprint(key);
+    const bank = ledger.meta(META_BANK);
+    const way = "restore ledger.db and device.key from a backup, or start a new, empty bank deliberately with `lockerd --init`";
+    if (bank !== undefined && marker !== undefined && marker.bank !== bank) {
+      throw this.refuse(new LockerError(ErrorCode.Storage, `${dataDir}: ledger.db belongs to bank ${bank}, but this directory held bank ${marker.bank}: ${way}`));
+    }
+    const keyOnRecord = ledger.meta(META_KEY) ?? marker?.keyFingerprint;
+    if (keyOnRecord !== undefined && keyOnRecord !== fingerprint) {
+      throw this.refuse(new LockerError(ErrorCode.Storage, `${dataDir}: device.key does not belong to this ledger (fingerprint ${fingerprint}, the ledger's ${keyOnRecord}): ${way}`));
+    }
+    const tail = ledger.verifyTail(1000);
+    if (!tail.ok) {
+      throw this.refuse(new LockerError(ErrorCode.Storage, `${dataDir}: the custody chain does not verify at seq ${tail.brokenAt} (${tail.reason}): ${way}`));
+    }
+    const identity: BankIdentity = { bank: bank ?? marker?.bank ?? randomUUID(), keyFingerprint: fingerprint, createdAt: marker?.createdAt ?? this.now() };
+    if (bank === undefined || ledger.meta(META_KEY) === undefined) {
+      ledger.transact((tx) => {
+        tx.setMeta(META_BANK, identity.bank);
+        tx.setMeta(META_KEY, fingerprint);
+      });
+    }
+    if (marker === undefined) writeMarker(dataDir, identity);
+  }
+
+  /** A start refused for the data directory's sake: nothing more is written to that ledger. */
+  private refuse(e: LockerError): LockerError {
+    this.refused = true;
+    return e;
+  }
+
   private async doStop(reason: string): Promise<void> {
     const { log } = this.opts;
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
@@ -249,7 +315,8 @@ export class Runtime {
     } catch (e) {
       log.error({ err: e }, "hardware stop failed");
     }
-    if (this.ledger?.db.open) {
+    if (this.refused) this.ledger?.close();
+    if (this.ledger?.db.open && !this.refused) {
       try {
         this.ledger.transact((tx) => tx.event({ type: "system.stopped", data: { reason } }));
       } catch (e) {

@@ -1,7 +1,7 @@
 // The data directory (0700), the device key (0600) and a kernel-held lock so two daemons never
 // share one ledger. Created on first start.
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, realpathSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ErrorCode, LockerError } from "../errors.js";
@@ -12,13 +12,17 @@ export function ensureDataDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    accessSync(dir, constants.W_OK | constants.X_OK);
   } catch (e) {
-    throw new LockerError(ErrorCode.Storage, `data directory ${dir}: ${(e as Error).message}`, { dir });
+    throw new LockerError(ErrorCode.Storage, `data directory ${dir} is not usable: ${(e as Error).message}`, { dir });
   }
 }
 
-/** The HMAC key for secrets at rest. Never leaves the data directory. */
-export function loadDeviceKey(dir: string): Buffer {
+/**
+ * The HMAC key for secrets at rest. Never leaves the data directory. Made only for a new bank
+ * (`create`): a directory that has held one and lost its key is refused (checkDataDir).
+ */
+export function loadDeviceKey(dir: string, create = true): Buffer {
   const file = join(dir, "device.key");
   try {
     const key = readFileSync(file);
@@ -26,11 +30,132 @@ export function loadDeviceKey(dir: string): Buffer {
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     return key;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw storage(e, file);
+    if (!create) throw new LockerError(ErrorCode.Storage, `${file} is missing`, { file });
   }
   const key = randomBytes(KEY_BYTES);
-  writeFileSync(file, key, { mode: 0o600, flag: "wx" });
+  try {
+    writeFileSync(file, key, { mode: 0o600, flag: "wx" });
+  } catch (e) {
+    throw storage(e, file);
+  }
   return key;
+}
+
+/** An I/O error as a storage error (exit 73) that names the file. */
+function storage(e: unknown, file: string): LockerError {
+  if (e instanceof LockerError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  return new LockerError(ErrorCode.Storage, `${file}: ${code ? `${code}: ` : ""}${(e as Error).message}`, { file });
+}
+
+// ── identity: a data directory that has held a bank knows it ────────────────
+
+/** `<dir>/bank.json`: written once a bank lives here; says which bank and which key. */
+export const MARKER = "bank.json";
+/** Ledger meta keys holding the same facts, so ledger, key and directory must agree. */
+export const META_BANK = "bank.id";
+export const META_KEY = "bank.keyFingerprint";
+
+export interface BankIdentity {
+  bank: string;
+  keyFingerprint: string;
+  createdAt: number;
+}
+
+/** A short fingerprint of the device key (never the key): sha256, first 16 bytes, hex. */
+export function keyFingerprint(key: Buffer): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 32);
+}
+
+const WAY_OUT = "restore ledger.db and device.key from a backup, or start a new, empty bank deliberately with `lockerd --init` (the old files are kept aside)";
+
+function refuse(dir: string, what: string, identity?: BankIdentity): LockerError {
+  const held = identity ? `bank ${identity.bank}` : "a bank";
+  return new LockerError(ErrorCode.Storage, `${dir} has held ${held}, but ${what}: ${WAY_OUT}`, { dir });
+}
+
+function size(file: string): number | null {
+  try {
+    return statSync(file).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw storage(e, file);
+  }
+}
+
+export function readMarker(dir: string): BankIdentity | undefined {
+  const file = join(dir, MARKER);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw storage(e, file);
+  }
+  try {
+    const m = JSON.parse(text) as Partial<BankIdentity>;
+    if (typeof m.bank === "string" && typeof m.keyFingerprint === "string") return { bank: m.bank, keyFingerprint: m.keyFingerprint, createdAt: Number(m.createdAt ?? 0) };
+  } catch {
+    /* fall through */
+  }
+  throw new LockerError(ErrorCode.Storage, `${file} is damaged: ${WAY_OUT}`, { file });
+}
+
+export function writeMarker(dir: string, identity: BankIdentity): void {
+  const file = join(dir, MARKER);
+  try {
+    writeFileSync(`${file}.tmp`, `${JSON.stringify(identity)}\n`, { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+  } catch (e) {
+    throw storage(e, file);
+  }
+}
+
+/**
+ * Before the ledger is opened: is this a new bank, or one that has lived here, complete? A
+ * directory that has held a bank (its marker, its key or a non-empty ledger is there) must still
+ * have both its ledger and its key, else start is refused (exit 73) saying the way out: never a
+ * silent fresh start that loses the stored parcels or makes every code dead.
+ */
+export function checkDataDir(dir: string): { fresh: boolean; identity: BankIdentity | undefined } {
+  const identity = readMarker(dir);
+  const ledger = size(join(dir, "ledger.db"));
+  const key = size(join(dir, "device.key"));
+  const held = identity !== undefined || key !== null || (ledger !== null && ledger > 0);
+  if (!held) return { fresh: true, identity: undefined };
+  if (ledger === null) throw refuse(dir, "ledger.db is missing", identity);
+  if (ledger === 0) throw refuse(dir, "ledger.db is empty (0 bytes)", identity);
+  if (key === null) throw refuse(dir, "device.key is missing", identity);
+  return { fresh: false, identity };
+}
+
+/**
+ * `--init`: a new, empty bank in this directory, deliberately. What was there (ledger and its WAL,
+ * key, marker) is moved into `replaced-<time>/`, never deleted. Returns that folder, if any.
+ */
+export function setAside(dir: string, now: number): string | undefined {
+  const files = ["ledger.db", "ledger.db-wal", "ledger.db-shm", "device.key", MARKER].filter((f) => existsSync(join(dir, f)));
+  if (!files.length) return undefined;
+  const aside = join(dir, `replaced-${new Date(now).toISOString().replace(/[:.]/g, "-")}`);
+  try {
+    mkdirSync(aside, { mode: 0o700 });
+    for (const f of files) renameSync(join(dir, f), join(aside, f));
+  } catch (e) {
+    throw storage(e, aside);
+  }
+  return aside;
+}
+
+/** The ledger's own files 0600 whatever the umask they were created under. */
+export function tightenLedgerFiles(dir: string): void {
+  for (const f of ["ledger.db", "ledger.db-wal", "ledger.db-shm"]) {
+    try {
+      chmodSync(join(dir, f), 0o600);
+    } catch {
+      /* not there (yet) */
+    }
+  }
 }
 
 /**

@@ -616,6 +616,69 @@ export class Ledger {
     return run.immediate();
   }
 
+  /**
+   * The ledger file's own check (PRAGMA quick_check, or integrity_check with `full`), on a
+   * read-only connection: "ok", or the first problems SQLite reports. Never throws.
+   */
+  static check(file: string, full = false): string {
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(file, { readonly: true, fileMustExist: true });
+      const rows = db.pragma(full ? "integrity_check(20)" : "quick_check(20)") as { integrity_check?: string; quick_check?: string }[];
+      const lines = rows.map((r) => r.integrity_check ?? r.quick_check ?? "");
+      return lines.length === 1 && lines[0] === "ok" ? "ok" : lines.join("; ");
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      db?.close();
+    }
+  }
+
+  /**
+   * What the tables must agree on, whatever damage or bug: each a query that returns the rows that
+   * break it. Empty: all hold. (selftest runs them; the property test checks the same from outside.)
+   */
+  invariants(): { rule: string; rows: string[] }[] {
+    const RULES: [string, string][] = [
+      ["a parcel is in one compartment", "SELECT parcel_id AS x FROM compartments WHERE parcel_id IS NOT NULL GROUP BY parcel_id HAVING count(*) > 1"],
+      [
+        "a compartment's parcel exists and says it is there",
+        "SELECT c.id || ' holds ' || c.parcel_id AS x FROM compartments c LEFT JOIN parcels p ON p.id = c.parcel_id WHERE c.parcel_id IS NOT NULL AND (p.id IS NULL OR p.compartment_id IS NOT c.id)",
+      ],
+      [
+        "a parcel under way is held by its compartment",
+        `SELECT p.id || ' (' || p.status || ')' AS x FROM parcels p WHERE p.status IN ('reserved', 'depositing', 'awaiting_recipient', 'stored', 'collecting')
+           AND NOT EXISTS (SELECT 1 FROM compartments c WHERE c.parcel_id = p.id)`,
+      ],
+      [
+        "a compartment's state agrees with its parcel",
+        `SELECT c.id || ' ' || c.state || ' with ' || coalesce(p.status, 'no parcel') AS x FROM compartments c LEFT JOIN parcels p ON p.id = c.parcel_id
+          WHERE (c.state = 'free' AND c.parcel_id IS NOT NULL)
+             OR (c.state = 'reserved' AND coalesce(p.status, '') <> 'reserved')
+             OR (c.state = 'loading' AND coalesce(p.status, '') <> 'depositing')
+             OR (c.state = 'occupied' AND coalesce(p.status, '') NOT IN ('stored', 'awaiting_recipient'))
+             OR (c.state = 'unloading' AND coalesce(p.status, '') <> 'collecting')
+             OR (c.state = 'fault' AND p.id IS NOT NULL AND p.status NOT IN ('stored', 'awaiting_recipient'))`,
+      ],
+      [
+        "a live pickup code belongs to a parcel waiting for it",
+        `SELECT 'credential ' || cr.id || ' of ' || coalesce(cr.parcel_id, 'no parcel') AS x FROM credentials cr LEFT JOIN parcels p ON p.id = cr.parcel_id
+          WHERE cr.kind = 'code' AND cr.status = 'live' AND coalesce(p.status, '') <> 'stored'`,
+      ],
+    ];
+    return RULES.map(([rule, sql]) => ({ rule, rows: (this.db.prepare(sql).all() as { x: string }[]).map((r) => r.x) }));
+  }
+
+  /** The last `n` events hash and link as they should (what start checks; selftest walks the whole chain). */
+  verifyTail(n: number): ChainCheck {
+    const from = Math.max(1, this.head.seq - n + 1);
+    const events = this.eventsFrom(from, n);
+    if (!events.length) return { ok: true, checked: 0 };
+    const check = verifyChain(events, events[0]!.prevHash, events[0]!.seq);
+    if (check.ok && events.at(-1)!.hash !== this.head.hash) return { ok: false, checked: check.checked, brokenAt: this.head.seq, reason: "head hash differs" };
+    return check;
+  }
+
   /** Walk the chain from the first event kept (genesis unless published events were pruned). */
   verify(): ChainCheck {
     const first = this.stmt.firstEvent.get() as { seq: number; prev_hash: string } | undefined;

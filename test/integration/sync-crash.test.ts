@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyChain, type LedgerEvent } from "../../src/domain/events.js";
-import { ensureDataDir } from "../../src/ledger/datadir.js";
+import { ensureDataDir, loadDeviceKey } from "../../src/ledger/datadir.js";
 import { Ledger } from "../../src/ledger/ledger.js";
 import { removeDir, startDaemon, stopDaemon, tempDir } from "../helpers/daemon.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
@@ -21,6 +21,7 @@ describe("SIGKILL during a backlog drain", () => {
     const dataDir = join(dir, "data");
     // A week offline: a backlog in the ledger before the daemon ever reaches the broker.
     ensureDataDir(dataDir);
+    loadDeviceKey(dataDir); // a bank's ledger comes with its key (a ledger alone is refused: restore or --init)
     const ledger = new Ledger(join(dataDir, "ledger.db"), { now: () => Date.now() - 86_400_000, synchronous: "NORMAL" });
     ledger.transact((tx) => {
       for (let i = 0; i < BACKLOG; i++) tx.event({ type: "door.opened", compartment: "A01", data: { i } });
