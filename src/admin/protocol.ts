@@ -82,6 +82,15 @@ export const Alarm = z.object({
 });
 export type Alarm = z.infer<typeof Alarm>;
 
+/** Another process connects with this bank's identity (the link's TakeoverGuard). */
+export const DuplicateIdentityView = z.object({
+  since: z.number(),
+  takeovers: z.number(),
+  lastAt: z.number(),
+  evidence: z.string(),
+});
+
+/** The last three are the link's: absent when sync is disabled (no link). */
 export const SyncStatus = z.object({
   enabled: z.boolean(),
   connected: z.boolean(),
@@ -89,7 +98,13 @@ export const SyncStatus = z.object({
   backlog: z.number(),
   lastAckAt: z.number().nullable(),
   headSeq: z.number(),
+  /** Why the link is not (or was last not) connected; null once a connection is up. */
+  lastError: z.string().nullable().optional(),
+  /** This bank instance's id, as its status on the broker says. */
+  instance: z.string().optional(),
+  duplicateIdentity: DuplicateIdentityView.nullable().optional(),
 });
+export type SyncStatus = z.infer<typeof SyncStatus>;
 
 export const StatusResult = z.object({
   device: z.string(),

@@ -1,7 +1,7 @@
 // Human output for lockerctl: short, fits an 80-column SSH terminal, colour only when asked.
 import type { z } from "zod";
 import { clean } from "./grid.js";
-import type { Alarm, CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult } from "../admin/protocol.js";
+import type { Alarm, CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus } from "../admin/protocol.js";
 
 export interface Style {
   color: boolean;
@@ -77,11 +77,36 @@ export function formatStatus(s: StatusResult, style: Style): string {
     s.sync.enabled
       ? `  ${s.sync.connected ? paint(style, "green", "connected") : paint(style, "red", "not connected")} ${s.sync.url ?? ""}  backlog ${s.sync.backlog}  last ack ${s.sync.lastAckAt ? time(s.sync.lastAckAt) : "never"}`
       : `  disabled in config (offline bank); ${s.sync.backlog} events kept for the server, head seq ${s.sync.headSeq}`,
+    ...syncTrouble(s.sync, style).map((l) => `  ${l}`),
     "",
     paint(style, "bold", "alarms"),
     formatAlarms(s.alarms, s.now, style).replace(/^/gm, "  "),
   ];
   return lines.join("\n");
+}
+
+/** `lockerctl sync`: the server link in a few lines. */
+export function formatSync(s: SyncStatus, style: Style): string {
+  if (!s.enabled) return `sync disabled in config: the bank runs offline; ${s.backlog} events kept for the server (head seq ${s.headSeq})`;
+  return [
+    `server link ${s.connected ? paint(style, "green", "connected") : paint(style, "red", "NOT connected")} ${s.url ?? ""}`,
+    `backlog ${s.backlog} events, head seq ${s.headSeq}, last ack ${s.lastAckAt ? time(s.lastAckAt) : "never"}`,
+    ...(s.instance ? [`instance ${clean(s.instance)}`] : []),
+    ...syncTrouble(s, style),
+  ].join("\n");
+}
+
+/** A duplicate identity, else the link's last error: nothing while all is well. */
+function syncTrouble(s: SyncStatus, style: Style): string[] {
+  const d = s.duplicateIdentity;
+  if (d) {
+    return [
+      paint(style, "red", `DUPLICATE IDENTITY since ${time(d.since)}: another bank, same site/device`),
+      `(${clean(d.evidence)}, ${d.takeovers} takeovers); retrying every few minutes`,
+      "give each bank its own device.site / device.id",
+    ];
+  }
+  return s.lastError ? [paint(style, s.connected ? "yellow" : "red", `last error: ${clean(s.lastError)}`)] : [];
 }
 
 export function formatCompartments(rows: CompartmentRow[], style: Style): string {

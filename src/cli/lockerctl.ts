@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { RelayTestResult, SelftestResult, SensorsResult, StatusResult, CompartmentRow, LedgerEventView, SyncStatus } from "../admin/protocol.js";
 import { formatStats, StatsResult } from "../admin/stats.js";
 import { AdminClient, ConnectError, ReplyError } from "./client.js";
-import { clean, formatCompartments, formatEvent, formatOpenReports, formatSelftest, formatSensors, formatStatus, paint, time, type Style } from "./format.js";
+import { clean, formatCompartments, formatEvent, formatOpenReports, formatSelftest, formatSensors, formatStatus, formatSync, paint, time, type Style } from "./format.js";
 import { runWatch } from "./watch.js";
 import { z } from "zod";
 
@@ -32,7 +32,8 @@ Commands:
   events [--since S] [--type T] [--limit N] [--follow]
                                S: a seq number, a duration (15m, 2h, 3d) or a date
                                T: a type (parcel.picked_up) or a prefix (alarm.)
-  sync                         server link: connected, backlog, last ack
+  sync                         server link: connected, backlog, last ack, instance, last error,
+                               a duplicate identity
   stats [--days N]             utilization, dwell, retrieval, busy hours, refusals, wear
   watch                        full-screen live view of the bank (q quits)
 
@@ -224,11 +225,7 @@ function render(cmd: string, result: unknown, asJson: boolean, style: Style, out
       show(z.object({ events: z.array(LedgerEventView) }), (r) => (r.events.length ? r.events.map((e) => formatEvent(e, style)).join("\n") : "no events"));
       return EXIT.ok;
     case "sync":
-      show(SyncStatus, (s) =>
-        s.enabled
-          ? `server link ${s.connected ? "connected" : "NOT connected"} ${s.url ?? ""}\nbacklog ${s.backlog} events, head seq ${s.headSeq}, last ack ${s.lastAckAt ? time(s.lastAckAt) : "never"}`
-          : `sync disabled in config: the bank runs offline; ${s.backlog} events kept for the server (head seq ${s.headSeq})`,
-      );
+      show(SyncStatus, (s) => formatSync(s, style));
       return EXIT.ok;
     case "stats":
       show(StatsResult, (s) => formatStats(s, { width: Math.min(process.stdout.columns || 80, 100), color: style.color }));

@@ -56,11 +56,15 @@ export const ClockInfo = z.object({
 });
 export type ClockInfo = z.infer<typeof ClockInfo>;
 
-/** Retained. The same payload with state "offline" is the Last Will, set at connect (without clock: it would be stale). */
+/**
+ * Retained. The same payload with state "offline" is the Last Will, set at connect: the only status
+ * without clock (it would be stale). `instance` tells two banks with one identity apart.
+ */
 export const StatusMessage = z.object({
   state: z.enum(["online", "offline"]),
   version: z.string(),
   bootedAt: timestamp,
+  instance: z.string().describe("this bank instance: a random id kept in its ledger (meta sync.instance)"),
   clock: ClockInfo.optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
@@ -117,7 +121,7 @@ export const TelemetryMessage = z.object({
   temperatures: z.array(
     z.object({ compartment: compartmentId, celsius: z.number().nullable(), ok: z.boolean(), at: timestamp.nullable() }),
   ),
-  clock: ClockInfo.optional(),
+  clock: ClockInfo,
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 

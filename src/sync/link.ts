@@ -1,11 +1,15 @@
 // The bank's link to the central server over MQTT (DESIGN.md §4, docs/asyncapi.yaml).
 //
-//   connect (Last Will: status offline) ─▶ subscribe cmd/+, status ─▶ status online (retained) ─▶ held replies
-//        │                                   outbox: events in seq order, QoS 1, window in flight
-//        │                                   state: coalesced after changes · telemetry: on an interval
+//   connect (Last Will: status offline) ─▶ subscribe cmd/+, status ─▶ status online (retained)
+//        │      └─ PUBACK ─▶ held replies, state, telemetry, then the outbox: events in seq order,
+//        │                   QoS 1, window in flight (so a server sees "online" before the backlog)
+//        │      state: coalesced after changes · telemetry: on an interval
 //        └── close ─▶ backoff with jitter ─▶ a new connection
-//              └── taken over (or another instance online), 3 times in a minute ─▶ duplicate identity:
-//                  minutes between tries until a connection outlasts the other's longest wait
+//              └── taken over (or another instance online), 3 times in a minute ─▶ duplicate identity
+//                  (identity.ts; alarm in the ledger): minutes between tries until a connection
+//                  outlasts the other's longest wait (alarm.cleared)
+//   quiesce: no more commands · stop: the backlog committed so far drains (bounded) ─▶ status
+//   offline ─▶ DISCONNECT
 //
 // Commands: retained ones are refused (alarm), empty ones ignored; replies go to the response
 // topic only inside <root>/reply/, and wait for the link while it is down.
@@ -25,11 +29,15 @@ import type { Config } from "../config/schema.js";
 import type { LedgerEvent } from "../domain/events.js";
 import type { DeviceHealth } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
-import type { Ledger } from "../ledger/ledger.js";
+import type { Ledger, LedgerTx } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
+import { clockInfo } from "./clock.js";
 import { stateMessage, type CommandRouter, type ReplyEnvelope } from "./commands.js";
 import { decodeCommand, DELIVERY, parseTopic, topics, type StatusMessage, type TelemetryMessage, type Topics } from "./contract.js";
+import { identityTiming, parseDuplicate, TakeoverGuard, takeoverEvidence, TAKEOVERS, type DuplicateEvidence, type DuplicateIdentity, type Session } from "./identity.js";
 import { Outbox } from "./outbox.js";
+
+export type { DuplicateIdentity } from "./identity.js";
 
 export interface SyncLinkDeps {
   config: Config;
@@ -53,15 +61,15 @@ const CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp";
 const HELD_REPLIES = 100;
 /** The ledger meta key of this bank's instance id (status.instance). */
 const INSTANCE_KEY = "sync.instance";
-/** MQTT 5 DISCONNECT reason code 0x8E: another connection took this client id's session (§3.14.2.1). */
-const SESSION_TAKEN_OVER = 0x8e;
-/** Takeovers within `windowMs` that mean a second process has this identity. */
-const TAKEOVERS = { threshold: 3, windowMs: 60_000 };
-/** A duplicate identity never waits longer than this between tries, whatever reconnectCapMs says. */
-const IDENTITY_WAIT_MAX_MS = 15 * 60_000;
-
-/** The bank's retained status: the contract's, plus the id of this bank instance (see DuplicateIdentity). */
-export type BankStatus = StatusMessage & { instance: string };
+/** The ledger meta key of a duplicate identity whose alarm is open (JSON; empty once cleared). */
+const DUPLICATE_KEY = "sync.duplicateIdentity";
+/** How long a clean stop waits for the broker to acknowledge the events committed before it. */
+const DRAIN_AT_STOP_MS = 1500;
+/**
+ * MQTT 5 properties of every message the bank publishes (the Last Will too): all are JSON
+ * (§3.3.2.3.9 content type; §3.3.2.3.2 payload format indicator 1 = UTF-8).
+ */
+export const JSON_PROPERTIES = { contentType: "application/json", payloadFormatIndicator: true } as const;
 
 /**
  * Why `topic` may not carry a reply of the bank at `root`, or undefined when it may. A response
@@ -77,89 +85,6 @@ export function responseTopicProblem(root: string, topic: string): string | unde
   if (topic.startsWith("$")) return "starts with $ (the broker's topics)";
   const space = `${root}/reply/`;
   if (!topic.startsWith(space) || topic.length === space.length) return `is outside this bank's reply space ${space}…`;
-  return undefined;
-}
-
-export interface DuplicateIdentity {
-  /** When the takeovers crossed the threshold. */
-  since: number;
-  /** Takeovers counted since then (those that crossed the threshold included). */
-  takeovers: number;
-  lastAt: number;
-  /** The sign that crossed the threshold (see takeoverEvidence; "another instance online": SyncLink.onStatus). */
-  evidence: "session taken over" | "closed right after connect" | "another instance online";
-}
-
-/**
- * Two processes with one client id take each other's session at the broker, back and forth, each
- * publishing its own seq stream. This counts takeovers (and other signs of the other process):
- * `threshold` within `windowMs` is a duplicate identity, which lasts until a connection stays up
- * long enough that the other would have come back.
- */
-export class TakeoverGuard {
-  private recent: number[] = [];
-  private conflict: DuplicateIdentity | null = null;
-
-  constructor(private readonly opts: { threshold: number; windowMs: number; now: () => number }) {}
-
-  get duplicate(): DuplicateIdentity | null {
-    return this.conflict && { ...this.conflict };
-  }
-
-  /** A takeover, or another sign of a second process. Returns the duplicate identity it makes or continues, if any. */
-  takenOver(evidence: DuplicateIdentity["evidence"]): DuplicateIdentity | null {
-    const t = this.opts.now();
-    this.recent = this.recent.filter((at) => t - at < this.opts.windowMs);
-    this.recent.push(t);
-    if (this.conflict) {
-      this.conflict.takeovers++;
-      this.conflict.lastAt = t;
-    } else if (this.recent.length >= this.opts.threshold) {
-      this.conflict = { since: t, takeovers: this.recent.length, lastAt: t, evidence };
-    }
-    return this.duplicate;
-  }
-
-  /** A connection outlasted the other's longest wait: the conflict (returned) is over. */
-  stable(): DuplicateIdentity | null {
-    const ended = this.conflict;
-    this.conflict = null;
-    this.recent = [];
-    return ended;
-  }
-}
-
-/**
- * How long a bank with a duplicate identity waits before it tries again, and how long a connection
- * must last for the conflict to be over. The wait is 2..5 × reconnectCapMs (2-5 minutes at the
- * default cap), jittered so the two drift apart; stable means longer than the other's longest wait
- * plus one ordinary reconnect: had it still been there, it would have taken the session by then.
- */
-export function identityTiming(capMs: number, random: () => number = Math.random): { waitMs: number; stableMs: number } {
-  const longest = Math.min(IDENTITY_WAIT_MAX_MS, 5 * capMs);
-  const shortest = Math.min(longest, 2 * capMs);
-  return { waitMs: Math.round(shortest + random() * (longest - shortest)), stableMs: longest + capMs };
-}
-
-/** One MQTT connection's story, for telling a takeover from other closes. */
-export interface Session {
-  /** When CONNACK came; null if it never did. */
-  connectedAt: number | null;
-  /** Reason code of a DISCONNECT the broker sent (MQTT 5), if it sent one. */
-  brokerReason: number | undefined;
-  /** Another instance's "online" was seen on our status topic (counted once per connection). */
-  sawOther?: boolean;
-}
-
-/**
- * Whether a connection that closed at `now` was taken over: the broker said so (MQTT 5 DISCONNECT
- * 0x8E), or it closed the socket without a word within `earlyMs` of CONNACK, which is what a
- * takeover looks like under MQTT 3.1.1 and on brokers that send no DISCONNECT (mosquitto 2.0.11).
- * Only repeated ones count (TakeoverGuard).
- */
-export function takeoverEvidence(session: Session, now: number, earlyMs: number): "session taken over" | "closed right after connect" | undefined {
-  if (session.brokerReason === SESSION_TAKEN_OVER) return "session taken over";
-  if (session.brokerReason === undefined && session.connectedAt !== null && now - session.connectedAt < earlyMs) return "closed right after connect";
   return undefined;
 }
 
@@ -190,7 +115,7 @@ export function clientOptions(sync: Config["sync"], clientId: string, will: { to
     keepalive: sync.keepaliveS,
     reconnectPeriod: 0, // reconnects are ours: exponential backoff with jitter
     connectTimeout: 10_000,
-    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: DELIVERY.status.qos, retain: DELIVERY.status.retain },
+    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: DELIVERY.status.qos, retain: DELIVERY.status.retain, properties: { ...JSON_PROPERTIES } },
     // Events are re-sent from the ledger after a reconnect; mqtt.js must not queue them offline too.
     queueQoSZero: false,
   };
@@ -207,7 +132,7 @@ export function clientOptions(sync: Config["sync"], clientId: string, will: { to
 }
 
 export interface LinkEvents {
-  /** Connected, subscribed to commands, status online published. */
+  /** Connected, subscribed to commands, status online acknowledged by the broker. */
   online: [];
   offline: [];
 }
@@ -225,6 +150,8 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   private instance = "";
   private state: LinkState = "connecting";
   private stopped = false;
+  /** Commands are executed; false from quiesce() or stop() on. */
+  private accepting = true;
   private held: HeldReply[] = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
   private stableTimer: NodeJS.Timeout | undefined;
@@ -251,6 +178,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
 
   start(): void {
     this.instance = this.loadInstance();
+    this.resumeDuplicate();
     this.outbox.start();
     this.unsubscribe = this.deps.ledger.onCommit((events) => this.onCommit(events));
     this.prune();
@@ -261,15 +189,21 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     this.connect();
   }
 
-  /** Say offline (retained) when the broker is reachable, then close. */
+  /**
+   * When the broker is reachable: let it acknowledge every event committed so far (at most
+   * DRAIN_AT_STOP_MS), say offline (retained), then close. So whatever the bank wrote before it
+   * stopped the link reaches a server before its "offline".
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.accepting = false;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.stableTimer);
     clearInterval(this.telemetryTimer);
     clearInterval(this.pruneTimer);
     clearTimeout(this.stateTimer);
     this.unsubscribe?.();
+    await this.drain();
     this.outbox.stop();
     const client = this.client;
     this.client = undefined;
@@ -280,7 +214,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 1000);
         try {
-          client.publish(this.topics.status, JSON.stringify(this.status("offline")), DELIVERY.status, () => {
+          client.publish(this.topics.status, JSON.stringify(this.status("offline", true)), { ...DELIVERY.status, properties: { ...JSON_PROPERTIES } }, () => {
             clearTimeout(t);
             resolve();
           });
@@ -295,6 +229,34 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     const ended = new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     const timeout = new Promise<"timeout">((resolve) => setTimeout(resolve, 2000, "timeout").unref());
     if ((await Promise.race([ended, timeout])) === "timeout") client.end(true);
+  }
+
+  /**
+   * The first half of a clean stop: execute no more commands (they are ignored, unanswered, so the
+   * server sends them again after the restart), while events still go out until stop(). A runtime
+   * quiesces the link before it stops the bank and stops the link after its last event.
+   */
+  quiesce(): void {
+    this.accepting = false;
+  }
+
+  /** Wait (bounded) until the broker has acknowledged the backlog; the connection closing ends the wait. */
+  private async drain(): Promise<void> {
+    const client = this.client;
+    if (!client || !this.online() || this.outbox.backlog === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    let onClose: (() => void) | undefined;
+    const drained = await Promise.race([
+      this.outbox.drained().then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(resolve, DRAIN_AT_STOP_MS, false);
+        onClose = () => resolve(false);
+        client.once("close", onClose);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (onClose) client.off("close", onClose);
+    if (!drained) this.log.warn({ backlog: this.outbox.backlog }, "stopping with events the broker has not acknowledged; they go out after the next start");
   }
 
   /** For lockerctl sync and status. */
@@ -331,7 +293,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
 
   /** Publish events [fromSeq, fromSeq + limit) again (replay command). Returns how many. */
   replay(fromSeq: number, limit: number): number {
-    if (!this.sendable()) return 0;
+    if (!this.online()) return 0;
     let sent = 0;
     let seq = fromSeq;
     while (sent < limit) {
@@ -349,12 +311,12 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   publishState(): void {
     clearTimeout(this.stateTimer);
     this.stateTimer = undefined;
-    if (!this.sendable()) return;
+    if (!this.online()) return;
     this.send(this.topics.state, JSON.stringify(stateMessage(this.deps.ledger, this.deps.now())), DELIVERY.state);
   }
 
   publishTelemetry(): void {
-    if (!this.sendable()) return;
+    if (!this.online()) return;
     this.send(this.topics.telemetry, JSON.stringify(this.telemetry()), DELIVERY.telemetry);
   }
 
@@ -367,19 +329,23 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     } catch {
       /* reported as 0 */
     }
+    const t = now();
     return {
-      ts: now(),
-      uptimeMs: Math.max(0, now() - bootedAt),
+      ts: t,
+      uptimeMs: Math.max(0, t - bootedAt),
       queueDepth: this.outbox.backlog,
       cpuTempC: cpuTemperature(),
       diskFreeBytes,
       devices: this.deps.devices(),
       temperatures: this.deps.temperatures().map((t) => ({ compartment: t.compartment, celsius: t.celsius, ok: t.ok, at: t.at })),
+      clock: clockInfo(t, this.deps.config.sync),
     };
   }
 
-  private status(state: "online" | "offline"): BankStatus {
-    return { state, version: this.deps.version, bootedAt: this.deps.bootedAt, instance: this.instance };
+  /** The retained status; `clock` in what the bank publishes itself, never in the Last Will (made at connect, it would be stale). */
+  private status(state: "online" | "offline", withClock = false): StatusMessage {
+    const { version, bootedAt, now, config } = this.deps;
+    return { state, version, bootedAt, instance: this.instance, ...(withClock ? { clock: clockInfo(now(), config.sync) } : {}) };
   }
 
   /** A random id kept in the ledger: a server that sees two on one bank's status sees two banks. */
@@ -396,6 +362,25 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     }
   }
 
+  /** A duplicate identity whose alarm was open when the bank stopped goes on until a connection is stable. */
+  private resumeDuplicate(): void {
+    let kept: DuplicateIdentity | undefined;
+    try {
+      kept = parseDuplicate(this.deps.ledger.meta(DUPLICATE_KEY));
+    } catch (e) {
+      this.log.warn({ err: e }, "duplicate identity state not read");
+    }
+    if (!kept) return;
+    this.takeovers.restore(kept);
+    this.lastError = `${kept.evidence}: another bank uses ${this.topics.root} (client id ${this.clientId}), before the restart`;
+    this.log.warn({ alarm: "duplicate_identity", ...kept }, "duplicate identity alarm still open from before the restart: it clears once a connection stays up");
+  }
+
+  /** Online (status acknowledged) and sendable: state, telemetry and replays never go out before "online". */
+  private online(): boolean {
+    return this.state === "online" && this.sendable();
+  }
+
   /** Whether a publish now would reach the broker: a connected client that is not ending. */
   private sendable(): boolean {
     const client = this.client;
@@ -410,7 +395,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     const client = this.client;
     if (!client || !this.sendable()) return false;
     try {
-      client.publish(topic, payload, opts, (err) => {
+      client.publish(topic, payload, { ...opts, properties: { ...JSON_PROPERTIES, ...opts.properties } }, (err) => {
         if (done) done(err ?? undefined);
         else if (err) this.log.warn({ err: { message: err.message }, topic }, "publish not accepted");
       });
@@ -460,18 +445,20 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       if (err) this.log.error({ err }, "subscribe to commands failed");
       if (client !== this.client) return;
       this.watchStatus(client);
-      // "online" once commands are heard and the broker holds the retained status: whoever looks then sees "online".
-      this.send(this.topics.status, JSON.stringify(this.status("online")), DELIVERY.status, () => {
+      // "online" once commands are heard. Everything else waits for its PUBACK: the broker has then
+      // taken "online" before any event of the backlog, so a server sees the bank online first.
+      this.send(this.topics.status, JSON.stringify(this.status("online", true)), DELIVERY.status, (err) => {
+        if (err) this.log.warn({ err: { message: err.message } }, "status online not accepted by the broker (ACL?)");
         if (client !== this.client || !client.connected) return;
         this.state = "online";
         this.emit("online");
         this.sendHeld();
+        this.publishState();
+        this.publishTelemetry();
+        // Not sent now: sent again from the watermark after the next connect (the outbox's generation).
+        this.outbox.connected((event, done) => void this.send(this.topics.events, JSON.stringify(event), DELIVERY.events, done));
       });
     });
-    this.publishState();
-    this.publishTelemetry();
-    // Not sent now: sent again from the watermark after the next connect (the outbox's generation).
-    this.outbox.connected((event, done) => void this.send(this.topics.events, JSON.stringify(event), DELIVERY.events, done));
   }
 
   /**
@@ -509,6 +496,10 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       if (!ended) return;
       this.lastError = null;
       this.log.warn({ ...ended, stableMs }, "identity conflict over: connected without a takeover for the longest wait of the other");
+      this.record("duplicate identity alarm cleared", (tx) => {
+        tx.event({ type: "alarm.cleared", data: { alarm: "duplicate_identity", since: ended.since, takeovers: ended.takeovers } });
+        tx.setMeta(DUPLICATE_KEY, "");
+      });
     }, stableMs);
     this.stableTimer.unref();
   }
@@ -529,14 +520,14 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   }
 
   /** Whether the connection that just closed was taken by another client with our client id. */
-  private takeoverOf(session: Session): DuplicateIdentity["evidence"] | undefined {
+  private takeoverOf(session: Session): DuplicateEvidence | undefined {
     // While a duplicate is known, "right after" is anything shorter than the other's longest wait.
     const { reconnectBaseMs, reconnectCapMs } = this.deps.config.sync;
     const earlyMs = this.takeovers.duplicate ? identityTiming(reconnectCapMs).stableMs : Math.max(2_000, 2 * reconnectBaseMs);
     return takeoverEvidence(session, this.deps.now(), earlyMs);
   }
 
-  private nextWait(takeover: DuplicateIdentity["evidence"] | undefined): number {
+  private nextWait(takeover: DuplicateEvidence | undefined): number {
     if (!takeover) return this.backoff.next();
     if (!this.noteDuplicate(takeover)) {
       this.log.warn({ clientId: this.clientId, evidence: takeover }, "session taken over by another connection with this client id");
@@ -548,18 +539,32 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   }
 
   /** Count one sign of a second process with this identity; true while that makes a duplicate identity. */
-  private noteDuplicate(evidence: DuplicateIdentity["evidence"]): boolean {
+  private noteDuplicate(evidence: DuplicateEvidence): boolean {
     const before = this.takeovers.duplicate;
     const duplicate = this.takeovers.takenOver(evidence);
     this.lastError = `${evidence}: another bank uses ${this.topics.root} (client id ${this.clientId})`;
     if (duplicate && !before) {
-      // The event type alarm.duplicate_identity is not in the ledger's list yet: log and info() carry it.
       this.log.error(
         { alarm: "duplicate_identity", clientId: this.clientId, root: this.topics.root, instance: this.instance, ...duplicate },
         "duplicate identity: another bank connects with this site/device; reconnecting only every few minutes until it is gone",
       );
+      const { since, takeovers } = duplicate;
+      this.record("duplicate identity alarm", (tx) => {
+        tx.event({ type: "alarm.duplicate_identity", data: { clientId: this.clientId, evidence, takeovers, since, instance: this.instance } });
+        // Open across a restart: the next start resumes it, and clears it once a connection is stable.
+        tx.setMeta(DUPLICATE_KEY, JSON.stringify(duplicate));
+      });
     }
     return duplicate !== null;
+  }
+
+  /** Write to the ledger; a failure (a closing ledger) is logged, never thrown into the link. */
+  private record(what: string, write: (tx: LedgerTx) => void): void {
+    try {
+      this.deps.ledger.transact(write);
+    } catch (e) {
+      this.log.error({ err: e }, `${what} not recorded`);
+    }
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -571,6 +576,11 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     // too (MQTT 5 §3.3.1.3), without the retain flag (rap false). Not a command: no reply.
     if (payload.length === 0) {
       this.log.info({ command: ref.name.slice(0, 64), retained: packet.retain }, "empty command message ignored (a retained command cleared)");
+      return;
+    }
+    if (!this.accepting) {
+      // The bank is stopping: not executed, so the server's repeat (same id) runs it after the restart.
+      this.log.warn({ command: ref.name.slice(0, 64) }, "command ignored: the bank is stopping");
       return;
     }
     if (packet.retain) return this.refuseRetained(ref.name, payload, props?.responseTopic, props?.correlationData);
@@ -591,12 +601,8 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     const command = name.slice(0, 64);
     const message = `a retained command is never executed: publish commands with retain=false, and clear this one with an empty retained message on ${this.topics.root}/cmd/${command}`;
     this.log.warn({ command, id }, "retained command refused: commands are never executed from a retained message");
-    try {
-      // The data of the router's alarm.unauthorized_command (docs/asyncapi.yaml), reason "retained".
-      this.deps.ledger.transact((tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: { name: command, id, reason: "retained", message } }));
-    } catch (e) {
-      this.log.error({ err: e }, "retained command alarm not recorded");
-    }
+    // The data of the router's alarm.unauthorized_command (docs/asyncapi.yaml), reason "retained".
+    this.record("retained command alarm", (tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: { name: command, id, reason: "retained", message } }));
     this.reply(name, { id, ok: false, error: { code: ErrorCode.Unauthorized, message } }, responseTopic, correlationData);
   }
 

@@ -29,7 +29,7 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-type SyncView = { duplicateIdentity?: { since: number; takeovers: number } | null; lastError?: string | null; instance?: string; connected: boolean };
+type SyncView = { duplicateIdentity?: { since: number; takeovers: number; evidence: string } | null; lastError?: string | null; instance?: string; connected: boolean };
 
 function patchFor(device: string, extra: (cfg: Record<string, any>) => void = () => undefined) {
   return (cfg: Record<string, any>) => {
@@ -61,13 +61,24 @@ async function sim(d: Daemon): Promise<SimClient> {
   return s;
 }
 
-async function admin(d: Daemon, cmd: "status" | "sync"): Promise<unknown> {
+async function admin(d: Daemon, cmd: "status" | "sync" | "events", args: Record<string, unknown> = {}): Promise<unknown> {
   const c = await AdminClient.connect(join(d.dataDir, "admin.sock"));
   try {
-    return await c.request(cmd, {}, "test");
+    return await c.request(cmd, args, "test");
   } finally {
     c.close();
   }
+}
+
+/** The daemon's own ledger: its events of one type. */
+async function ledgerEvents(d: Daemon, type: string): Promise<LedgerEvent[]> {
+  return ((await admin(d, "events", { type, limit: 100 })) as { events: LedgerEvent[] }).events;
+}
+
+function lockerctl(d: Daemon, ...args: string[]): string {
+  const r = spawnSync(process.execPath, [join(ROOT, "dist/src/cli/lockerctl.js"), "--data", d.dataDir, ...args], { encoding: "utf8", timeout: 15_000 });
+  expect(r.status, r.stderr).toBe(0);
+  return r.stdout;
 }
 
 /** A signed command payload for `device`, valid for a minute. */
@@ -218,11 +229,24 @@ describe("the bank under attack through the broker", () => {
     expect(((await admin(b, "sync")) as SyncView).lastError).toMatch(/another bank uses lockers\/hq\/bank-14/);
     const status = (await admin(a, "status")) as StatusResult;
     expect(status.alarms).toEqual(expect.arrayContaining([expect.objectContaining({ kind: "duplicate_identity" })]));
-    const ctl = spawnSync(process.execPath, [join(ROOT, "dist/src/cli/lockerctl.js"), "--data", a.dataDir, "status"], { encoding: "utf8", timeout: 15_000 });
-    expect(ctl.stdout).toMatch(/duplicate_identity .*another bank connects as hq\/bank-14/);
+    const human = lockerctl(a, "status");
+    expect(human).toMatch(/duplicate_identity .*another bank connects as hq\/bank-14/);
+    expect(human).toMatch(/DUPLICATE IDENTITY since/);
+    // lockerctl shows what the sync view carries, also as JSON.
+    const view = JSON.parse(lockerctl(a, "--json", "sync")) as SyncView;
+    expect(view).toMatchObject({ connected: expect.any(Boolean), instance: expect.any(String), lastError: expect.stringMatching(/another bank uses/) });
+    expect(view.duplicateIdentity).toMatchObject({ since: expect.any(Number), takeovers: expect.any(Number), evidence: expect.any(String) });
+    expect(lockerctl(a, "sync")).toMatch(new RegExp(`instance ${view.instance}[\\s\\S]*DUPLICATE IDENTITY since`));
     // The server can tell them apart: two instance ids said "online".
     const instances = new Set(srv.received.filter(isOnline(srv)).map((m) => (JSON.parse(m.text) as { instance?: string }).instance));
     expect([...instances].filter(Boolean)).toHaveLength(2);
+    // Each bank has the alarm on record, once, naming its own instance.
+    for (const d of [a, b]) {
+      const { instance } = (await admin(d, "sync")) as SyncView;
+      const raised = await ledgerEvents(d, "alarm.duplicate_identity");
+      expect(raised).toEqual([expect.objectContaining({ data: { clientId: "lockerd-hq-bank-14", evidence: expect.any(String), takeovers: expect.any(Number), since: expect.any(Number), instance } })]);
+      expect(raised[0]!.data.takeovers).toBeGreaterThanOrEqual(3);
+    }
 
     // Backed off: a handful of connects in three seconds, not hundreds.
     const onlines = () => srv.received.filter(isOnline(srv)).length;
@@ -240,5 +264,12 @@ describe("the bank under attack through the broker", () => {
     expect(alone.instance).toEqual(expect.any(String));
     expect(alone.lastError).toBeNull();
     await waitForOutput(a, /identity conflict over/);
+    // Cleared on record, and both reached the server (A's seq stream, A's instance).
+    const [raised] = await ledgerEvents(a, "alarm.duplicate_identity");
+    const cleared = (await ledgerEvents(a, "alarm.cleared")).filter((e) => e.data.alarm === "duplicate_identity");
+    expect(cleared).toEqual([expect.objectContaining({ data: { alarm: "duplicate_identity", since: raised!.data.since, takeovers: expect.any(Number) } })]);
+    expect(cleared[0]!.seq).toBeGreaterThan(raised!.seq);
+    for (const e of [raised!, cleared[0]!]) await srv.waitFor((m) => m.topic === srv.t.events && (JSON.parse(m.text) as LedgerEvent).id === e.id, 10_000, e.type);
+    expect(lockerctl(a, "status")).not.toMatch(/duplicate_identity|DUPLICATE IDENTITY/);
   });
 });

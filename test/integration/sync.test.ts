@@ -71,7 +71,9 @@ describe("server link over mosquitto", () => {
     const b = await linkedBank();
     await online(b);
     const status = await srv.waitFor((m) => m.topic === srv.t.status && m.text.includes("online"));
-    expect(StatusMessage.parse(JSON.parse(status.text))).toMatchObject({ state: "online", version: "test" });
+    const clock = { skewToleranceMs: 120_000, maxCommandLifetimeMs: 600_000, synchronized: expect.stringMatching(/^(yes|no|unknown)$/) };
+    expect(StatusMessage.parse(JSON.parse(status.text))).toMatchObject({ state: "online", version: "test", instance: b.rt.link!.info().instance, clock });
+    expect(Math.abs(StatusMessage.parse(JSON.parse(status.text)).clock!.now - Date.now())).toBeLessThan(10_000);
     expect(status.packet.retain || status.packet.topic === srv.t.status).toBe(true);
 
     const reserved = await srv.command("reserve", { parcel: "P-1", recipient: "p-1001", size: "M" });
@@ -125,6 +127,7 @@ describe("server link over mosquitto", () => {
       JSON.parse((await srv.waitFor((m) => m.topic === srv.t.telemetry && (JSON.parse(m.text) as TelemetryMessage).temperatures.some((t) => t.ok))).text),
     );
     expect(telemetry.devices.length).toBeGreaterThan(0);
+    expect(telemetry.clock).toMatchObject({ ...clock, now: telemetry.ts });
     // The refrigerated compartment's sensor reading travels with the telemetry.
     expect(telemetry.temperatures).toEqual([expect.objectContaining({ compartment: "B01", ok: true, celsius: expect.any(Number) })]);
   });
@@ -228,6 +231,6 @@ describe("server link over mosquitto", () => {
     expect(JSON.parse(retained.stdout)).toMatchObject({ state: "online" });
     await b.rt.stop();
     const after = await run("mosquitto_sub", [...args, "-t", `${root}/status`, "-C", "1", "-W", "5"]);
-    expect(JSON.parse(after.stdout)).toMatchObject({ state: "offline", version: "test" });
+    expect(JSON.parse(after.stdout)).toMatchObject({ state: "offline", version: "test", instance: expect.any(String), clock: { now: expect.any(Number) } });
   });
 });

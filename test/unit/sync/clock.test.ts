@@ -36,12 +36,14 @@ describe("clockInfo", () => {
     expect(clockInfo(T, sync, timesync())).toMatchObject({ skewToleranceMs: 120_000, maxCommandLifetimeMs: 600_000 });
   });
 
-  it("fits status and telemetry (and a Last Will may leave it out)", () => {
+  it("fits status and telemetry (and only a Last Will leaves it out)", () => {
     const clock = clockInfo(T, parseConfig(exampleConfig()).sync, timesync());
-    expect(OUTBOUND.status.parse({ state: "online", version: "1", bootedAt: T, clock })).toMatchObject({ clock });
-    expect(OUTBOUND.status.safeParse({ state: "offline", version: "1", bootedAt: T }).success).toBe(true);
+    const status = { state: "online", version: "1", bootedAt: T, instance: "5b0c8e1a-2f4d-4c6b-9a7e-3d1f0b2c4e6a" };
+    expect(OUTBOUND.status.parse({ ...status, clock })).toMatchObject({ clock });
+    expect(OUTBOUND.status.safeParse({ ...status, state: "offline" }).success).toBe(true);
     const telemetry = { ts: T, uptimeMs: 0, queueDepth: 0, cpuTempC: null, diskFreeBytes: 0, devices: [], temperatures: [], clock };
     expect(OUTBOUND.telemetry.parse(telemetry)).toMatchObject({ clock });
+    expect(OUTBOUND.telemetry.safeParse({ ...telemetry, clock: undefined }).success).toBe(false);
   });
 });
 

@@ -1,8 +1,9 @@
-// The link's pure rules: where a reply may go, what counts as a takeover, when a duplicate identity
-// starts and ends, and how long it waits. The transport itself is tested against mosquitto
-// (test/integration/sync-attack.test.ts).
+// The link's pure rules: where a reply may go (link.ts), what counts as a takeover, when a duplicate
+// identity starts and ends, and how long it waits (identity.ts). The transport itself is tested
+// against mosquitto (test/integration/sync-attack.test.ts, sync-order.test.ts).
 import { describe, expect, it } from "vitest";
-import { identityTiming, responseTopicProblem, TakeoverGuard, takeoverEvidence } from "../../../src/sync/link.js";
+import { identityTiming, parseDuplicate, TakeoverGuard, takeoverEvidence } from "../../../src/sync/identity.js";
+import { responseTopicProblem } from "../../../src/sync/link.js";
 
 const ROOT = "lockers/hq/bank-01";
 
@@ -58,6 +59,18 @@ describe("takeovers", () => {
     expect(guard.duplicate).toBeNull();
     // Counting starts afresh.
     expect(guard.takenOver("session taken over")).toBeNull();
+  });
+
+  it("resumes a duplicate identity kept across a restart (its alarm still open), and reads only a well-formed one", () => {
+    const kept = { since: 80_000, takeovers: 4, lastAt: 90_000, evidence: "session taken over" as const };
+    expect(parseDuplicate(JSON.stringify(kept))).toEqual(kept);
+    for (const bad of [undefined, "", "{", "null", JSON.stringify({ ...kept, evidence: "x" }), JSON.stringify({ ...kept, since: "1" })]) {
+      expect(parseDuplicate(bad), String(bad)).toBeUndefined();
+    }
+    const guard = new TakeoverGuard({ threshold: 3, windowMs: 60_000, now: () => 100_000 });
+    guard.restore(kept);
+    expect(guard.takenOver("closed right after connect")).toMatchObject({ since: 80_000, takeovers: 5, lastAt: 100_000 });
+    expect(guard.stable()).toMatchObject({ since: 80_000, takeovers: 5 });
   });
 
   it("hands out copies: info() cannot change the guard", () => {
