@@ -307,7 +307,8 @@ export class Runtime {
     this.items?.stop();
     await this.temperature?.stop();
     await this.admin?.stop();
-    await this.link?.stop();
+    // No more server commands; events keep flowing until the last one (system.stopped) is written.
+    this.link?.quiesce();
     await this.sim?.stop();
     await this.bank?.stop();
     try {
@@ -322,8 +323,10 @@ export class Runtime {
       } catch (e) {
         log.error({ err: e }, "could not record stop");
       }
-      this.ledger.close();
     }
+    // system.stopped goes out with the rest of the backlog, then offline (SyncLink.stop).
+    await this.link?.stop();
+    if (this.ledger?.db.open) this.ledger.close();
     this.releaseLock?.();
   }
 
