@@ -4,7 +4,7 @@
 // reverse order, relays last off.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { ErrorCode, LockerError } from "./errors.js";
+import { ErrorCode, isLockerError, LockerError } from "./errors.js";
 import { compartmentIds, maxCommandLifetimeMs, type CompartmentLayout, type Config } from "./config/schema.js";
 import { Bank } from "./bank/bank.js";
 import { DeadlineScheduler } from "./bank/deadlines.js";
@@ -13,6 +13,7 @@ import { TemperatureMonitor } from "./bank/temperature.js";
 import { ItemSensors } from "./bank/item-sensors.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
+import { StorageMonitor } from "./bank/storage.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
@@ -81,6 +82,7 @@ export class Runtime {
   private stopping: Promise<void> | undefined;
   /** Start refused for the data directory (identity, damage): its ledger is left as it was. */
   private refused = false;
+  storage: StorageMonitor | undefined;
   private readonly onInput = (input: Input) => this.terminal.input(input);
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -156,6 +158,7 @@ export class Runtime {
         technician: this.technician,
         hardware: this.hardware,
         temperatures: () => this.temperature?.latest() ?? [],
+        storage: () => this.storage?.status(),
         link: () => this.link?.info(),
         now: this.now,
         log,
@@ -206,7 +209,22 @@ export class Runtime {
     this.temperature.start();
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
-    this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
+    try {
+      this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
+    } catch (e) {
+      if (!isLockerError(e, ErrorCode.Storage)) throw e;
+      log.error({ err: e }, "started on a disk that takes no writes: refusing what needs one until it does");
+    }
+    this.storage = new StorageMonitor({
+      dataDir,
+      ledger: this.ledger,
+      minFreeMb: config.storage.minFreeMb,
+      checkS: config.storage.checkS,
+      now: this.now,
+      log,
+      onRecovered: () => this.bank.resync(),
+    });
+    this.storage.start();
     if (config.sync.enabled) await this.startLink(config, dataDir);
   }
 
@@ -239,6 +257,7 @@ export class Runtime {
       log,
       devices: () => this.hardware.health(),
       temperatures: () => this.temperature?.latest() ?? [],
+      storage: () => this.storage?.status(),
     });
     this.link = link;
     link.start();
@@ -302,6 +321,7 @@ export class Runtime {
     const { log } = this.opts;
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
     this.terminal?.stop();
+    this.storage?.stop();
     this.deadlines?.stop();
     this.doorAlarms?.stop();
     this.items?.stop();

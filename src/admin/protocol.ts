@@ -106,6 +106,17 @@ export const SyncStatus = z.object({
 });
 export type SyncStatus = z.infer<typeof SyncStatus>;
 
+/** The data directory's disk: ok, low (under storage.minFreeMb), full (the ledger's writes fail). */
+export const StorageStatus = z.object({
+  path: z.string(),
+  freeBytes: z.number().nullable(),
+  minFreeBytes: z.number(),
+  state: z.enum(["ok", "low", "full"]),
+  since: z.number().nullable(),
+  detail: z.string().nullable(),
+});
+export type StorageStatus = z.infer<typeof StorageStatus>;
+
 export const StatusResult = z.object({
   device: z.string(),
   version: z.string(),
@@ -120,6 +131,7 @@ export const StatusResult = z.object({
   temperatures: z.array(
     z.object({ compartment: z.string(), celsius: z.number().nullable(), humidity: z.number().nullable(), at: z.number().nullable(), ok: z.boolean() }),
   ),
+  storage: StorageStatus.optional(),
 });
 export type StatusResult = z.infer<typeof StatusResult>;
 

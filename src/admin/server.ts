@@ -19,7 +19,7 @@ import { Ledger } from "../ledger/ledger.js";
 import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
 import { computeStats } from "./stats.js";
-import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StreamItem } from "./protocol.js";
+import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
 
 /** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
 export type LinkInfo = ReturnType<SyncLink["info"]>;
@@ -37,6 +37,8 @@ export interface AdminDeps {
   hardware: Hardware;
   /** Latest readings of the refrigerated compartments' sensors. */
   temperatures: () => StatusResult["temperatures"];
+  /** The data directory's disk (StorageMonitor), once started. */
+  storage?: (() => StorageStatus | undefined) | undefined;
   /** The server link, when sync is enabled. */
   link?: (() => LinkInfo | undefined) | undefined;
   now: () => number;
@@ -215,8 +217,19 @@ export class AdminServer {
   private alarmsView(): Alarm[] {
     const duplicate = this.deps.link?.()?.duplicateIdentity;
     const { site, id } = this.deps.config.device;
+    const storage = this.deps.storage?.();
     return [
       ...this.deps.technician.alarms(),
+      ...(storage && storage.state !== "ok"
+        ? [
+            {
+              kind: storage.state === "full" ? "disk_full" : "disk_low",
+              compartment: null,
+              since: storage.since ?? this.deps.now(),
+              detail: `${storage.state === "full" ? "disk full: the bank refuses what needs a write" : "disk space low"} (${storage.path}, ${storage.freeBytes === null ? "?" : Math.floor(storage.freeBytes / 1024)} KB free)`,
+            },
+          ]
+        : []),
       ...(duplicate
         ? [{ kind: "duplicate_identity", compartment: null, since: duplicate.since, detail: `another bank connects as ${site}/${id} (${duplicate.evidence}, ${duplicate.takeovers} takeovers): give each bank its own site/device; reconnecting only every few minutes` }]
         : []),
@@ -257,6 +270,7 @@ export class AdminServer {
       alarms: this.alarmsView(),
       counts,
       temperatures: this.deps.temperatures(),
+      ...(this.deps.storage?.() ? { storage: this.deps.storage()! } : {}),
     };
   }
 
@@ -286,7 +300,13 @@ export class AdminServer {
     checks.push({ name: "data directory", ok: dirMode === 0o700 && keyMode === 0o600, detail: `dir ${dirMode.toString(8)}, device.key ${keyMode.toString(8)}` });
     const fs = statfsSync(dataDir);
     const freeMb = Math.floor((fs.bavail * fs.bsize) / 2 ** 20);
-    checks.push({ name: "disk space", ok: freeMb >= 100, detail: `${freeMb} MB free` });
+    const storage = this.deps.storage?.();
+    const floorMb = (storage?.minFreeBytes ?? 100 * 2 ** 20) / 2 ** 20;
+    checks.push(
+      storage?.state === "full"
+        ? { name: "disk space", ok: false, detail: `disk full: ${storage.path}, ${freeMb} MB free; the ledger takes no writes (${storage.detail ?? ""})` }
+        : { name: "disk space", ok: freeMb >= floorMb, detail: `${dataDir}: ${freeMb} MB free (floor ${floorMb} MB)` },
+    );
     const link = this.deps.link?.();
     checks.push(
       !config.sync.enabled || !link

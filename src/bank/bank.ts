@@ -14,7 +14,7 @@ import { generateCode, secretHash } from "../domain/credentials.js";
 import { noticesFor } from "../domain/deadlines.js";
 import { lockoutRemaining, NO_LOCKOUT, recordFailure } from "../domain/lockout.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
-import { ErrorCode, LockerError } from "../errors.js";
+import { ErrorCode, isLockerError, LockerError } from "../errors.js";
 import type { Compartment, Credential, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
 import type { EventType } from "../domain/events.js";
 import type { Logger } from "../log.js";
@@ -115,13 +115,29 @@ export class Bank extends EventEmitter<BankEvents> {
     });
   }
 
+  /**
+   * Layout, people, the doors as they read now, interrupted flows. A disk that refuses writes does
+   * not stop the bank from starting: it then refuses what needs a write, and resync() does the rest
+   * once the ledger takes writes again.
+   */
   async start(): Promise<void> {
     const { ledger, hardware, layout, config, deviceKey, now } = this.deps;
-    syncLayout(ledger, layout, now(), this.log);
-    seedPeople(ledger, config.seed.people, deviceKey, now());
-    for (const c of layout) this.onDoor(c.lock, hardware.doors.read(c.lock), "start");
-    this.recoverInterrupted();
+    try {
+      syncLayout(ledger, layout, now(), this.log);
+      seedPeople(ledger, config.seed.people, deviceKey, now());
+    } catch (e) {
+      if (!isLockerError(e, ErrorCode.Storage)) throw e;
+      this.log.error({ err: e }, "layout and people not brought up to date: the ledger takes no writes");
+    }
+    this.resync();
     hardware.doors.on("change", this.onDoorEdge);
+  }
+
+  /** Every door as it reads now, then the flows left open; after a start, or once the ledger takes writes again. */
+  resync(): void {
+    for (const c of this.deps.layout) this.onDoor(c.lock, this.deps.hardware.doors.read(c.lock), "start");
+    this.recoverInterrupted();
+    this.settleHeld();
   }
 
   /** Resolves once the flows whose pulses never began are undone (the ledger is still open then). */

@@ -355,8 +355,18 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       this.deps.buzzer.sound("ok");
       this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment, ...(outbound ? { outbound } : {}) });
     } catch (e) {
-      this.fail(e, { m: "size", person, ...(outbound ? { outbound } : {}) });
+      this.fail(e, this.sizeAgain(person, outbound));
     }
+  }
+
+  /**
+   * The size menu again after something went wrong (no fit, a jammed or unavailable door): the
+   * person may have walked away, so a choice there is one digit then # (a code typed by the next
+   * person is read as a code), and it waits offerMs.
+   */
+  private sizeAgain(person: Person, outbound?: { credentialId: number | null }): Mode {
+    this.armIdle(this.deps.options.offerMs);
+    return { m: "size", person, ...(outbound ? { outbound } : {}), confirm: { typed: "" } };
   }
 
   private depositReserved(person: Person, parcel: string): void {
@@ -367,18 +377,18 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       this.deps.buzzer.sound("ok");
       this.go({ m: "depositing", person, parcel: t.parcel!, compartment: t.compartment });
     } catch (e) {
-      this.fail(e, { m: "size", person });
+      this.fail(e, this.sizeAgain(person));
     }
   }
 
   private collectOutbound(courier: Person): void {
     try {
       const tickets = this.deps.bank.collectOutbound(this.deps.id, courier);
-      if (!tickets.length) return this.flash(["No parcels to collect"], "error", { m: "size", person: courier });
+      if (!tickets.length) return this.flash(["No parcels to collect"], "error", this.sizeAgain(courier));
       this.deps.buzzer.sound("ok");
       this.go({ m: "collecting", person: courier, open: tickets.map((t) => t.compartment) });
     } catch (e) {
-      this.fail(e, { m: "size", person: courier });
+      this.fail(e, this.sizeAgain(courier));
     }
   }
 
@@ -534,8 +544,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     }
     const mine = (mode.m === "depositing" || mode.m === "taking") && mode.compartment === e.compartment;
     if (mine) {
-      const next: Mode =
-        mode.m === "depositing" ? { m: "size", person: mode.person, ...(mode.outbound ? { outbound: mode.outbound } : {}) } : this.home(mode.person);
+      const next: Mode = mode.m === "depositing" ? this.sizeAgain(mode.person, mode.outbound) : this.home(mode.person);
       return this.flash([what, mode.m === "depositing" ? "Choose size again" : why === "jammed" ? "Reported" : "Try again later"], "error", next);
     }
     if (mode.m === "idle" && e.purpose === "collect") {
@@ -581,6 +590,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         return [`Door ${String(e.context.compartment)} unavailable`, "Code still valid:", "try again later", "or see the mailroom"];
       case ErrorCode.ParcelExpired:
         return ["Pickup time over", "Please ask the", "mailroom staff"];
+      case ErrorCode.Storage:
+        return ["Out of service:", "storage full", "Please try later", "or see the mailroom"];
       case ErrorCode.NoFit:
         return [`No ${e.context.kind ? `${String(e.context.kind)} ` : ""}${String(e.context.size)} free`, "Pick another size", "or use the counter"];
       case ErrorCode.UnknownPerson:

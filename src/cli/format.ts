@@ -58,10 +58,19 @@ export function formatAlarms(alarms: Alarm[], now: number, style: Style): string
     .join("\n");
 }
 
+/** "disk: 1.2 GB free in /var/lib/lockerd" — red and loud when the ledger takes no writes. */
+function formatStorage(st: NonNullable<StatusResult["storage"]>, style: Style): string {
+  const free = st.freeBytes === null ? "?" : st.freeBytes >= 2 ** 30 ? `${(st.freeBytes / 2 ** 30).toFixed(1)} GB` : `${Math.floor(st.freeBytes / 2 ** 20)} MB`;
+  if (st.state === "full") return paint(style, "red", `disk FULL: ${free} free in ${st.path}; the bank refuses what needs a write`);
+  if (st.state === "low") return paint(style, "yellow", `disk low: ${free} free in ${st.path} (floor ${Math.floor(st.minFreeBytes / 2 ** 20)} MB)`);
+  return `disk: ${free} free in ${st.path}`;
+}
+
 export function formatStatus(s: StatusResult, style: Style): string {
   const lines = [
     `${paint(style, "bold", s.device)}  lockerd ${s.version}  pid ${s.pid}  up ${duration(s.uptimeMs)}`,
     `compartments: ${Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ")}`,
+    ...(s.storage ? [formatStorage(s.storage, style)] : []),
     "",
     paint(style, "bold", "devices"),
     ...s.devices.map((d) => `  ${(d.health === "ok" ? paint(style, "green", "ok") : paint(style, "red", d.health)).padEnd(style.color ? 17 : 8)} ${d.name}${d.detail ? `: ${clean(d.detail)}` : ""}`),

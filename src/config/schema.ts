@@ -139,6 +139,11 @@ const Admin = z.strictObject({
   group: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a group name").default("lockerd-admin"),
 });
 
+const Storage = z.strictObject({
+  minFreeMb: z.int().min(1).max(100_000).default(50).describe("free space on the data directory's disk below this raises alarm.disk_low, long before it is full"),
+  checkS: z.int().min(1).max(3600).default(10).describe("how often free space is measured (and a full ledger tried again)"),
+});
+
 const SeedPerson = z.strictObject({
   id: z.string().min(1).max(64),
   name: z.string().min(1).max(120),
@@ -167,6 +172,7 @@ export const ConfigSchema = z
     policies: Policies.prefault({}),
     sync: Sync.prefault({}),
     admin: Admin.prefault({}),
+    storage: Storage.prefault({}),
     seed: z.strictObject({ people: z.array(SeedPerson).max(1000).default([]) }).prefault({}),
     log: z.strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") }).prefault({}),
   })

@@ -231,6 +231,8 @@ export class Ledger {
   private pending: LedgerEvent[] = [];
   private inTx = false;
   private readonly listeners = new Set<(events: readonly LedgerEvent[]) => void>();
+  private full: { since: number; detail: string } | undefined;
+  private readonly storageListeners = new Set<(problem: { since: number; detail: string } | undefined) => void>();
   /** The server command whose execution appends events right now (causedBy). */
   private cause: string | undefined;
   private readonly stmt;
@@ -340,10 +342,11 @@ export class Ledger {
     } catch (e) {
       this.head = savedHead;
       this.pending = [];
-      throw e;
+      throw this.storageError(e);
     } finally {
       this.inTx = false;
     }
+    if (this.full) this.setFull(undefined);
     const committed = this.pending;
     this.pending = [];
     this.scheduleCheckpoint();
@@ -368,10 +371,46 @@ export class Ledger {
     this.checkpointTimer.unref();
   }
 
+  /**
+   * Write the WAL back into the database file. Runs from a timer: it must never throw (a full disk
+   * here used to be an uncaught exception, exit 70, at every start). A failure is remembered as
+   * the ledger's storage problem and tried again at the next commit.
+   */
   checkpoint(): void {
     clearTimeout(this.checkpointTimer);
     this.commitsSinceCheckpoint = 0;
-    if (this.db.open && !this.inTx) this.db.pragma("wal_checkpoint(PASSIVE)");
+    if (!this.db.open || this.inTx) return;
+    try {
+      this.db.pragma("wal_checkpoint(PASSIVE)");
+    } catch (e) {
+      this.storageError(e);
+    }
+  }
+
+  /** Set while the disk refuses the ledger's writes (SQLITE_FULL, an I/O error): since when, and what. */
+  get storageProblem(): { since: number; detail: string } | undefined {
+    return this.full;
+  }
+
+  /** Told when the ledger's writes start failing for lack of space (or I/O) and when one succeeds again. */
+  onStorage(listener: (problem: { since: number; detail: string } | undefined) => void): () => void {
+    this.storageListeners.add(listener);
+    return () => this.storageListeners.delete(listener);
+  }
+
+  /** A write error as the caller should see it: a full disk becomes LockerError storage (context.full). */
+  private storageError(e: unknown): unknown {
+    const code = (e as { code?: unknown }).code;
+    const full = code === "SQLITE_FULL" || (typeof code === "string" && code.startsWith("SQLITE_IOERR"));
+    if (!full) return e;
+    const detail = `${this.db.name}: ${(e as Error).message}`;
+    if (!this.full) this.setFull({ since: this.now(), detail });
+    return new LockerError(ErrorCode.Storage, `ledger not writable (disk full or failing): ${detail}`, { full: true });
+  }
+
+  private setFull(problem: { since: number; detail: string } | undefined): void {
+    this.full = problem;
+    for (const l of this.storageListeners) l(problem);
   }
 
   /** Called with the events of each committed transaction, in seq order. */
@@ -569,6 +608,8 @@ export class Ledger {
     this.db.pragma("synchronous = NORMAL");
     try {
       this.stmt.setMeta.run(key, value);
+    } catch (e) {
+      throw this.storageError(e);
     } finally {
       this.db.pragma(`synchronous = ${sync}`);
     }

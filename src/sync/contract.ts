@@ -122,6 +122,13 @@ export const TelemetryMessage = z.object({
     z.object({ compartment: compartmentId, celsius: z.number().nullable(), ok: z.boolean(), at: timestamp.nullable() }),
   ),
   clock: ClockInfo,
+  storage: z
+    .object({
+      state: z.enum(["ok", "low", "full"]).describe("ok; low: under the configured floor; full: the ledger's writes fail and the bank refuses what needs one"),
+      since: timestamp.nullable(),
+      minFreeBytes: count,
+    })
+    .optional(),
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 

@@ -50,6 +50,8 @@ export interface SyncLinkDeps {
   log: Logger;
   devices: () => DeviceHealth[];
   temperatures: () => TemperatureStatus[];
+  /** The data directory's disk (StorageMonitor). */
+  storage?: () => { state: "ok" | "low" | "full"; since: number | null; minFreeBytes: number } | undefined;
 }
 
 /** A link exists only when sync is enabled; without one lockerctl says "disabled in config". */
@@ -97,6 +99,39 @@ interface HeldReply {
 }
 
 /** Where mqtt.js is told what to connect with. Secrets are read from files here and never logged. */
+/** What the link does with a message on cmd/<name>, before any parsing. */
+export type Admission = "execute" | "ignore: empty" | "ignore: stopping" | "refuse: retained";
+
+/**
+ * Zero bytes: a server clearing a retained command (the broker passes that on to subscribers too,
+ * MQTT 5 §3.3.1.3): not a command, no reply. Stopping: not executed, so the server's repeat (same
+ * id) runs it after the restart. Retained (subscribed with rap 0: "stored at the broker"): whoever
+ * published it is not around and it would act at every new subscription: refused, never executed.
+ */
+export function admitCommand(m: { bytes: number; retain: boolean; accepting: boolean }): Admission {
+  if (m.bytes === 0) return "ignore: empty";
+  if (!m.accepting) return "ignore: stopping";
+  if (m.retain) return "refuse: retained";
+  return "execute";
+}
+
+/** Where a command's reply goes: its response topic if it is in this bank's reply space, else reply/<name>. */
+export function replyTopic(root: string, name: string, responseTopic?: string): { topic: string; refused?: string } {
+  const fallback = `${root}/reply/${name}`;
+  if (responseTopic === undefined) return { topic: fallback };
+  const problem = responseTopicProblem(root, responseTopic);
+  return problem ? { topic: fallback, refused: problem } : { topic: responseTopic };
+}
+
+/** The reply to a retained command and the data of its alarm.unauthorized_command (reason "retained"). */
+export function retainedRefusal(root: string, name: string, payload: Buffer): { reply: ReplyEnvelope; alarm: Record<string, unknown> & { name: string } } {
+  const decoded = decodeCommand(name, payload);
+  const id = decoded.ok ? decoded.command.id : decoded.id;
+  const command = name.slice(0, 64);
+  const message = `a retained command is never executed: publish commands with retain=false, and clear this one with an empty retained message on ${root}/cmd/${command}`;
+  return { reply: { id, ok: false, error: { code: ErrorCode.Unauthorized, message } }, alarm: { name: command, id, reason: "retained", message } };
+}
+
 export function clientOptions(sync: Config["sync"], clientId: string, will: { topic: string; payload: string }): IClientOptions {
   const read = (what: string, path: string) => {
     try {
@@ -339,7 +374,13 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       devices: this.deps.devices(),
       temperatures: this.deps.temperatures().map((t) => ({ compartment: t.compartment, celsius: t.celsius, ok: t.ok, at: t.at })),
       clock: clockInfo(t, this.deps.config.sync),
+      ...this.storage(),
     };
+  }
+
+  private storage(): { storage?: TelemetryMessage["storage"] } {
+    const s = this.deps.storage?.();
+    return s ? { storage: { state: s.state, since: s.since, minFreeBytes: s.minFreeBytes } } : {};
   }
 
   /** The retained status; `clock` in what the bank publishes itself, never in the Last Will (made at connect, it would be stale). */
@@ -572,18 +613,18 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     const ref = parseTopic(this.topics.root, topic);
     if (ref?.kind !== "cmd") return;
     const props = packet.properties;
-    // Zero bytes: a server clearing a retained command. The broker passes that on to subscribers
-    // too (MQTT 5 §3.3.1.3), without the retain flag (rap false). Not a command: no reply.
-    if (payload.length === 0) {
-      this.log.info({ command: ref.name.slice(0, 64), retained: packet.retain }, "empty command message ignored (a retained command cleared)");
-      return;
+    switch (admitCommand({ bytes: payload.length, retain: packet.retain, accepting: this.accepting })) {
+      case "ignore: empty":
+        this.log.info({ command: ref.name.slice(0, 64), retained: packet.retain }, "empty command message ignored (a retained command cleared)");
+        return;
+      case "ignore: stopping":
+        this.log.warn({ command: ref.name.slice(0, 64) }, "command ignored: the bank is stopping");
+        return;
+      case "refuse: retained":
+        return this.refuseRetained(ref.name, payload, props?.responseTopic, props?.correlationData);
+      case "execute":
+        break;
     }
-    if (!this.accepting) {
-      // The bank is stopping: not executed, so the server's repeat (same id) runs it after the restart.
-      this.log.warn({ command: ref.name.slice(0, 64) }, "command ignored: the bank is stopping");
-      return;
-    }
-    if (packet.retain) return this.refuseRetained(ref.name, payload, props?.responseTopic, props?.correlationData);
     this.deps.router
       .handle(ref.name, payload)
       .then((reply) => this.reply(ref.name, reply, props?.responseTopic, props?.correlationData))
@@ -596,14 +637,10 @@ export class SyncLink extends EventEmitter<LinkEvents> {
    * alarm is the one of an unauthorized command.
    */
   private refuseRetained(name: string, payload: Buffer, responseTopic?: string, correlationData?: Buffer): void {
-    const decoded = decodeCommand(name, payload);
-    const id = decoded.ok ? decoded.command.id : decoded.id;
-    const command = name.slice(0, 64);
-    const message = `a retained command is never executed: publish commands with retain=false, and clear this one with an empty retained message on ${this.topics.root}/cmd/${command}`;
-    this.log.warn({ command, id }, "retained command refused: commands are never executed from a retained message");
-    // The data of the router's alarm.unauthorized_command (docs/asyncapi.yaml), reason "retained".
-    this.record("retained command alarm", (tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: { name: command, id, reason: "retained", message } }));
-    this.reply(name, { id, ok: false, error: { code: ErrorCode.Unauthorized, message } }, responseTopic, correlationData);
+    const { reply, alarm } = retainedRefusal(this.topics.root, name, payload);
+    this.log.warn({ command: alarm.name, id: reply.id }, "retained command refused: commands are never executed from a retained message");
+    this.record("retained command alarm", (tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: alarm }));
+    this.reply(name, reply, responseTopic, correlationData);
   }
 
   /** Send a reply now, or hold it until the link is back (see HELD_REPLIES). */
@@ -613,12 +650,8 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       this.log.warn({ command, id: reply.id }, "reply dropped: the link is stopping; the command is answered from the ledger when sent again");
       return;
     }
-    let topic = `${this.topics.root}/reply/${name}`;
-    if (responseTopic !== undefined) {
-      const problem = responseTopicProblem(this.topics.root, responseTopic);
-      if (problem) this.log.warn({ command, id: reply.id, responseTopic: responseTopic.slice(0, 200), problem }, `response topic refused (${problem}); replying on ${topic}`);
-      else topic = responseTopic;
-    }
+    const { topic, refused } = replyTopic(this.topics.root, name, responseTopic);
+    if (refused) this.log.warn({ command, id: reply.id, responseTopic: responseTopic?.slice(0, 200), problem: refused }, `response topic refused (${refused}); replying on ${topic}`);
     const held: HeldReply = { name: command, id: reply.id, topic, payload: JSON.stringify(reply), opts: { ...DELIVERY.reply, ...(correlationData ? { properties: { correlationData } } : {}) } };
     if (this.state === "online" && this.publishReply(held)) return;
     this.held.push(held);

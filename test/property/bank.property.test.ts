@@ -24,7 +24,9 @@
 //   8  no compartment faults for its lock unless a coil was energized for it: a board that is
 //      down or silent (outages in the sequences) makes a lock unavailable, not failed
 //   server: every reply is one REPLIES allows; a garbled or expired command is refused (bad_input,
-//      expired) and changes nothing; the same command id again gets the same reply and changes
+//      expired) and changes nothing; so is one with a ten-year lifetime or dated beyond the skew,
+//      and one delivered retained (the link's own admission: alarm only); a reply goes only to this
+//      bank's reply space whatever response topic the command asked for; the same command id again gets the same reply and changes
 //      nothing; the sealed code of a deposit is the one the recipient was told
 // On failure fast-check prints the seed, the path and the shrunk sequence; replay a shrunk
 // sequence with runScenario, as the findings below do. FC_NUM_RUNS=1000 for a longer search.
@@ -62,6 +64,8 @@ describe("bank custody invariants (property)", () => {
     expect(coverage.unavailable + coverage.uncertain).toBeGreaterThan(0);
     expect(coverage.codesAfterSession).toBeGreaterThan(0);
     expect(coverage.attributed).toBeGreaterThan(0);
+    // ... and hostile server commands: retained, ten-year lifetimes, future-dated, stray reply topics.
+    expect(coverage.twisted).toBeGreaterThan(0);
     if (process.env.FC_COVERAGE) process.stdout.write(`${JSON.stringify(coverage)}\n`);
   });
 });
@@ -138,6 +142,22 @@ describe("findings", () => {
       { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
       { kind: "keys", keys: "1001#" }, // "Stored in A02": the courier walks away
       // Was: the session went on at the size menu; the code's first digit chose a size and opened a door as the courier's deposit.
+      { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, afterFlow: true },
+    ];
+    await runScenario(found);
+  });
+
+  it("7, as found by fast-check: after a jammed deposit the courier walks away from 'choose size again'; the next person's code deposits nothing", async () => {
+    const found: Command[] = [
+      { kind: "jam", target: { among: "free", pick: 2 }, jammed: true },
+      { kind: "advance", ms: 31_000 },
+      { kind: "keys", keys: "*2468#1" },
+      { kind: "advance", ms: 200 },
+      { kind: "door", target: { among: "loading", pick: 0 }, state: "closed" },
+      { kind: "keys", keys: "1001#*" },
+      { kind: "keys", keys: "*2468#1" }, // the jammed one: two pulses, no door, "Door jammed, choose size again"
+      { kind: "advance", ms: 3000 },
+      // Was: the size menu took the code's first digit as a size and opened a door in the courier's name.
       { kind: "code", pick: 0, how: "exact", input: "keys", digit: 0, delta: 1, afterFlow: true },
     ];
     await runScenario(found);

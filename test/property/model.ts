@@ -19,7 +19,8 @@ import type { Compartment, Parcel } from "../../src/ledger/ledger.js";
 import { generateKeyPairSync } from "node:crypto";
 import { silentLogger } from "../../src/log.js";
 import { CommandRouter, type ReplyEnvelope } from "../../src/sync/commands.js";
-import { REPLIES, type CommandName } from "../../src/sync/contract.js";
+import { REPLIES, topics, type CommandName } from "../../src/sync/contract.js";
+import { admitCommand, replyTopic, retainedRefusal } from "../../src/sync/link.js";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { testBank, type TestBank } from "../helpers/bank.js";
 import type { SimBoardState } from "../../src/drivers/sim/hardware.js";
@@ -64,9 +65,20 @@ export type Command =
   /** A courier at the size menu scans a parcel label from the pool. */
   | { kind: "scanParcel"; parcel: number }
   /** A command from the central server, through the real CommandRouter; sometimes sent twice, expired or garbled. */
-  | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean }
+  | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean; twist?: Twist }
   /** The lock board stops answering (silent: unlocks time out), is declared down (unlocks refused unsent), or answers again. */
   | { kind: "board"; state: SimBoardState };
+
+/**
+ * What a hostile or quirky broker or server does to a command: delivers it as a stored retained
+ * message, gives it a ten-year lifetime, dates it in the future beyond the skew, or asks for the
+ * reply on a response topic of its choosing (inside this bank's reply space or anywhere else).
+ */
+export type Twist =
+  | { kind: "retained" }
+  | { kind: "longLife" }
+  | { kind: "future" }
+  | { kind: "respond"; to: "inbox" | "wildcard" | "status" | "otherBank" | "system" | "bare" };
 
 /** Server commands; parcels are named from a small pool (R-1..R-6) so repeats, cancels and opens meet. */
 export type ServerCmd =
@@ -88,6 +100,8 @@ export const STAFF_PIN = "*8642#";
 const T0 = new Date("2026-11-25T09:00:00Z");
 const AUTHORIZING = new Set<string>(["deposit.started", "pickup.started", "lock.retried", "admin.open"]);
 const PARCEL_POOL = ["R-1", "R-2", "R-3", "R-4", "R-5", "R-6"];
+/** This bank's topic root, as the router below is configured (site hq, device bank-01). */
+const ROOT = topics("lockers", "hq", "bank-01").root;
 /** The server's sealing key pair: drawn codes reach the test only sealed, as they reach a server. */
 const SEAL = generateKeyPairSync("x25519");
 const TERMINAL_EVENT: Record<string, string> = {
@@ -183,6 +197,13 @@ const server: fc.Arbitrary<Command> = fc.record({
   twice: fc.constantFrom(false, false, true),
   expired: fc.constantFrom(false, false, false, false, false, false, true),
   garbled: fc.constantFrom(false, false, false, false, false, false, false, false, false, true),
+  twist: fc.oneof(
+    { weight: 12, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary: fc.constant<Twist>({ kind: "retained" }) },
+    { weight: 1, arbitrary: fc.constant<Twist>({ kind: "longLife" }) },
+    { weight: 1, arbitrary: fc.constant<Twist>({ kind: "future" }) },
+    { weight: 2, arbitrary: fc.constantFrom("inbox", "wildcard", "status", "otherBank", "system", "bare").map((to): Twist => ({ kind: "respond", to })) },
+  ),
 });
 /** The server reserves; the courier scans that parcel at the keypad; the door opens, the parcel goes in. */
 const reservedDeposit: fc.Arbitrary<Command[]> = fc
@@ -438,6 +459,8 @@ export interface Coverage {
   codesAfterSession: number;
   /** Keypad actions checked against the session that took them. */
   attributed: number;
+  /** Server commands retained, long-lived, future-dated or with a response topic. */
+  twisted: number;
 }
 
 export const emptyCoverage = (): Coverage => ({
@@ -466,6 +489,7 @@ export const emptyCoverage = (): Coverage => ({
   settled: 0,
   codesAfterSession: 0,
   attributed: 0,
+  twisted: 0,
 });
 
 /** Replies compare as the server would read them: as JSON. */
@@ -650,11 +674,13 @@ export class Scenario {
     if (!args) return;
     const id = `cmd-${++this.serverSeq}`;
     const now = Date.now();
-    const payload = cmd.garbled
-      ? `{"id":"${id}","args":`
-      : JSON.stringify({ id, args, issuedAt: now - (cmd.expired ? 600_000 : 0), ...(cmd.expired ? { expiresAt: now - 300_000 } : {}) });
+    const twist = cmd.garbled || cmd.expired ? undefined : cmd.twist;
+    const issuedAt = now - (cmd.expired ? 600_000 : 0) + (twist?.kind === "future" ? 600_000 : 0);
+    const expiresAt = cmd.expired ? now - 300_000 : twist?.kind === "longLife" ? now + 10 * 365 * 86_400_000 : undefined;
+    const payload = cmd.garbled ? `{"id":"${id}","args":` : JSON.stringify({ id, args, issuedAt, ...(expiresAt !== undefined ? { expiresAt } : {}) });
     const head = rt.ledger.headSeq;
     const epoch = this.epoch;
+    if (twist && (await this.twisted(name, payload, twist, head, epoch))) return;
     const reply = router.handle(name, payload);
 
     if (cmd.garbled || cmd.expired) {
@@ -706,6 +732,57 @@ export class Scenario {
       const parcel = args.parcel as string;
       for (const c of this.codes) if (c.parcel === parcel) c.revoked = true;
       if (typeof args.code === "string") this.codes.push({ code: args.code, parcel, from: "supplied" });
+    }
+  }
+
+  /**
+   * A twisted command, through the link's own admission and reply-topic rules (retained, reply
+   * topics) or the router (long lifetime, future date). Returns true when nothing more is to run:
+   * it was refused and changed nothing but an alarm.
+   */
+  private async twisted(name: CommandName, payload: string, twist: Twist, head: number, epoch: number): Promise<boolean> {
+    const { rt } = this.bank;
+    this.coverage.twisted++;
+    const onlyAlarms = (what: string) => {
+      const fresh = rt.ledger.eventsFrom(head + 1, 1000);
+      if (fresh.some((e) => !e.type.startsWith("alarm."))) throw new InvariantViolation("server", `${what} ${name} changed the ledger: ${fresh.map((e) => e.type).join(" ")}`);
+    };
+    switch (twist.kind) {
+      case "retained": {
+        if (admitCommand({ bytes: Buffer.byteLength(payload), retain: true, accepting: true }) !== "refuse: retained") throw new InvariantViolation("server", `a retained ${name} was admitted`);
+        const { reply, alarm } = retainedRefusal(ROOT, name, Buffer.from(payload));
+        rt.ledger.transact((tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: alarm }));
+        this.checkReply(name, reply, epoch);
+        if (reply.ok || reply.error.code !== ErrorCode.Unauthorized) throw new InvariantViolation("server", `retained ${name} answered ${JSON.stringify(reply)}`);
+        onlyAlarms("a retained");
+        return true;
+      }
+      case "longLife":
+      case "future": {
+        const r = await this.router.handle(name, payload);
+        this.checkReply(name, r, epoch);
+        const want = twist.kind === "longLife" ? ErrorCode.BadInput : ErrorCode.Expired;
+        if (r.ok || r.error.code !== want) throw new InvariantViolation("server", `${twist.kind} ${name} answered ${JSON.stringify(r)}`);
+        onlyAlarms(twist.kind === "longLife" ? "a ten-year" : "a future-dated");
+        return true;
+      }
+      case "respond": {
+        // Replies go only where they belong: this bank's reply space, whatever the command asked.
+        const asked = {
+          inbox: `${ROOT}/reply/inbox/${this.serverSeq}`,
+          wildcard: "evil/#",
+          status: `${ROOT}/status`,
+          otherBank: ROOT.replace(/bank-01$/, "bank-02") + "/cmd/reserve",
+          system: "$SYS/broker/x",
+          bare: `${ROOT}/reply/`,
+        }[twist.to];
+        const { topic } = replyTopic(ROOT, name, asked);
+        if (!topic.startsWith(`${ROOT}/reply/`) || topic.length <= `${ROOT}/reply/`.length || /[+#]/.test(topic)) {
+          throw new InvariantViolation("server", `reply to ${name} asked for ${asked} would go to ${topic}`);
+        }
+        if (twist.to === "inbox" && topic !== asked) throw new InvariantViolation("server", `a reply inbox in the bank's reply space was not honoured: ${topic}`);
+        return false; // the command itself runs as usual
+      }
     }
   }
 

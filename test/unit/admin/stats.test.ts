@@ -75,7 +75,7 @@ async function buildWeek(b: TestBank): Promise<void> {
   at(t("03T13:04"));
   b.hw.keypad.keys("*2468#3");
   expect(b.screen()).toContain("No L free");
-  b.hw.keypad.keys("3");
+  b.hw.keypad.keys("3#"); // after a refusal a size is confirmed with # (the courier may have walked away)
   b.hw.keypad.keys("*");
 
   at(t("03T17:00"));

@@ -387,8 +387,9 @@ describe.skipIf(!hasSocat())("kerong boards on a noisy line", () => {
     // out. A busy machine may add timeouts of its own (late answers); they did not fault either.
     expect(corrupted).toBeGreaterThan(0.04 * polls());
     expect(corrupted).toBeLessThan(0.08 * polls());
-    expect(set.bus.stats.timeouts).toBeGreaterThanOrEqual(corrupted);
-    expect(set.bus.stats.discardedBytes).toBeGreaterThanOrEqual(corrupted * 9);
+    // (The last few corrupt answers may still be waiting out their timeout as we look.)
+    expect(set.bus.stats.timeouts).toBeGreaterThanOrEqual(corrupted - 3);
+    expect(set.bus.stats.discardedBytes).toBeGreaterThanOrEqual((corrupted - 3) * 9);
   });
 });
 

@@ -1,0 +1,117 @@
+// The data directory's disk, watched: free space against a floor (alarm.disk_low long before it is
+// full), and a ledger whose writes fail (SQLITE_FULL, I/O errors) tried again until one succeeds.
+//
+//   every checkS: statfs(dataDir) ─▶ below minFreeMb? ─▶ alarm.disk_low (once) … above again ─▶ alarm.cleared
+//   ledger.storageProblem ─▶ probe write (storage.recovered) ─▶ ok? ─▶ onRecovered (doors re-read, flows settled)
+//
+// While the disk refuses writes the bank refuses whatever needs one: no door opens without its
+// authorization on record. The daemon stays up; status, telemetry and selftest say "disk full".
+import { statfsSync } from "node:fs";
+import { isLockerError } from "../errors.js";
+import type { Ledger } from "../ledger/ledger.js";
+import type { Logger } from "../log.js";
+
+export interface StorageStatus {
+  /** The data directory. */
+  path: string;
+  freeBytes: number | null;
+  minFreeBytes: number;
+  /** ok; low: under the floor; full: the ledger's writes fail. */
+  state: "ok" | "low" | "full";
+  /** Since when the state is what it is (null: ok). */
+  since: number | null;
+  detail: string | null;
+}
+
+export interface StorageDeps {
+  dataDir: string;
+  ledger: Ledger;
+  minFreeMb: number;
+  checkS: number;
+  now: () => number;
+  log: Logger;
+  /** The ledger takes writes again: re-read the doors, settle what waited. */
+  onRecovered: () => void;
+}
+
+/** Recovery needs some room beyond the floor before the low alarm is cleared (no flapping). */
+const HYSTERESIS = 1.2;
+
+export class StorageMonitor {
+  private timer: NodeJS.Timeout | undefined;
+  private lowSince: number | null = null;
+  private freeBytes: number | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: StorageDeps) {
+    this.log = deps.log.child({ module: "storage" });
+  }
+
+  get minFreeBytes(): number {
+    return this.deps.minFreeMb * 2 ** 20;
+  }
+
+  start(): void {
+    this.check();
+    this.timer = setInterval(() => this.check(), this.deps.checkS * 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  status(): StorageStatus {
+    const problem = this.deps.ledger.storageProblem;
+    const base = { path: this.deps.dataDir, freeBytes: this.freeBytes, minFreeBytes: this.minFreeBytes };
+    if (problem) return { ...base, state: "full", since: problem.since, detail: problem.detail };
+    if (this.lowSince !== null) return { ...base, state: "low", since: this.lowSince, detail: `less than ${this.deps.minFreeMb} MB free` };
+    return { ...base, state: "ok", since: null, detail: null };
+  }
+
+  /** One look at the disk (also what the timer runs). Never throws. */
+  check(): void {
+    try {
+      const fs = statfsSync(this.deps.dataDir);
+      this.freeBytes = fs.bavail * fs.bsize;
+    } catch (e) {
+      this.log.warn({ err: e }, "cannot measure free space");
+    }
+    const problem = this.deps.ledger.storageProblem;
+    if (problem) return this.probe(problem);
+    if (this.freeBytes === null) return;
+    if (this.lowSince === null && this.freeBytes < this.minFreeBytes) {
+      this.lowSince = this.deps.now();
+      this.log.error({ path: this.deps.dataDir, freeBytes: this.freeBytes, minFreeBytes: this.minFreeBytes }, "disk space low");
+      this.record("alarm.disk_low", { path: this.deps.dataDir, freeBytes: this.freeBytes, minFreeBytes: this.minFreeBytes });
+    } else if (this.lowSince !== null && this.freeBytes >= this.minFreeBytes * HYSTERESIS) {
+      this.log.info({ freeBytes: this.freeBytes }, "disk space back above the floor");
+      this.record("alarm.cleared", { alarm: "disk_low", since: this.lowSince, freeBytes: this.freeBytes });
+      this.lowSince = null;
+    }
+  }
+
+  /** The ledger's writes failed: one small write says whether they work again. */
+  private probe(problem: { since: number; detail: string }): void {
+    try {
+      this.deps.ledger.transact((tx) => tx.event({ type: "storage.recovered", data: { since: problem.since, detail: problem.detail, freeBytes: this.freeBytes } }));
+    } catch (e) {
+      if (!isLockerError(e)) this.log.error({ err: e }, "storage probe failed");
+      return;
+    }
+    this.log.warn({ downMs: this.deps.now() - problem.since }, "ledger writable again");
+    try {
+      this.deps.onRecovered();
+    } catch (e) {
+      this.log.error({ err: e }, "recovery after storage full failed");
+    }
+  }
+
+  private record(type: "alarm.disk_low" | "alarm.cleared", data: Record<string, unknown>): void {
+    try {
+      this.deps.ledger.transact((tx) => tx.event({ type, data }));
+    } catch (e) {
+      this.log.error({ err: e, type }, "could not record a storage alarm");
+    }
+  }
+}
