@@ -13,7 +13,7 @@ import { TemperatureMonitor } from "./bank/temperature.js";
 import { ItemSensors } from "./bank/item-sensors.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal } from "./bank/terminal.js";
-import { StorageMonitor } from "./bank/storage.js";
+import { Retention, StorageMonitor } from "./bank/storage.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
@@ -83,6 +83,7 @@ export class Runtime {
   /** Start refused for the data directory (identity, damage): its ledger is left as it was. */
   private refused = false;
   storage: StorageMonitor | undefined;
+  private retention: Retention | undefined;
   private readonly onInput = (input: Input) => this.terminal.input(input);
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -225,6 +226,8 @@ export class Runtime {
       onRecovered: () => this.bank.resync(),
     });
     this.storage.start();
+    this.retention = new Retention({ ledger: this.ledger, days: config.sync.retentionDays, published: config.sync.enabled, now: this.now, log: log.child({ module: "retention" }) });
+    this.retention.start();
     if (config.sync.enabled) await this.startLink(config, dataDir);
   }
 
@@ -322,6 +325,7 @@ export class Runtime {
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
     this.terminal?.stop();
     this.storage?.stop();
+    this.retention?.stop();
     this.deadlines?.stop();
     this.doorAlarms?.stop();
     this.items?.stop();

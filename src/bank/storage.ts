@@ -23,6 +23,51 @@ export interface StorageStatus {
   detail: string | null;
 }
 
+/** How often old events are pruned (RetentionDeps). */
+const PRUNE_EVERY_MS = 3_600_000;
+
+export interface RetentionDeps {
+  ledger: Ledger;
+  /** Events older than this many days go (sync.retentionDays), custody of parcels still in the bank kept. */
+  days: number;
+  /** With a server link: only events the broker has acknowledged. */
+  published: boolean;
+  now: () => number;
+  log: Logger;
+}
+
+/**
+ * Bounded growth, with or without a server: every hour the oldest events past retention are
+ * deleted, a prefix of the chain (Ledger.prune says what stays: the history of every parcel still
+ * in the bank, what the broker has not acknowledged, the newest event).
+ */
+export class Retention {
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly deps: RetentionDeps) {}
+
+  start(): void {
+    this.prune();
+    this.timer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  prune(): { events: number; commands: number } | undefined {
+    const before = this.deps.now() - this.deps.days * 86_400_000;
+    try {
+      const n = this.deps.ledger.prune(before, { published: this.deps.published });
+      if (n.events || n.commands) this.deps.log.info(n, "pruned events and answered commands past retention");
+      return n;
+    } catch (e) {
+      this.deps.log.warn({ err: e }, "prune failed");
+      return undefined;
+    }
+  }
+}
+
 export interface StorageDeps {
   dataDir: string;
   ledger: Ledger;

@@ -127,7 +127,12 @@ const Sync = z.strictObject({
   keepaliveS: z.int().min(5).max(1200).default(30),
   sessionExpiryS: z.int().min(0).max(4_294_967_295).default(604_800).describe("the broker keeps commands for an offline bank this long"),
   window: z.int().min(1).max(65535).default(256).describe("events in flight before the first is acknowledged"),
-  retentionDays: z.number().positive().max(3650).default(30).describe("published events older than this are pruned"),
+  retentionDays: z
+    .number()
+    .positive()
+    .max(3650)
+    .default(30)
+    .describe("events older than this are pruned, with or without a server (once published when sync is on); the whole history of a parcel still in the bank is kept"),
   telemetryS: z.int().min(5).max(86400).default(60),
   stateCoalesceMs: z.int().min(0).max(60000).default(250).describe("a burst of changes makes one retained state message"),
   reconnectBaseMs: z.int().min(50).max(60000).default(500),

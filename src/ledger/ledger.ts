@@ -313,7 +313,12 @@ export class Ledger {
       eventsOfParcel: db.prepare("SELECT * FROM events WHERE parcel = ? ORDER BY seq"),
       count: db.prepare("SELECT count(*) AS events FROM events"),
       firstEvent: db.prepare("SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1"),
-      pruneEvents: db.prepare("DELETE FROM events WHERE seq <= ? AND ts < ?"),
+      pruneEvents: db.prepare("DELETE FROM events WHERE seq < ?"),
+      firstSince: db.prepare("SELECT min(seq) AS seq FROM events WHERE ts >= ?"),
+      firstUnderWay: db.prepare(
+        `SELECT min(e.seq) AS seq FROM events e JOIN parcels p ON p.id = e.parcel
+          WHERE p.status IN ('reserved', 'depositing', 'awaiting_recipient', 'stored', 'collecting')`,
+      ),
       command: db.prepare("SELECT id, name, received_at, replied_at, reply, keep_until, digest FROM commands WHERE id = ?"),
       insertCommand: db.prepare("INSERT INTO commands (id, name, received_at, keep_until, digest) VALUES (?, ?, ?, ?, ?)"),
       replyCommand: db.prepare("UPDATE commands SET reply = ?, replied_at = ? WHERE id = ?"),
@@ -642,18 +647,27 @@ export class Ledger {
   }
 
   /**
-   * Delete published events older than `before` (ms), never one the broker has not acknowledged,
-   * and remembered commands answered before it, never one whose command could still be accepted
-   * (keep_until not yet passed): a replay of it must meet its id. The chain stays verifiable: the
-   * first event kept still carries its prevHash, and verify() starts from it. Returns the rows deleted.
+   * Retention: delete the oldest events, a prefix of the chain, up to (not including) the first that
+   * must stay: the first newer than `before` (ms), the first of any parcel still in the bank (its
+   * whole custody history is kept while it is there), the first the broker has not acknowledged
+   * (`published`: with a server link), and always the newest (it anchors the chain and the next
+   * seq). The chain stays verifiable: the first event kept carries its prevHash, verify() starts
+   * from it. Also forgets commands answered before `before`, never one whose command could still be
+   * accepted (keep_until not yet passed). Returns the rows deleted.
    */
-  prune(before: number): { events: number; commands: number } {
-    const acked = this.ackedSeq();
+  prune(before: number, opts: { published: boolean } = { published: true }): { events: number; commands: number } {
     const now = this.now();
-    const run = this.db.transaction(() => ({
-      events: this.stmt.pruneEvents.run(acked, before).changes,
-      commands: this.stmt.pruneCommands.run(before, now).changes,
-    }));
+    const run = this.db.transaction(() => {
+      const head = this.head.seq;
+      const limits = [
+        head,
+        opts.published ? this.ackedSeq() + 1 : head,
+        (this.stmt.firstSince.get(before) as { seq: number | null }).seq ?? head,
+        (this.stmt.firstUnderWay.get() as { seq: number | null }).seq ?? head,
+      ];
+      const keepFrom = Math.min(...limits);
+      return { events: this.stmt.pruneEvents.run(keepFrom).changes, commands: this.stmt.pruneCommands.run(before, now).changes };
+    });
     return run.immediate();
   }
 

@@ -57,7 +57,6 @@ export interface SyncLinkDeps {
 /** A link exists only when sync is enabled; without one lockerctl says "disabled in config". */
 export type LinkState = "connecting" | "online" | "offline";
 
-const PRUNE_EVERY_MS = 3_600_000;
 const CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp";
 /** Replies made while the link is down wait for it; beyond this many the oldest is dropped (its command id is answered from the ledger when the server sends it again). */
 const HELD_REPLIES = 100;
@@ -191,7 +190,6 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private stableTimer: NodeJS.Timeout | undefined;
   private telemetryTimer: NodeJS.Timeout | undefined;
-  private pruneTimer: NodeJS.Timeout | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private lastConnectedAt: number | null = null;
@@ -216,9 +214,6 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     this.resumeDuplicate();
     this.outbox.start();
     this.unsubscribe = this.deps.ledger.onCommit((events) => this.onCommit(events));
-    this.prune();
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
-    this.pruneTimer.unref();
     this.telemetryTimer = setInterval(() => this.publishTelemetry(), this.deps.config.sync.telemetryS * 1000);
     this.telemetryTimer.unref();
     this.connect();
@@ -235,7 +230,6 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.stableTimer);
     clearInterval(this.telemetryTimer);
-    clearInterval(this.pruneTimer);
     clearTimeout(this.stateTimer);
     this.unsubscribe?.();
     await this.drain();
@@ -677,16 +671,6 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     if (!events.some((e) => e.compartment !== null)) return;
     if (this.stateTimer || !this.client?.connected) return;
     this.stateTimer = setTimeout(() => this.publishState(), this.deps.config.sync.stateCoalesceMs);
-  }
-
-  private prune(): void {
-    const before = this.deps.now() - this.deps.config.sync.retentionDays * 86_400_000;
-    try {
-      const n = this.deps.ledger.prune(before);
-      if (n.events || n.commands) this.log.info(n, "pruned published events and answered commands past retention");
-    } catch (e) {
-      this.log.warn({ err: e }, "prune failed");
-    }
   }
 }
 

@@ -1,0 +1,64 @@
+// Retention with or without a server: the oldest events go as a prefix of the chain; the history of
+// a parcel still in the bank, the unacknowledged backlog and the newest event always stay; the chain
+// verifies after. Real SQLite file, controlled clock.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Retention } from "../../../src/bank/storage.js";
+import { silentLogger } from "../../../src/log.js";
+import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+
+const DAY = 86_400_000;
+let bank: TestBank | undefined;
+beforeEach(() => {
+  vi.useFakeTimers({ now: new Date("2026-01-01T09:00:00Z") });
+});
+afterEach(async () => {
+  await bank?.close();
+  bank = undefined;
+  vi.useRealTimers();
+});
+
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+
+describe("retention", () => {
+  it("with sync off, prunes events past retention but keeps the custody of parcels still in the bank", async () => {
+    const b = (bank = await testBank()); // sync off, retentionDays 30
+    const gone = await keypadDeposit(b, advance); // picked up below: its history may go
+    const stays = await keypadDeposit(b, advance); // still in the bank after a year
+    b.hw.keypad.keys(`${gone.code}#`);
+    await advance(200);
+    b.hw.doors.set(b.rt.bank.layoutOf(gone.compartment).lock, "closed");
+    expect(b.rt.ledger.parcel(gone.parcel)?.status).toBe("picked_up");
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} })); // a year later
+    const before = b.rt.ledger.counts().events;
+    const n = new Retention({ ledger: b.rt.ledger, days: 30, published: false, now: Date.now, log: silentLogger() }).prune()!;
+    expect(n.events).toBeGreaterThan(0);
+    expect(b.rt.ledger.counts().events).toBe(before - n.events);
+    // Everything about the parcel still in the bank is still there, from its deposit on.
+    const history = b.rt.ledger.eventsOfParcel(stays.parcel).map((e) => e.type);
+    expect(history[0]).toBe("deposit.started");
+    expect(history).toContain("parcel.deposited");
+    expect(b.rt.ledger.verify()).toMatchObject({ ok: true });
+  });
+
+  it("when nothing is under way, keeps at least the newest event (the chain's anchor and the next seq)", async () => {
+    const b = (bank = await testBank());
+    const head = b.rt.ledger.headSeq;
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    new Retention({ ledger: b.rt.ledger, days: 30, published: false, now: Date.now, log: silentLogger() }).prune();
+    expect(b.rt.ledger.counts().events).toBe(1);
+    expect(b.rt.ledger.eventsFrom(1, 10).map((e) => e.seq)).toEqual([head]);
+    b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} }));
+    expect(b.rt.ledger.headSeq).toBe(head + 1);
+    expect(b.rt.ledger.verify()).toMatchObject({ ok: true, checked: 2 });
+  });
+
+  it("with sync on, nothing the broker has not acknowledged goes", async () => {
+    const b = (bank = await testBank());
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    const before = b.rt.ledger.counts().events;
+    const n = new Retention({ ledger: b.rt.ledger, days: 30, published: true, now: Date.now, log: silentLogger() }).prune()!;
+    expect(n.events).toBe(0); // none acknowledged
+    expect(b.rt.ledger.counts().events).toBe(before);
+  });
+});
