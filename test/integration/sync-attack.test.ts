@@ -119,6 +119,7 @@ describe("the bank under attack through the broker", () => {
     const s = await sim(d);
     await srv.waitFor(isOnline(srv), 10_000, "online");
     s.send({ op: "jam", compartment: "A02", jammed: true });
+    await s.state(); // the sim answers in order: the jam is in place before the command goes out
     const m = s.mark();
     const open = signed(device, "open", "open-lost", { compartment: "A02", reason: "forgot my code" });
     await srv.client.publishAsync(srv.t.cmd.open, open, { qos: 1 });
