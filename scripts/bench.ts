@@ -3,10 +3,10 @@
 // so one does not inflate another's memory or warm another's caches.
 //
 //   node dist/scripts/bench.js            all of them
-//   node dist/scripts/bench.js latency    one (latency | startup | rss | drain | command | fleet)
+//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { parseConfig } from "../src/config/load.js";
@@ -193,7 +193,61 @@ async function rss(): Promise<void> {
   }
 }
 
+/**
+ * Bounded growth (a busy bank's year): ledger bytes per deposit + pickup (the file after a
+ * checkpoint), bytes written per idle hour by the compiled daemon (from /proc/PID/io while it sits
+ * idle), and the ledger's size after a year at 200 pickups a day with retention (sync.retentionDays
+ * 30: about 30 days of history stay) and without (every event kept).
+ */
+async function growth(): Promise<void> {
+  const dir = tmp();
+  const CYCLES = Number(process.env.BENCH_PICKUPS ?? 2000);
+  const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 60);
+  try {
+    const { rt, hw, deposit, opened } = await benchBank(dir, () => undefined, "FULL");
+    const file = join(dir, "data", "ledger.db");
+    const size = () => {
+      rt.ledger.checkpoint();
+      rt.ledger.db.pragma("wal_checkpoint(TRUNCATE)");
+      return statSync(file).size;
+    };
+    const before = size();
+    const eventsBefore = rt.ledger.counts().events;
+    for (let i = 0; i < CYCLES; i++) {
+      const { code, compartment } = await deposit();
+      hw.keypad.keys(`${code}#`);
+      await opened(compartment);
+      hw.doors.set(rt.bank.layoutOf(compartment).lock, "closed");
+    }
+    const perPickup = (size() - before) / CYCLES;
+    const eventsPerPickup = (rt.ledger.counts().events - eventsBefore) / CYCLES;
+    await rt.stop();
+
+    // The compiled daemon left alone: what it writes in an idle spell, scaled to an hour.
+    const cfg = join(dir, "config.json");
+    writeFileSync(cfg, JSON.stringify({ ...exampleConfig, log: { level: "warn" } }));
+    const child = spawn(process.execPath, [...DAEMON_FLAGS, MAIN, "--config", cfg, "--data", join(dir, "idle")], { stdio: ["ignore", "pipe", "inherit"] });
+    const written = () => Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${child.pid}/io`, "utf8"))?.[1] ?? NaN);
+    await new Promise((r) => setTimeout(r, 3000)); // started, first checkpoint done
+    const w0 = written();
+    await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+    const idleHour = ((written() - w0) * 3600) / IDLE_S;
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+
+    const perDay = 200 * perPickup;
+    const note = `${CYCLES} deposits + pickups (${round(eventsPerPickup, 1)} events each); idle: ${IDLE_S} s of the compiled daemon, scaled`;
+    emit({ metric: "ledger_bytes_per_pickup", value: Math.round(perPickup), unit: "B", floor: null, target: null, note });
+    emit({ metric: "idle_hour_bytes_written", value: Math.round(idleHour), unit: "B", floor: null, target: 1_048_576, note: "from /proc/PID/io write_bytes" });
+    emit({ metric: "ledger_year_busy_retention_30d", value: round((30 * perDay + before) / 2 ** 20, 1), unit: "MB", floor: null, target: null, note: "200 pickups a day, sync.retentionDays 30" });
+    emit({ metric: "ledger_year_busy_no_retention", value: round((365 * perDay + before) / 2 ** 20, 1), unit: "MB", floor: null, target: null, note: "200 pickups a day, every event kept" });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const MODES: Record<string, () => Promise<void>> = {
+  growth,
   latency,
   startup,
   rss,
