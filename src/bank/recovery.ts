@@ -40,13 +40,7 @@ export function holdCollect(tx: LedgerTx, parcel: Parcel): void {
 /** A collection whose door never opened: the parcel is back where it was and its code works again. */
 export function undoCollect(tx: LedgerTx, parcel: Parcel): void {
   if (parcel.collectCredential !== null) tx.reliveCredential(parcel.collectCredential);
-  tx.updateParcel(parcel.id, {
-    status: parcel.collectVia === "return" ? "awaiting_recipient" : "stored",
-    collectorId: null,
-    collectVia: null,
-    collectCredential: null,
-    collectTerminal: null,
-  });
+  holdCollect(tx, parcel);
 }
 
 /** A deposit whose parcel never went in: cancelled, and a drop-off code that allowed it works again. */

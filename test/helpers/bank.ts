@@ -90,7 +90,8 @@ export function fakeClockBanks(start = "2026-11-25T09:00:00Z") {
     vi.useRealTimers();
   });
   return {
-    open: async (patch?: (cfg: Record<string, any>) => void, dir?: string): Promise<TestBank> => (current = await testBank(patch, dir)),
+    open: async (patch?: (cfg: Record<string, any>) => void, dir?: string, onHardware?: (hw: SimHardware) => void): Promise<TestBank> =>
+      (current = await testBank(patch, dir, onHardware)),
     advance: (ms: number) => vi.advanceTimersByTimeAsync(ms),
   };
 }

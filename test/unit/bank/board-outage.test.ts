@@ -1,20 +1,10 @@
 // A lock that was never pulsed is not a lock that failed: a board that is down or does not answer
 // leaves no fault, counts no pulse, keeps the person's code valid, and the bank heals by itself
 // when the board answers again. In-process bank on the simulated hardware, fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, keypadDeposit, type TestBank } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 const lockOf = (b: TestBank, id: string) => b.rt.bank.layoutOf(id).lock;
 
@@ -32,7 +22,7 @@ function expectUntouched(b: TestBank, d: { compartment: string; parcel: string }
 
 describe("board outages", () => {
   it("board down: the code is refused without being used, nothing faults, and the same code opens once the board is back", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const d = await stored(b);
     const pulses = b.rt.ledger.compartment(d.compartment)!.pulses;
     b.hw.setBoard("down");
@@ -53,7 +43,7 @@ describe("board outages", () => {
   });
 
   it("a pulse refused unsent (the board went down while it waited for the power budget) rolls the pickup back: no fault, no pulse counted, code valid", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const d = await stored(b);
     const pulses = b.rt.ledger.compartment(d.compartment)!.pulses;
     const other = b.rt.layout.find((l) => l.id !== d.compartment)!.id;
@@ -73,7 +63,7 @@ describe("board outages", () => {
   });
 
   it("a silent board (unlock sent, never acknowledged) holds the pickup until the door can be read, then settles it: the code works again", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const d = await stored(b);
     b.hw.setBoard("silent");
     b.hw.keypad.keys(`${d.code}#`);
@@ -90,7 +80,7 @@ describe("board outages", () => {
   });
 
   it("a courier is not sent to a compartment whose board is down, and is told the bank is unavailable rather than full", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.setBoard("down");
     b.hw.keypad.keys("*2468#1");
     expect(b.screen()).toContain("Lockers unavailable");
@@ -99,7 +89,7 @@ describe("board outages", () => {
   });
 
   it("a technician's pulse to a board that is down reports unavailable and marks nothing", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.setBoard("down");
     const r = await b.rt.technician.open("A03", { user: "tech", reason: "test" });
     expect(r).toMatchObject({ opened: false, unavailable: true });
@@ -108,7 +98,7 @@ describe("board outages", () => {
   });
 
   it("a jammed lock on a board that answers still faults (the coil fired, the door stayed shut)", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const d = await stored(b);
     b.hw.locks.jammed.add(lockOf(b, d.compartment));
     b.hw.keypad.keys(`${d.code}#`);
@@ -117,7 +107,7 @@ describe("board outages", () => {
   });
 
   it("relay-test does not pass a door that already read open before the pulse", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.doors.set(lockOf(b, "A04"), "open");
     const [r] = await b.rt.technician.relayTest(["A04"], { user: "tech", reason: "test" });
     expect(r).toMatchObject({ compartment: "A04", opened: false, unverified: true });

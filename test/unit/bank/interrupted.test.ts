@@ -1,24 +1,14 @@
 // A pickup whose pulse fired but whose outcome was never recorded (a crash, a full disk between the
 // commits) is never undone into a second open: after a restart it is settled from what can be known
 // (the item sensor), else held for inspection; the one-time code is never valid twice.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 /** A stored parcel, its code typed, the lock pulsed, and the daemon gone before any door edge was recorded. */
 async function interruptedPickup(item?: boolean) {
-  let b = await testBank();
+  let b = await open();
   const d = await keypadDeposit(b, advance);
   await advance(31_000);
   const unlocked: number[] = [];
@@ -29,7 +19,7 @@ async function interruptedPickup(item?: boolean) {
   // Meanwhile the recipient opened the door, took the parcel (or not) and shut it. An item sensor,
   // where fitted, says which.
   const lock = b.rt.bank.layoutOf(d.compartment).lock;
-  b = bank = await testBank(undefined, b.dir, (hw) => {
+  b = await open(undefined, b.dir, (hw) => {
     if (item !== undefined) hw.items.set(lock, item);
   });
   return { b, d };
@@ -66,14 +56,14 @@ describe("an unlock whose outcome was not recorded", () => {
   });
 
   it("a pulse still queued when the daemon stops cleanly never fired: rolled back at the stop, the code works after the restart", async () => {
-    let b = await testBank();
+    let b = await open();
     const d = await keypadDeposit(b, advance);
     await advance(31_000);
     const other = b.rt.layout.find((l) => l.id !== d.compartment)!.id;
     void b.rt.technician.open(other, { user: "tech", reason: "test" }).catch(() => undefined); // holds the one-coil budget
     b.hw.keypad.keys(`${d.code}#`); // its pulse waits
     await b.rt.stop();
-    b = bank = await testBank(undefined, b.dir);
+    b = await open(undefined, b.dir);
     expect(b.rt.ledger.compartment(d.compartment)?.state).toBe("occupied");
     b.hw.keypad.keys(`${d.code}#`);
     await advance(200);

@@ -1,24 +1,14 @@
 // Rate limits that cannot be side-stepped: a valid PIN between wrong codes resets nothing, badge
 // taps are limited like codes, failures decay with time only, and a flood writes a bounded number
 // of ledger rows. In-process bank on the simulated hardware, fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 describe("keypad rate limits", () => {
   it("4 wrong codes, then the courier PIN, repeated: the terminal still locks (a valid PIN resets nothing)", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     let tried = 0;
     for (let round = 0; round < 10; round++) {
       for (let i = 0; i < 4; i++) {
@@ -32,7 +22,7 @@ describe("keypad rate limits", () => {
   });
 
   it("unknown badges are limited like codes and lock the terminal; a burst writes a bounded number of rows", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const before = b.rt.ledger.headSeq;
     for (let i = 0; i < 2000; i++) b.hw.keypad.badge((0xab000000 + i).toString(16).toUpperCase());
     const written = b.rt.ledger.headSeq - before;
@@ -46,7 +36,7 @@ describe("keypad rate limits", () => {
   });
 
   it("a known badge is refused while the terminal is locked out, and works once the lockout has passed", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const d = await keypadDeposit(b, advance);
     for (let i = 0; i < 5; i++) b.hw.keypad.badge(`DEAD00${String(i).padStart(2, "0")}`);
     expect(b.events("terminal.locked_out")).toHaveLength(1);
@@ -59,7 +49,7 @@ describe("keypad rate limits", () => {
   });
 
   it("failures decay with time only: after a quiet spell one typo does not lock", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     for (let i = 0; i < 4; i++) b.hw.keypad.keys(`${900_000 + i}#`);
     expect(b.events("terminal.locked_out")).toHaveLength(0);
     b.hw.keypad.keys("999999#"); // the 5th in a row: locked

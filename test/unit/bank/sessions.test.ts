@@ -1,21 +1,11 @@
 // Keypad sessions: a session belongs to the person whose credential started it and ends when their
 // business ends. The next person's keys are never applied to it (issue: "Nobody acts in somebody
 // else's name"). In-process bank on the simulated hardware, fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { SessionChange } from "../../../src/bank/terminal.js";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { fakeClockBanks, keypadDeposit, type TestBank } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 const lockOf = (b: TestBank, id: string) => b.rt.bank.layoutOf(id).lock;
 
@@ -35,7 +25,7 @@ const actions = (b: TestBank, from: number) =>
 
 describe("keypad sessions", () => {
   it("a badge with nothing to pick up offers a drop-off; the next person's code is a pickup, not a menu choice", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const ada = await parcelWithCode(b, "452198");
     const head = b.rt.ledger.headSeq;
     b.hw.keypad.badge("04A1B2C4"); // Alan: nothing for him
@@ -51,7 +41,7 @@ describe("keypad sessions", () => {
   });
 
   it("a code that starts with the offer's own key is still a pickup", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const ada = await parcelWithCode(b, "128574");
     const head = b.rt.ledger.headSeq;
     b.hw.keypad.badge("04A1B2C4");
@@ -61,7 +51,7 @@ describe("keypad sessions", () => {
   });
 
   it("the drop-off after 'No parcels' is an explicit choice: 1, then the size", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.keypad.badge("04A1B2C4");
     b.hw.keypad.keys("1");
     expect(b.screen()).toContain("Drop off: size?");
@@ -75,7 +65,7 @@ describe("keypad sessions", () => {
   });
 
   it("'* = done' at the offer ends the session", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     b.hw.keypad.badge("04A1B2C4");
     b.hw.keypad.keys("*");
     expect(b.rt.terminal.state).toBe("idle");
@@ -85,7 +75,7 @@ describe("keypad sessions", () => {
   });
 
   it("after 'Stored in', the courier's session is over: the next person's code picks up and deposits nothing", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const ada = await parcelWithCode(b, "281734");
     // The courier deposits one more parcel and walks away without pressing *.
     b.hw.keypad.keys("*2468#1");
@@ -104,7 +94,7 @@ describe("keypad sessions", () => {
   });
 
   it("a courier deposits another parcel with one key, or by presenting the PIN again", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     await keypadDeposit(b, advance, { keepSession: true });
     expect(b.screen()).toContain("Another parcel?");
     b.hw.keypad.keys("1");
@@ -127,7 +117,7 @@ describe("keypad sessions", () => {
   });
 
   it("the 'Another parcel?' offer times out quickly, and so does an untouched menu", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     await keypadDeposit(b, advance, { keepSession: true });
     await advance(b.config.terminal.offerMs + 10);
     expect(b.rt.terminal.state).toBe("idle");
@@ -138,7 +128,7 @@ describe("keypad sessions", () => {
   });
 
   it("staff: after a removal or an override the menu is not left open for the next person", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const ada = await parcelWithCode(b, "391827");
     const other = await keypadDeposit(b, advance, { recipient: "1002" });
     await advance(31_000);
@@ -154,7 +144,7 @@ describe("keypad sessions", () => {
   });
 
   it("reports each session's start and end with the person, and keys never reach an ended session", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const changes: SessionChange[] = [];
     b.rt.terminal.on("session", (s) => changes.push(s));
     b.hw.keypad.badge("04A1B2C4");

@@ -2,28 +2,19 @@
 // full integrity check catches a damaged file. Real SQLite files under a temporary directory.
 import { openSync, writeSync, closeSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Ledger } from "../../../src/ledger/ledger.js";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
-import { removeDir } from "../../helpers/daemon.js";
+import { fakeClockBanks, keypadDeposit, type TestBank } from "../../helpers/bank.js";
 
-let bank: TestBank | undefined;
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks();
 
 const broken = (b: TestBank) => b.rt.ledger.invariants().filter((i) => i.rows.length).map((i) => i.rule);
 
 describe("ledger invariants", () => {
   it("hold on a bank that has been used, and each kind of damage breaks its rule", async () => {
-    const b = (bank = await testBank());
-    const d1 = await keypadDeposit(b, (ms) => vi.advanceTimersByTimeAsync(ms));
-    const d2 = await keypadDeposit(b, (ms) => vi.advanceTimersByTimeAsync(ms));
+    const b = await open();
+    const d1 = await keypadDeposit(b, advance);
+    const d2 = await keypadDeposit(b, advance);
     expect(broken(b)).toEqual([]);
     const db = b.rt.ledger.db;
     const damage: [string, string, string][] = [
@@ -49,8 +40,8 @@ describe("ledger invariants", () => {
   });
 
   it("the full integrity check finds a damaged page the tables themselves may not show", async () => {
-    const b = (bank = await testBank());
-    await keypadDeposit(b, (ms) => vi.advanceTimersByTimeAsync(ms));
+    const b = await open();
+    await keypadDeposit(b, advance);
     const file = join(b.dir, "data", "ledger.db");
     expect(Ledger.check(file, true)).toBe("ok");
     await b.rt.stop();
@@ -59,6 +50,5 @@ describe("ledger invariants", () => {
     writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, Math.floor(size / 2 / 4096) * 4096);
     closeSync(fd);
     expect(Ledger.check(file, true)).not.toBe("ok");
-    bank = { ...b, close: async () => removeDir(b.dir) };
   });
 });

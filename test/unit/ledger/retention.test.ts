@@ -1,27 +1,18 @@
 // Retention with or without a server: the oldest events go as a prefix of the chain; the history of
 // a parcel still in the bank, the unacknowledged backlog and the newest event always stay; the chain
 // verifies after. Real SQLite file, controlled clock.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Retention } from "../../../src/bank/storage.js";
 import { silentLogger } from "../../../src/log.js";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
 const DAY = 86_400_000;
-let bank: TestBank | undefined;
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-01-01T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
+const { open, advance } = fakeClockBanks("2026-01-01T09:00:00Z");
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 
 describe("retention", () => {
   it("with sync off, prunes events past retention but keeps the custody of parcels still in the bank", async () => {
-    const b = (bank = await testBank()); // sync off, retentionDays 30
+    const b = await open(); // sync off, retentionDays 30
     const gone = await keypadDeposit(b, advance); // picked up below: its history may go
     const stays = await keypadDeposit(b, advance); // still in the bank after a year
     b.hw.keypad.keys(`${gone.code}#`);
@@ -42,7 +33,7 @@ describe("retention", () => {
   });
 
   it("when nothing is under way, keeps at least the newest event (the chain's anchor and the next seq)", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     const head = b.rt.ledger.headSeq;
     vi.setSystemTime(Date.now() + 400 * DAY);
     new Retention({ ledger: b.rt.ledger, days: 30, published: false, now: Date.now, log: silentLogger() }).prune();
@@ -54,7 +45,7 @@ describe("retention", () => {
   });
 
   it("with sync on, nothing the broker has not acknowledged goes", async () => {
-    const b = (bank = await testBank());
+    const b = await open();
     vi.setSystemTime(Date.now() + 400 * DAY);
     const before = b.rt.ledger.counts().events;
     const n = new Retention({ ledger: b.rt.ledger, days: 30, published: true, now: Date.now, log: silentLogger() }).prune()!;
