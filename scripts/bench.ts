@@ -3,7 +3,7 @@
 // so one does not inflate another's memory or warm another's caches.
 //
 //   node dist/scripts/bench.js            all of them
-//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet)
+//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet | kill)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -15,7 +15,8 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
-import { emit, median, pct, round, tmp } from "./bench-common.js";
+import { emit, median, pct, round, tmp, type Line } from "./bench-common.js";
+import { killHarness } from "./bench-kill.js";
 import { command, drain, fleet } from "./bench-sync.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -254,6 +255,7 @@ const MODES: Record<string, () => Promise<void>> = {
   drain: () => drain(exampleConfig, emit),
   command: () => command(exampleConfig, emit),
   fleet: () => fleet(exampleConfig, emit),
+  kill: () => killHarness((o) => emit(o as unknown as Line), { kills: Number(process.env.BENCH_KILLS ?? 50) }),
 };
 
 async function main(): Promise<void> {

@@ -18,7 +18,11 @@ export interface LockoutState {
   lockedUntil: number;
   windowStart: number;
   windowFailures: number;
-  /** When the last failure was counted (the decay runs from it). */
+  /**
+   * The decay's clock: one failure is forgiven per decayMs after it. It moves on by whole periods
+   * as failures are forgiven, so time already served counts when the next failure comes (a typo
+   * every 4 minutes against a 5-minute decay does not pile up as if nothing ever decayed).
+   */
   lastFailureAt: number;
 }
 
@@ -44,7 +48,11 @@ export interface FailureOutcome {
 }
 
 export function recordFailure(state: LockoutState, now: number, policy: LockoutPolicy): FailureOutcome {
-  const failures = liveFailures(state, now, policy) + 1;
+  const live = liveFailures(state, now, policy);
+  const failures = live + 1;
+  // Whole periods served move the clock on; a partial one is kept (none left to forgive: from now).
+  const served = now > state.lastFailureAt ? Math.floor((now - state.lastFailureAt) / policy.decayMs) : 0;
+  const decayFrom = live === 0 || now < state.lastFailureAt ? now : state.lastFailureAt + served * policy.decayMs;
   const inWindow = now >= state.windowStart && now - state.windowStart < policy.alarmWindowMs;
   const windowStart = inWindow ? state.windowStart : now;
   const windowFailures = inWindow ? state.windowFailures + 1 : 1;
@@ -55,7 +63,7 @@ export function recordFailure(state: LockoutState, now: number, policy: LockoutP
     lockedForMs = Math.min(policy.baseDelayMs * 2 ** exp, policy.maxDelayMs);
   }
   return {
-    state: { failures, lockedUntil: lockedForMs ? now + lockedForMs : state.lockedUntil, windowStart, windowFailures, lastFailureAt: now },
+    state: { failures, lockedUntil: lockedForMs ? now + lockedForMs : state.lockedUntil, windowStart, windowFailures, lastFailureAt: decayFrom },
     lockedForMs,
     alarm: windowFailures === policy.alarmThreshold,
   };

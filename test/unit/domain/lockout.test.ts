@@ -81,16 +81,21 @@ describe("lockout", () => {
     expect(lockoutRemaining({ ...state, lockedUntil: now + 30 * 86_400_000 }, now, POLICY)).toBe(POLICY.maxDelayMs);
   });
 
-  it("failures decay with time only: one forgiven per decayMs since the last; nothing else resets them", () => {
-    const { state, now } = fail(7);
+  it("failures decay with time only: one forgiven per decayMs, counted from the first of the run; nothing else resets them", () => {
+    const { state, now } = fail(7); // T0 .. T0 + 6 s
     expect(liveFailures(state, now, POLICY)).toBe(7);
-    expect(liveFailures(state, now + POLICY.decayMs - 1, POLICY)).toBe(7);
-    expect(liveFailures(state, now + POLICY.decayMs, POLICY)).toBe(6);
-    expect(liveFailures(state, now + 7 * POLICY.decayMs, POLICY)).toBe(0);
+    expect(liveFailures(state, T0 + POLICY.decayMs - 1, POLICY)).toBe(7);
+    expect(liveFailures(state, T0 + POLICY.decayMs, POLICY)).toBe(6);
+    expect(liveFailures(state, T0 + 7 * POLICY.decayMs, POLICY)).toBe(0);
     expect(liveFailures(state, now - 3_600_000, POLICY)).toBe(7); // a clock that jumped back forgives nothing
     // Long quiet: the next lock needs threshold failures again.
     const again = fail(5, state, now + 7 * POLICY.decayMs + 31 * SEC);
     expect(again.outcomes.map((o) => o.lockedForMs)).toEqual([0, 0, 0, 0, POLICY.baseDelayMs]);
+    // Time served counts: a failure every 4 minutes against a 5-minute decay is forgiven at 5-minute steps, not never.
+    let s = NO_LOCKOUT;
+    for (let i = 0; i < 20; i++) s = recordFailure(s, T0 + i * 240_000, POLICY).state;
+    // 20 failures over 76 min; 15 periods of 5 min have passed since the first: 5 still counted, not 20.
+    expect(liveFailures(s, T0 + 19 * 240_000, POLICY)).toBeLessThanOrEqual(6);
     // Partly decayed: fewer are needed.
     const soon = fail(2, state, now + 3 * POLICY.decayMs + 31 * SEC);
     expect(soon.outcomes.map((o) => o.lockedForMs)).toEqual([POLICY.baseDelayMs, POLICY.baseDelayMs * 2]);
@@ -133,7 +138,7 @@ describe("lockout", () => {
       expect(next.state.windowFailures).toBe(1);
       expect(next.alarm).toBe(false);
       // ...while the lockout counter carries on (it decays only with time since the last failure).
-      expect(next.state.failures).toBe(inside.state.failures + 1);
+      expect(next.state.failures).toBe(liveFailures(inside.state, T0 + POLICY.alarmWindowMs, POLICY) + 1);
 
       const second = fail(19, next.state, T0 + POLICY.alarmWindowMs + SEC);
       expect(second.outcomes.map((o) => o.alarm).indexOf(true)).toBe(18); // the 20th of the new window
