@@ -623,12 +623,14 @@ export class Bank extends EventEmitter<BankEvents> {
       const pulsed = this.waiters.expecting(layout.id);
       if (state === "open") this.waiters.opened(layout.id);
       const done = this.write((tx) => this.doorStep(tx, layout.id, state, origin, pulsed));
-      if (done) this.emit(done.kind, done.payload as never);
-    } catch (e) {
-      this.log.error({ err: e, compartment: layout.id, state }, "door change not recorded");
-    } finally {
       const codes = this.pendingCodes.splice(0);
+      if (done) this.emit(done.kind, done.payload as never);
+      // Codes drawn in that transaction exist now: announce them (never one whose commit failed:
+      // a recipient must not be sent a code the bank does not have).
       for (const c of codes) this.emit("codeIssued", c);
+    } catch (e) {
+      this.pendingCodes.length = 0;
+      this.log.error({ err: e, compartment: layout.id, state }, "door change not recorded");
     }
   }
 

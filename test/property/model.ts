@@ -67,7 +67,13 @@ export type Command =
   /** A command from the central server, through the real CommandRouter; sometimes sent twice, expired or garbled. */
   | { kind: "server"; cmd: ServerCmd; twice: boolean; expired: boolean; garbled: boolean; twist?: Twist }
   /** The lock board stops answering (silent: unlocks time out), is declared down (unlocks refused unsent), or answers again. */
-  | { kind: "board"; state: SimBoardState };
+  | { kind: "board"; state: SimBoardState }
+  /**
+   * The disk fills (SQLite's max_page_count pinned at the file's size: every write that needs a new
+   * page fails with SQLITE_FULL, as on a full SD card), or space returns (then the storage
+   * monitor's next look finds the ledger writable again).
+   */
+  | { kind: "disk"; full: boolean };
 
 /**
  * What a hostile or quirky broker or server does to a command: delivers it as a stored retained
@@ -230,6 +236,26 @@ const reservedDeposit: fc.Arbitrary<Command[]> = fc
         ] as Command[])
       : []),
   ]);
+const disk: fc.Arbitrary<Command> = fc.boolean().map((full) => ({ kind: "disk", full }));
+
+/** The disk fills between commits around a person's business, and space returns later. */
+const diskFull: fc.Arbitrary<Command[]> = fc
+  .record({ pick: fc.nat(5), deposit: fc.boolean(), early: fc.boolean(), heal: fc.constantFrom(200, 5000, 31_000) })
+  .map(({ pick, deposit, early, heal }): Command[] => [
+    ...(early ? [{ kind: "disk", full: true } as const] : []),
+    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    ...(early ? [] : [{ kind: "disk", full: true } as const]),
+    wait(200),
+    close("unloading"),
+    ...(deposit ? [type(COURIER_PIN), type("1"), wait(200), close("loading"), type("1001#")] : []),
+    wait(heal),
+    { kind: "disk", full: false },
+    wait(11_000),
+    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    wait(200),
+    close("unloading"),
+  ]);
+
 const board: fc.Arbitrary<Command> = fc.constantFrom<SimBoardState>("ok", "ok", "silent", "down").map((state) => ({ kind: "board", state }));
 
 /**
@@ -394,6 +420,8 @@ const step: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 1, arbitrary: board.map((c) => [c]) },
   { weight: 2, arbitrary: outage },
   { weight: 4, arbitrary: nextPerson },
+  { weight: 1, arbitrary: disk.map((c) => [c]) },
+  { weight: 2, arbitrary: diskFull },
 );
 
 /** Up to `max` commands, built from single commands and whole flows. */
@@ -461,6 +489,8 @@ export interface Coverage {
   attributed: number;
   /** Server commands retained, long-lived, future-dated or with a response topic. */
   twisted: number;
+  /** Times the disk filled. */
+  diskFull: number;
 }
 
 export const emptyCoverage = (): Coverage => ({
@@ -490,6 +520,7 @@ export const emptyCoverage = (): Coverage => ({
   codesAfterSession: 0,
   attributed: 0,
   twisted: 0,
+  diskFull: 0,
 });
 
 /** Replies compare as the server would read them: as JSON. */
@@ -538,6 +569,17 @@ export class Scenario {
   /** Keypad sessions as the terminal reported them, with the ledger head at each change. */
   private readonly sessions: { head: number; change: SessionChange }[] = [];
   private stopped = false;
+  /** The disk is full (disk command): kept across restarts. */
+  private diskFull = false;
+  /** Runtimes in which a write failed for lack of space: what they could not record (a skip) is not on record. */
+  private readonly writesLost = new Set<number>();
+
+  /** Pin the ledger's size (a full disk) or free it, on the runtime's connection. */
+  private applyDisk(): void {
+    const db = this.bank.rt.ledger.db;
+    const pages = db.pragma("page_count", { simple: true }) as number;
+    db.pragma(`max_page_count = ${this.diskFull ? pages : 1_073_741_823}`);
+  }
 
   private constructor(
     private bank: TestBank,
@@ -584,6 +626,9 @@ export class Scenario {
     });
     rt.bank.on("codeIssued", (n) => this.codes.push({ code: n.code, parcel: n.parcel, from: "clear" }));
     rt.terminal.on("session", (change) => this.sessions.push({ head: rt.ledger.headSeq, change }));
+    rt.ledger.onStorage((problem) => {
+      if (problem) this.writesLost.add(epoch);
+    });
   }
 
   async run(cmd: Command): Promise<void> {
@@ -640,6 +685,12 @@ export class Scenario {
       case "board":
         if (cmd.state !== "ok") this.coverage.outages++;
         return hw.setBoard(cmd.state);
+      case "disk":
+        if (cmd.full && !this.diskFull) this.coverage.diskFull++;
+        this.diskFull = cmd.full;
+        this.applyDisk();
+        if (!cmd.full) rt.storage?.check(); // the monitor's next look: writable again, doors re-read
+        return;
       case "server":
         return this.server(cmd);
       case "restart": {
@@ -652,6 +703,7 @@ export class Scenario {
         this.stopped = false;
         for (const lock of jammed) this.bank.hw.locks.jammed.add(lock);
         this.bank.hw.setBoard(boardState);
+        this.applyDisk(); // the disk is as full as it was
         this.epochStart.push(this.bank.rt.ledger.headSeq);
         this.coverage.restarts++;
         this.attach();
@@ -998,8 +1050,10 @@ export class Scenario {
           if (p && p.status !== "stored" && p.status !== "awaiting_recipient") throw bad(`with parcel ${p.id} (${p.status})`);
           break;
       }
+      // (While the disk refuses writes a door edge cannot be recorded; once it takes them again the
+      // bank re-reads every door.)
       const sensed = hw.doors.read(rt.bank.layoutOf(c.id).lock);
-      if (c.door !== sensed) throw new InvariantViolation("5 (state)", `${c.id}: ledger says door ${c.door}, the switch reads ${sensed}`);
+      if (c.door !== sensed && !rt.ledger.storageProblem && !this.diskFull) throw new InvariantViolation("5 (state)", `${c.id}: ledger says door ${c.door}, the switch reads ${sensed}`);
     }
 
     // 4. every deposit ends once, and 6. (history) a collection never starts again after the end
@@ -1108,7 +1162,9 @@ export class Scenario {
       }
     }
     // The actuation queue is idle: every authorization of this runtime has had its pulse (or was skipped, above).
-    if (this.stopped || this.bank.rt.bank.actuation.pending > 0) return;
+    // (A runtime whose writes failed for a full disk may have lost the record of a skip; what it
+    // pulsed is still checked above: never without an authorization on record.)
+    if (this.stopped || this.bank.rt.bank.actuation.pending > 0 || this.writesLost.has(this.epoch)) return;
     for (const [compartment, list] of tokens) {
       const spent = next.get(compartment) ?? 0;
       const dangling = list.slice(spent).filter((e) => e.seq > this.epochStart[this.epoch]!);
