@@ -84,6 +84,8 @@ const HYSTERESIS = 1.2;
 
 export class StorageMonitor {
   private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private recovery: NodeJS.Immediate | undefined;
   private lowSince: number | null = null;
   private freeBytes: number | null = null;
   private readonly log: Logger;
@@ -97,6 +99,24 @@ export class StorageMonitor {
   }
 
   start(): void {
+    // However the ledger becomes writable again (this monitor's probe, or any commit that fits),
+    // what could not be recorded meanwhile is caught up: the doors are re-read, flows settled.
+    // Deferred, never nested in the commit that cleared the problem: catching up writes again, and
+    // on a disk that takes some writes and refuses others, nesting recursed until the stack ran out
+    // (a native abort in better-sqlite3: the property test found it).
+    this.unsubscribe = this.deps.ledger.onStorage((problem) => {
+      if (problem || this.recovery) return;
+      this.recovery = setImmediate(() => {
+        this.recovery = undefined;
+        if (this.deps.ledger.storageProblem) return;
+        this.log.warn("ledger writable again");
+        try {
+          this.deps.onRecovered();
+        } catch (e) {
+          this.log.error({ err: e }, "recovery after storage full failed");
+        }
+      });
+    });
     this.check();
     this.timer = setInterval(() => this.check(), this.deps.checkS * 1000);
     this.timer.unref();
@@ -104,6 +124,8 @@ export class StorageMonitor {
 
   stop(): void {
     clearInterval(this.timer);
+    clearImmediate(this.recovery);
+    this.unsubscribe?.();
   }
 
   status(): StorageStatus {
@@ -142,13 +164,6 @@ export class StorageMonitor {
       this.deps.ledger.transact((tx) => tx.event({ type: "storage.recovered", data: { since: problem.since, detail: problem.detail, freeBytes: this.freeBytes } }));
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e }, "storage probe failed");
-      return;
-    }
-    this.log.warn({ downMs: this.deps.now() - problem.since }, "ledger writable again");
-    try {
-      this.deps.onRecovered();
-    } catch (e) {
-      this.log.error({ err: e }, "recovery after storage full failed");
     }
   }
 

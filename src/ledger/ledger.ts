@@ -351,11 +351,12 @@ export class Ledger {
     } finally {
       this.inTx = false;
     }
-    if (this.full) this.setFull(undefined);
     const committed = this.pending;
     this.pending = [];
     this.scheduleCheckpoint();
     if (committed.length) for (const l of this.listeners) l(committed);
+    // Last: whoever hears of it may write again (the storage monitor catches up what was lost).
+    if (this.full) this.setFull(undefined);
     return result;
   }
 

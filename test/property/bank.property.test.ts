@@ -163,6 +163,37 @@ describe("findings", () => {
     await runScenario(found);
   });
 
+  it("5, as found by fast-check with write failures: the disk fills as a door closes and frees again; the doors agree once the ledger takes writes, without recursing into a native abort", async () => {
+    // Was: catching up nested inside the commit that cleared the problem; on a disk that takes some
+    // writes and refuses others it recursed until better-sqlite3 aborted the process.
+    const found = [
+      {"kind": "keys", "keys": "*1111#1"},
+      {"kind": "advance", "ms": 31000},
+      {"kind": "techOpen", "target": {"among": "any", "pick": 0}, "byNumber": false, "reason": "stuck door"},
+      {"kind": "server", "cmd": {"name": "issue-code", "target": {"among": "occupied", "pick": 0}, "supplied": false}, "twice": false, "expired": false, "garbled": false},
+      {"kind": "code", "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1, "revoked": true},
+      {"kind": "advance", "ms": 5000},
+      {"kind": "code", "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1},
+      {"kind": "advance", "ms": 200},
+      {"kind": "door", "target": {"among": "unloading", "pick": 0}, "state": "closed"},
+      {"kind": "door", "target": {"among": "any", "pick": 0}, "state": "closed"},
+      {"kind": "advance", "ms": 31000},
+      {"kind": "keys", "keys": "*2468#"},
+      {"kind": "keys", "keys": "1"},
+      {"kind": "advance", "ms": 200},
+      {"kind": "door", "target": {"among": "loading", "pick": 0}, "state": "closed"},
+      {"kind": "keys", "keys": "1001#"},
+      {"kind": "code", "revoked": false, "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1},
+      {"kind": "code", "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1},
+      {"kind": "disk", "full": true},
+      {"kind": "advance", "ms": 200},
+      {"kind": "door", "target": {"among": "unloading", "pick": 0}, "state": "closed"},
+      {"kind": "advance", "ms": 5000},
+      {"kind": "disk", "full": false}
+    ] as Command[];
+    await runScenario(found);
+  });
+
   it("8, a board that goes silent mid-pickup and comes back: the pickup is held, settled from the door, and the same code opens; no fault", async () => {
     const seq: Command[] = [
       { kind: "keys", keys: "*2468#1" },

@@ -689,7 +689,10 @@ export class Scenario {
         if (cmd.full && !this.diskFull) this.coverage.diskFull++;
         this.diskFull = cmd.full;
         this.applyDisk();
-        if (!cmd.full) rt.storage?.check(); // the monitor's next look: writable again, doors re-read
+        if (!cmd.full) {
+          rt.storage?.check(); // the monitor's next look: writable again, ...
+          await vi.advanceTimersByTimeAsync(1); // ... and a moment later the doors are re-read
+        }
         return;
       case "server":
         return this.server(cmd);
