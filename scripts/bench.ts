@@ -3,7 +3,7 @@
 // so one does not inflate another's memory or warm another's caches.
 //
 //   node dist/scripts/bench.js            all of them
-//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet | kill)
+//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet | kill | fuzz | soak)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -17,6 +17,8 @@ import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
 import { emit, median, pct, round, tmp, type Line } from "./bench-common.js";
 import { killHarness } from "./bench-kill.js";
+import { fuzz } from "./fuzz.js";
+import { soak } from "./soak.js";
 import { command, drain, fleet } from "./bench-sync.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -256,6 +258,8 @@ const MODES: Record<string, () => Promise<void>> = {
   command: () => command(exampleConfig, emit),
   fleet: () => fleet(exampleConfig, emit),
   kill: () => killHarness((o) => emit(o as unknown as Line), { kills: Number(process.env.BENCH_KILLS ?? 50) }),
+  fuzz: () => fuzz((o) => emit(o as unknown as Line), { inputs: Number(process.env.BENCH_FUZZ_INPUTS ?? 100_000), seed: Number(process.env.BENCH_SEED ?? 20261125) }),
+  soak: () => soak((o) => emit(o as unknown as Line), { operations: Number(process.env.BENCH_SOAK_OPS ?? 200_000) }),
 };
 
 async function main(): Promise<void> {

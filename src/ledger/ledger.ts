@@ -449,9 +449,11 @@ export class Ledger {
       id: randomUUID(),
       ts: this.now(),
       type: e.type,
-      compartment: e.compartment ?? null,
-      parcel: e.parcel ?? null,
-      actor: e.actor ?? null,
+      // Hashed exactly as SQLite will give them back: TEXT is stored as UTF-8, where a lone UTF-16
+      // surrogate cannot exist (it reads back as U+FFFD): one in an actor broke the chain (fuzzer).
+      compartment: wellFormed(e.compartment),
+      parcel: wellFormed(e.parcel),
+      actor: wellFormed(e.actor),
       data: data ?? {},
       prevHash: this.head.hash,
     };
@@ -864,4 +866,9 @@ export class LedgerTx {
     this.ledger.requireTx();
     this.ledger.statements.replyCommand.run(JSON.stringify(reply), at, id);
   }
+}
+
+/** A string as it survives a round trip through SQLite's UTF-8 TEXT (lone surrogates → U+FFFD). */
+function wellFormed(s: string | null | undefined): string | null {
+  return s == null ? null : s.toWellFormed();
 }

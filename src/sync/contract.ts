@@ -33,7 +33,9 @@ const token = (what: string) =>
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, `expected ${what}: 1-64 letters, digits or . _ : - (not first)`);
 const commandId = token("a command id");
 const parcelId = token("a parcel id");
-const personId = z.string().min(1).max(64);
+/** Text the ledger stores: well-formed Unicode only (a lone surrogate cannot be stored as it was hashed). */
+const text = (min: number, max: number) => z.string().min(min).max(max).refine((s) => s.isWellFormed(), "expected well-formed Unicode text");
+const personId = text(1, 64);
 const compartmentId = z.string().regex(/^[A-Z][0-9]{2}$/, "expected a compartment such as A07");
 const hash = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits");
 const badgeId = z.string().regex(/^[0-9A-Fa-f]{4,32}$/, "expected a hex badge id");
