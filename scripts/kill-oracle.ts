@@ -6,27 +6,16 @@ import Database from "better-sqlite3";
 import { SelftestResult } from "../src/admin/protocol.js";
 import { AdminClient } from "../src/cli/client.js";
 import { secretHash } from "../src/domain/credentials.js";
-import { GENESIS_HASH, verifyChain, type LedgerEvent } from "../src/domain/events.js";
+import { GENESIS_HASH, verifyChain } from "../src/domain/events.js";
 import { display, type ServerLink, type SimLink } from "./kill-clients.js";
 import type { Model } from "./kill-model.js";
+import { toEvent } from "../src/ledger/ledger.js";
 
 /** Where a parcel whose deposit was acknowledged may be: in its compartment, or gone out by its recipient or staff. */
 const STORED_OR_LATER = new Set(["stored", "collecting", "picked_up", "removed"]);
 
 type Row = Record<string, unknown>;
 
-const toEvent = (r: Row): LedgerEvent => ({
-  seq: r.seq as number,
-  id: r.id as string,
-  ts: r.ts as number,
-  type: r.type as LedgerEvent["type"],
-  compartment: (r.compartment as string | null) ?? null,
-  parcel: (r.parcel as string | null) ?? null,
-  actor: (r.actor as string | null) ?? null,
-  data: JSON.parse(r.data as string) as Record<string, unknown>,
-  prevHash: r.prev_hash as string,
-  hash: r.hash as string,
-});
 
 const sameJson = (a: unknown, b: unknown) => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
 function sortKeys(v: unknown): unknown {

@@ -200,7 +200,8 @@ const toPerson = (r: Row): Person => ({
   active: r.active === 1,
 });
 
-const toEvent = (r: Row): LedgerEvent => ({
+/** An events row as the event it stores (also for tools that read a ledger file directly). */
+export const toEvent = (r: Row): LedgerEvent => ({
   seq: r.seq as number,
   id: r.id as string,
   ts: r.ts as number,
