@@ -123,7 +123,13 @@ export class ActuationQueue {
       error = undefined;
       if (attempt > 1) {
         if (!stillWanted()) return { opened: true, attempts: attempt - 1, skipped: true };
-        this.deps.beforeRetry(compartment, attempt, this.pulseMs);
+        try {
+          this.deps.beforeRetry(compartment, attempt, this.pulseMs);
+        } catch (e) {
+          // A retry not on record (the disk refuses the write) is not pulsed: no coil without its authorization.
+          this.deps.log.error({ compartment, attempt, err: e }, "retry not recorded: not pulsed");
+          break;
+        }
       }
       try {
         // The verify window starts with the pulse, not while waiting for the power budget.

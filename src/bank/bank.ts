@@ -459,15 +459,20 @@ export class Bank extends EventEmitter<BankEvents> {
       else if (r.unavailable) this.lockUnavailable(compartment, parcel, purpose, r);
       else if (r.uncertain && !r.stopped) this.lockUncertain(compartment, parcel, purpose, r);
       else if (!r.opened && !r.stopped) this.lockFailed(compartment, purpose, r);
-      if (r.skipped) {
-        // The authorization is on record; say why no coil fired for it.
-        this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door already opened", attempts: r.attempts } }));
-      } else if (r.opened && r.unfired) {
-        // The door opened (pulled by hand, or a pulse the board took without answering): the
-        // attempts the board did not acknowledge are on record as such.
-        this.write((tx) =>
-          tx.event({ type: "lock.skipped", compartment, parcel, data: { purpose, reason: "door opened; board did not acknowledge", attempts: r.attempts, unfired: r.unfired } }),
-        );
+      // The authorization is on record; say why no coil fired for it. (A disk that refuses this
+      // write loses only the note: nothing may throw out of here, the ticket's result is often
+      // not awaited, and an unhandled rejection would stop the daemon.)
+      const skip = r.skipped
+        ? { purpose, reason: "door already opened", attempts: r.attempts }
+        : r.opened && r.unfired
+          ? { purpose, reason: "door opened; board did not acknowledge", attempts: r.attempts, unfired: r.unfired }
+          : undefined;
+      if (skip) {
+        try {
+          this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: skip }));
+        } catch (e) {
+          this.log.error({ err: e, compartment }, "could not record a skipped pulse");
+        }
       }
       return r;
     });

@@ -97,3 +97,39 @@ describe("a commit that fails for a full disk", () => {
     db.pragma("max_page_count = 1073741823");
   });
 });
+
+describe("a full disk under a pulse's outcome", () => {
+  it("a skipped pulse whose note cannot be written leaves no unhandled rejection (the daemon would stop)", async () => {
+    const b = await open();
+    const d = await keypadDeposit(b, advance);
+    await advance(31_000);
+    const other = b.rt.layout.find((l) => l.id !== d.compartment)!.id;
+    void b.rt.technician.open(other, { user: "tech", reason: "test" }).catch(() => undefined); // holds the one-coil budget
+    b.hw.keypad.keys(`${d.code}#`); // its pulse waits
+    const ticketDone = new Promise<string>((resolve) => {
+      process.once("unhandledRejection", (e) => resolve(`unhandled: ${String(e)}`));
+      setTimeout(() => resolve("settled"), 3000);
+    });
+    b.hw.doors.set(b.rt.bank.layoutOf(d.compartment).lock, "open"); // pulled by hand before its turn
+    const db = b.rt.ledger.db;
+    db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true }) as number}`);
+    for (let i = 0; i < 200 && !b.rt.ledger.storageProblem; i++) {
+      try {
+        b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: { filler: "x".repeat(2000) } }));
+      } catch {
+        /* full now */
+      }
+    }
+    // Every page full: even a small note no longer fits.
+    for (let i = 0, ok = true; i < 10_000 && ok; i++) {
+      try {
+        b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} }));
+      } catch {
+        ok = false;
+      }
+    }
+    await advance(3000); // the queued pulse's turn: skipped, and its note refused by the disk
+    expect(await ticketDone).toBe("settled");
+    db.pragma("max_page_count = 1073741823");
+  });
+});
