@@ -288,7 +288,7 @@ export type OutboundTopic = "status" | "events" | "state" | "telemetry";
 /** The payload schema of each outbound topic (replies: REPLIES). */
 export const OUTBOUND = { status: StatusMessage, events: EventMessage, state: StateMessage, telemetry: TelemetryMessage } as const;
 
-/** QoS and retain flag of every topic kind (DESIGN.md §4). Commands must never be published retained. */
+/** QoS and retain flag of every topic kind (docs/asyncapi.yaml). Commands must never be published retained. */
 export const DELIVERY = {
   status: { qos: 1, retain: true },
   events: { qos: 1, retain: false },

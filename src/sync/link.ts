@@ -1,4 +1,4 @@
-// The bank's link to the central server over MQTT (DESIGN.md §4, docs/asyncapi.yaml).
+// The bank's link to the central server over MQTT (docs/asyncapi.yaml, docs/design.md).
 //
 //   connect (Last Will: status offline) ─▶ subscribe cmd/+, status ─▶ status online (retained)
 //        │      └─ PUBACK ─▶ held replies, state, telemetry, then the outbox: events in seq order,
