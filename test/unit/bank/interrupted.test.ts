@@ -71,33 +71,6 @@ describe("an unlock whose outcome was not recorded", () => {
   });
 });
 
-describe("a commit that fails for a full disk", () => {
-  it("announces no code: a reserved parcel's door closing on a full disk sends the recipient nothing the bank does not have", async () => {
-    const b = await open();
-    const reserved = b.rt.ledger.transact((tx) => b.rt.remote.reserve(tx, { parcel: "R-9", recipient: "p-1001", size: "S" }));
-    if (!("compartment" in reserved)) throw new Error("not reserved");
-    b.hw.keypad.keys("*2468#");
-    b.hw.keypad.scan("R-9");
-    await advance(200);
-    const announced: string[] = [];
-    b.rt.bank.on("codeIssued", (n) => announced.push(n.code));
-    const db = b.rt.ledger.db;
-    db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true }) as number}`); // the disk is full
-    for (let i = 0; i < 200 && !b.rt.ledger.storageProblem; i++) {
-      try {
-        b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: { filler: "x".repeat(2000) } }));
-      } catch {
-        /* the disk refused it: full now */
-      }
-    }
-    expect(b.rt.ledger.storageProblem).toBeDefined();
-    b.hw.doors.set(b.rt.bank.layoutOf(reserved.compartment).lock, "closed"); // parcel in: storing it needs a write
-    expect(announced).toEqual([]);
-    expect(b.rt.ledger.parcel("R-9")?.status).not.toBe("stored");
-    db.pragma("max_page_count = 1073741823");
-  });
-});
-
 describe("a full disk under a pulse's outcome", () => {
   it("a skipped pulse whose note cannot be written leaves no unhandled rejection (the daemon would stop)", async () => {
     const b = await open();
