@@ -10,6 +10,8 @@ export const ErrorCode = {
   InvalidCredential: "invalid_credential",
   LockedOut: "locked_out",
   Unauthorized: "unauthorized",
+  /** Allowed to someone else: e.g. a directory change on a bank whose people lockerctl manages. */
+  Forbidden: "forbidden",
   UnknownCommand: "unknown_command",
   PayloadTooLarge: "payload_too_large",
   Expired: "expired",

@@ -1,12 +1,13 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
 // lockerd: the entry point. Arguments, config, the runtime, signals and exit codes.
 //   0 stopped cleanly · 64 bad arguments · 70 internal error · 73 data directory unusable
-//   75 data directory in use by another lockerd · 78 bad config, or a host not set up for its hardware
+//   75 data directory in use by another lockerd · 78 bad config, a layout change refused (a
+//   compartment to remove or change holds a parcel: bank/layout.ts), or a host not set up for its hardware
+// SIGHUP reads the config again (Runtime.reload); --check-config is check-config.ts.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "./config/load.js";
-import { compartmentIds } from "./config/schema.js";
 import { ErrorCode, isLockerError } from "./errors.js";
 import { createLogger } from "./log.js";
 import { Runtime } from "./runtime.js";
@@ -16,20 +17,30 @@ export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 
 const HELP = `lockerd — smart parcel locker bank daemon
 
 Usage: lockerd [--config FILE] [--data DIR] [--check-config] [--init]
+       lockerd restore FILE --data DIR   (a backup from \`lockerctl backup\`; --help for more)
 
   --config FILE   bank configuration (default: config.example.json)
   --data DIR      data directory: ledger, device key, sockets (default: ./data)
-  --check-config  validate the configuration, print a summary and exit (0 or 78)
+  --check-config  check the configuration as a start would (files, keys, sensors,
+                  channel map) and exit 0 or 78; with --data, also print the
+                  layout plan against that ledger (read only: works while
+                  lockerd runs): compartments added / retired / changed /
+                  refused (78)
   --init          start a new, empty bank in a data directory that held one whose
                   ledger or key is lost or damaged (its files are moved to
                   DIR/replaced-<time>/, never deleted)
   --help          this text
   --version       the version
 
+Signals: SIGTERM / SIGINT stop cleanly; SIGHUP reads the config again and
+applies its layout when every change is safe (else logs the refusal and runs on);
+other changes need a restart (logged).
+
 Exit codes: 0 clean stop, 64 bad arguments, 70 internal error, 73 data directory
 unusable (unwritable; or it held a bank whose ledger or key is missing, empty,
 damaged or not its own: restore them, or --init), 75 data directory in use
-by a running lockerd, 78 bad configuration (or the host lacks
+by a running lockerd, 78 bad configuration (or a layout change that is refused:
+a compartment to remove or change still holds a parcel; or the host lacks
 what the configured hardware needs: I2C enabled, sysfs GPIO, group membership).
 `;
 
@@ -42,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
   // Whatever lockerd writes (ledger and its WAL, key, marker) is its own: 0600 whatever the
   // umask it was started with. Sockets get their modes set explicitly.
   process.umask(0o077);
+  if (argv[0] === "restore") return (await import("./cli/restore.js")).restoreMain(argv.slice(1));
   let args;
   try {
     args = parseArgs({
@@ -81,16 +93,14 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (args["check-config"]) {
-    const layout = compartmentIds(config.bank.columns);
-    const count = new Map<string, number>();
-    for (const c of layout) count.set(c.size, (count.get(c.size) ?? 0) + 1);
-    const sizes = [...count].map(([size, n]) => `${n} ${size}`);
-    process.stdout.write(`${configFile}: OK — ${config.device.site}/${config.device.id}, ${layout.length} compartments (${sizes.join(", ")}), hardware ${config.hardware.profile}\n`);
-    return EXIT.ok;
+    const { checkConfig } = await import("./check-config.js");
+    const report = checkConfig(configFile, config, args.data === undefined ? undefined : resolve(args.data));
+    process.stdout.write(report.text);
+    return report.ok ? EXIT.ok : EXIT.config;
   }
 
   const log = createLogger(config.log.level);
-  const runtime = new Runtime({ config, dataDir: resolve(args.data ?? "data"), log, version: version(), init: args.init === true });
+  const runtime = new Runtime({ config, configFile, dataDir: resolve(args.data ?? "data"), log, version: version(), init: args.init === true });
 
   let exiting = false;
   const shutdown = (reason: string, code: number) => {
@@ -107,6 +117,28 @@ async function main(argv: string[]): Promise<number> {
         setImmediate(() => process.exit(code));
       });
   };
+  // SIGHUP: the config again; its layout applied live when every change is safe (Runtime.reload).
+  // Never exits. One that comes during the start is taken once the bank is ready.
+  let ready = false;
+  let reloadAsked = false;
+  const reload = () => {
+    if (exiting) return;
+    if (!ready) {
+      reloadAsked = true;
+      log.info("SIGHUP during start: the config is read again once the bank is ready");
+      return;
+    }
+    log.info({ config: configFile }, "SIGHUP: reading the config again");
+    try {
+      runtime.reloadFile();
+    } catch (e) {
+      if (isLockerError(e, ErrorCode.Config)) {
+        const issues = (e.context.issues as string[] | undefined) ?? [e.message];
+        log.error({ issues }, "SIGHUP: the config is not valid: nothing applied, running on as before");
+      } else log.error({ err: e }, "SIGHUP: the config could not be applied: running on as before");
+    }
+  };
+  process.on("SIGHUP", reload);
   process.on("SIGTERM", () => shutdown("SIGTERM", EXIT.ok));
   process.on("SIGINT", () => shutdown("SIGINT", EXIT.ok));
   process.on("uncaughtException", (e) => {
@@ -135,6 +167,8 @@ async function main(argv: string[]): Promise<number> {
     { device: `${config.device.site}/${config.device.id}`, dataDir: resolve(args.data ?? "data"), simSocket: runtime.simPath, ms: Math.round(performance.now()) },
     runtime.simPath ? `ready: simulated bank; sim socket ${runtime.simPath}` : "ready",
   );
+  ready = true;
+  if (reloadAsked) reload();
   return -1; // keep running
 }
 

@@ -12,7 +12,7 @@ import { DoorAlarms } from "./bank/door-alarms.js";
 import { TemperatureMonitor } from "./bank/temperature.js";
 import { ItemSensors } from "./bank/item-sensors.js";
 import { Technician } from "./bank/technician.js";
-import { Terminal } from "./bank/terminal.js";
+import { Terminal, type TerminalDeps } from "./bank/terminal.js";
 import { Retention, StorageMonitor } from "./bank/storage.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
@@ -34,7 +34,12 @@ import { Ledger } from "./ledger/ledger.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
+import { People, peopleOwner } from "./bank/people.js";
+import { loadConfig } from "./config/load.js";
+import { META_RESTORED } from "./ledger/backup.js";
 import { applyPolicy, RemoteOps, storedPolicy } from "./bank/remote.js";
+import { applyLayout, layoutChanges, liveLayout, planLayout, planSummary, readLayoutState, refusalMessage, specOf, type LayoutPlan } from "./bank/layout.js";
+import { configDifferences, sensorWarnings, temperatureDifferences } from "./config/checks.js";
 import type { CommandRouter } from "./sync/commands.js";
 import type { SyncLink } from "./sync/link.js";
 import { Sealer, SignatureVerifier } from "./sync/seal.js";
@@ -54,12 +59,30 @@ export interface RuntimeOptions {
   synchronous?: "FULL" | "NORMAL" | "OFF";
   /** --init: a new, empty bank in a directory that held one (its files are kept aside). */
   init?: boolean;
+  /** The config file, read again by reloadFile() (SIGHUP, lockerctl reload). */
+  configFile?: string;
   /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
   onHardware?: (hardware: Hardware) => void;
 }
 
+/** What SIGHUP did with a re-read config (Runtime.reload). */
+export interface ReloadReport {
+  /** The layout plan, against the ledger as it was. */
+  plan: LayoutPlan;
+  /**
+   * applied: in force now (or nothing to apply); refused: something unsafe, nothing applied;
+   * deferred: the hardware changed too, both wait for a restart; failed: the write did not happen.
+   */
+  layout: "applied" | "refused" | "deferred" | "failed";
+  /** Config paths that changed and take effect only at the next restart. */
+  restart: string[];
+}
+
 export class Runtime {
-  readonly layout: readonly CompartmentLayout[];
+  /** The compartments served: the config's (until start), then the ledger's live ones (bank/layout.ts). */
+  layout: readonly CompartmentLayout[];
+  /** The config as given, before any server policy was applied to it: what SIGHUP compares with. */
+  private readonly asStarted: Config;
   ledger!: Ledger;
   hardware!: Hardware;
   bank!: Bank;
@@ -74,6 +97,7 @@ export class Runtime {
   sim: SimSocket | undefined;
   simPath: string | undefined;
   remote!: RemoteOps;
+  people!: People;
   router: CommandRouter | undefined;
   link: SyncLink | undefined;
   readonly startedAt: number;
@@ -88,6 +112,7 @@ export class Runtime {
 
   constructor(private readonly opts: RuntimeOptions) {
     this.layout = compartmentIds(opts.config.bank.columns);
+    this.asStarted = structuredClone(opts.config);
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
   }
@@ -110,6 +135,8 @@ export class Runtime {
     this.ledger = new Ledger(ledgerFile, { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     tightenLedgerFiles(dataDir);
     this.confirmIdentity(dataDir, deviceKey, identity);
+    this.layout = this.bringLayout(config);
+    for (const warning of sensorWarnings(config)) log.warn(warning);
     this.hardware = await this.buildHardware(config);
     this.opts.onHardware?.(this.hardware);
     this.hardware.devices?.on("fault", (device, detail) => this.recordDevice("device.fault", device, { detail }));
@@ -132,16 +159,13 @@ export class Runtime {
       technician: this.technician,
       display: this.hardware.display,
       buzzer: this.hardware.buzzer,
-      sizes: this.layout.map((l) => l.size),
-      specials: [
-        ...(this.layout.some((l) => l.refrigerated) ? (["refrigerated"] as const) : []),
-        ...(this.layout.some((l) => l.accessible) ? (["accessible"] as const) : []),
-      ],
+      ...offerOf(this.layout),
       options: config.terminal,
       log,
     });
     await this.bank.start();
-    this.remote = new RemoteOps({ bank: this.bank, technician: this.technician, ledger: this.ledger, config, deviceKey, now: this.now });
+    this.people = new People({ ledger: this.ledger, deviceKey, owner: peopleOwner(config), now: this.now });
+    this.remote = new RemoteOps({ bank: this.bank, technician: this.technician, ledger: this.ledger, config, deviceKey, people: this.people, now: this.now });
     this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log });
     this.deadlines.start();
     if (this.opts.adminSocket !== false) {
@@ -157,6 +181,9 @@ export class Runtime {
         ledger: this.ledger,
         bank: this.bank,
         technician: this.technician,
+        reload: () => this.reloadFile(),
+        people: this.people,
+        deviceKey,
         hardware: this.hardware,
         temperatures: () => this.temperature?.latest() ?? [],
         storage: () => this.storage?.status(),
@@ -211,7 +238,15 @@ export class Runtime {
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
     try {
-      this.ledger.transact((tx) => tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } }));
+      const restored = this.ledger.meta(META_RESTORED);
+      this.ledger.transact((tx) => {
+        // The first start after `lockerd restore`: the server learns this chain continues from the backup.
+        if (restored) {
+          tx.event({ type: "system.restored", data: JSON.parse(restored) as Record<string, unknown> });
+          tx.setMeta(META_RESTORED, "");
+        }
+        tx.event({ type: "system.started", data: { version: this.opts.version, pid: process.pid } });
+      });
     } catch (e) {
       if (!isLockerError(e, ErrorCode.Storage)) throw e;
       log.error({ err: e }, "started on a disk that takes no writes: refusing what needs one until it does");
@@ -264,6 +299,92 @@ export class Runtime {
     });
     this.link = link;
     link.start();
+  }
+
+  /**
+   * The config's layout brought to the ledger at start (bank/layout.ts): what is safe applied in
+   * one transaction; anything refused stops the start (exit 78) with nothing applied and nothing
+   * written. A disk that refuses the write leaves the ledger's layout in force. Returns the
+   * compartments the bank serves: the ledger's live ones.
+   */
+  private bringLayout(config: Config): CompartmentLayout[] {
+    const { log } = this.opts;
+    const configured = compartmentIds(config.bank.columns);
+    const state = readLayoutState(this.ledger.db);
+    if (state.appliedProblem) log.warn(state.appliedProblem);
+    const plan = planLayout(configured.map(specOf), state.applied, state);
+    if (plan.refused.length) throw this.refuse(new LockerError(ErrorCode.Config, refusalMessage(plan), { refused: plan.refused }));
+    try {
+      if (applyLayout(this.ledger, plan, this.now()) && layoutChanges(plan)) log.info({ layout: planSummary(plan) }, `layout applied: ${countsOf(plan)}`);
+    } catch (e) {
+      if (!isLockerError(e, ErrorCode.Storage)) throw e;
+      log.error({ err: e, layout: planSummary(plan) }, "layout not brought up to date: the ledger takes no writes; serving the compartments it has");
+    }
+    if (plan.kept.length) log.info({ kept: plan.kept }, "layout: values changed outside the config (e.g. a server resize) kept: the config did not change them since last applied");
+    return liveLayout(configured, this.ledger.compartments());
+  }
+
+  /**
+   * SIGHUP: a re-read config. Its layout is planned against the ledger as at start (a door being
+   * opened right now counts as in use) and, when nothing is refused, applied to the ledger and the
+   * running bank at once (bank, terminal menu, sim); when something is refused, nothing is applied
+   * and the bank runs on. Whatever else differs from the config the bank started with needs a
+   * restart: listed in the log, not applied; a changed hardware section defers the layout to that
+   * restart too (the layout is written for the hardware it names). A ledger that cannot be read
+   * throws (main.ts logs it; the bank runs on).
+   */
+  reload(next: Config): ReloadReport {
+    const { log } = this.opts;
+    const configured = compartmentIds(next.bank.columns);
+    const restart = [
+      ...configDifferences(this.asStarted, next, ["bank.columns", "$comment", "$schema"]),
+      ...temperatureDifferences(this.asStarted, next).map((id) => `bank.columns: temperature sensor of ${id}`),
+    ];
+    const state = readLayoutState(this.ledger.db);
+    const plan = planLayout(configured.map(specOf), state.applied, state, this.bank.actuation.opening());
+    const report = (layout: ReloadReport["layout"]): ReloadReport => {
+      if (restart.length) log.warn({ restart }, `config reloaded: these changes take effect only after a restart: ${restart.join(", ")}`);
+      return { plan, layout, restart };
+    };
+    if (restart.some((p) => p === "hardware" || p.startsWith("hardware."))) {
+      if (layoutChanges(plan) || plan.refused.length) log.warn({ layout: planSummary(plan) }, "layout not applied: the hardware section changed too; both take effect at the next restart");
+      return report("deferred");
+    }
+    if (plan.refused.length) {
+      log.error({ refused: plan.refused }, `${refusalMessage(plan)}; still running on the old layout`);
+      return report("refused");
+    }
+    try {
+      applyLayout(this.ledger, plan, this.now());
+    } catch (e) {
+      log.error({ err: e, layout: planSummary(plan) }, "layout not applied: still running on the old layout");
+      return report("failed");
+    }
+    this.serve(liveLayout(configured, this.ledger.compartments()));
+    if (layoutChanges(plan)) log.info({ layout: planSummary(plan) }, `config reloaded: layout applied: ${countsOf(plan)}`);
+    else log.info("config reloaded: layout unchanged");
+    if (plan.kept.length) log.info({ kept: plan.kept }, "layout: values changed outside the config (e.g. a server resize) kept: the config did not change them since last applied");
+    return report("applied");
+  }
+
+  /**
+   * SIGHUP and `lockerctl reload`: read the config file again and reload(). A file that is not a
+   * valid config throws LockerError(config) with its issues; nothing is applied, the bank runs on.
+   */
+  reloadFile(): ReloadReport {
+    const file = this.opts.configFile;
+    if (!file) throw new LockerError(ErrorCode.Config, "this bank was started without a config file to read again");
+    return this.reload(loadConfig(file));
+  }
+
+  /** The running bank serves these compartments from now on (after a live layout change). */
+  private serve(layout: CompartmentLayout[]): void {
+    this.layout = layout;
+    if (this.hardware instanceof SimHardware) this.hardware.addChannels(layout.map((l) => l.lock));
+    this.bank.setLayout(layout);
+    const offer = offerOf(layout);
+    this.terminal.setOffer(offer.sizes, offer.specials);
+    this.sim?.setLayout(layout);
   }
 
   /** Idempotent. Inputs stop first, relays go off, the ledger closes last. */
@@ -392,4 +513,17 @@ export class Runtime {
       if (settled.length) this.opts.log.info({ device, settled }, "flows held by the board settled");
     }
   }
+}
+
+/** What the keypad's menus offer for a layout: its sizes, and the special kinds it has. */
+function offerOf(layout: readonly CompartmentLayout[]): Pick<TerminalDeps, "sizes" | "specials"> {
+  return {
+    sizes: layout.map((l) => l.size),
+    specials: [...(layout.some((l) => l.refrigerated) ? (["refrigerated"] as const) : []), ...(layout.some((l) => l.accessible) ? (["accessible"] as const) : [])],
+  };
+}
+
+/** "2 added, 1 retired, 1 changed, 0 reactivated" */
+function countsOf(plan: LayoutPlan): string {
+  return `${plan.added.length} added, ${plan.retired.length} retired, ${plan.changed.length} changed, ${plan.reactivated.length} reactivated`;
 }

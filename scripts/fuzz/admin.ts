@@ -8,10 +8,15 @@
 //   - a door pulses only for `open` / `relay-test` requests the schema accepted, naming that
 //     door (relay-test without doors: any door once), at most twice per request (one retry)
 //
+//   - three connections in four prove their OS user first (hello, file, prove); on the fourth a
+//     command that changes something is never answered ok (identity_required, or bad_input)
+//
 // The socket's own limit (200 lines a second per client) would drop a fast fuzzer: it reconnects
 // every 300 lines.
+import { closeSync, constants, openSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { AdminReply, AdminRequest } from "../../src/admin/protocol.js";
+import { join } from "node:path";
+import { AdminReply, AdminRequest, HelloResult, needsIdentity } from "../../src/admin/protocol.js";
 import { ChainWatch, closeAllDoors, depositThroughKeypad, fuzzBank, type FuzzBank } from "./bank.js";
 import { turn, type FuzzClock } from "./clock.js";
 import { mutateObject } from "./mutate.js";
@@ -24,13 +29,13 @@ export interface AdminFuzzOptions {
   clock: FuzzClock;
 }
 
-const CMDS = ["status", "compartments", "open", "disable", "enable", "relay-test", "sensors", "selftest", "events", "sync", "stats", "watch"] as const;
+const CMDS = ["status", "compartments", "open", "disable", "enable", "relay-test", "sensors", "selftest", "events", "sync", "stats", "watch", "hello", "prove"] as const;
 const DOORS = ["A01", "A07", "B12", "a03", "101", "107", "212", "B05", "A10", "A1", "Z99", "999", "1001", "A13", "", "A07 "];
 const LINES_PER_CONNECTION = 300;
 
 function validRequest(rng: Rng, id: number): Record<string, unknown> {
   // (selftest and stats read the whole ledger: rarer, or a long run spends its time re-hashing the chain)
-  const cmd = rng.weighted<(typeof CMDS)[number]>(CMDS.map((c) => [c === "selftest" || c === "stats" ? 0.1 : c === "relay-test" ? 0.3 : 1, c] as const));
+  const cmd = rng.weighted<(typeof CMDS)[number]>(CMDS.map((c) => [c === "selftest" || c === "stats" ? 0.1 : c === "relay-test" || c === "hello" || c === "prove" ? 0.3 : 1, c] as const));
   const door = () => rng.pick(DOORS);
   const reason = () => rng.weighted([[6, () => rng.pick(["stuck door", "inspection after a jam"])], [1, () => rng.pick(["ok", "  ab  ", "x".repeat(201), ""])]])();
   const args: Record<string, unknown> = {};
@@ -60,6 +65,11 @@ function validRequest(rng: Rng, id: number): Record<string, unknown> {
       break;
     case "stats":
       if (rng.chance(0.5)) args.days = rng.pick([1, 30, 3650, 0, 4000]);
+      break;
+    case "prove":
+      // nonces never issued (or malformed), and uids: nothing proves without its hello's file
+      if (rng.chance(0.9)) args.nonce = rng.pick(["0".repeat(32), rng.bytes(16).toString("hex"), "../../etc/passwd", "ABC", ""]);
+      if (rng.chance(0.9)) args.uid = rng.pick([0, 1000, process.geteuid?.() ?? 0, -1, 2 ** 32]);
       break;
   }
   const req: Record<string, unknown> = { id: rng.chance(0.95) ? id : rng.pick([1.5, -1, 2 ** 53, "7", null]), user: rng.weighted([[8, () => rng.pick(["alice", "tech.1", "root"])], [1, () => rng.pick(["bad user", "", "x".repeat(65), "ä"])]])(), cmd };
@@ -105,11 +115,25 @@ class Client {
     socket.on("error", () => undefined);
   }
 
-  static open(path: string): Promise<Client> {
-    return new Promise((resolve, reject) => {
+  static async open(path: string, prove: boolean): Promise<Client> {
+    const c = await new Promise<Client>((resolve, reject) => {
       const s = connect(path, () => resolve(new Client(s)));
       s.once("error", reject);
     });
+    if (!prove) return c;
+    // The identity handshake (src/admin/protocol.ts) as lockerctl does it, then a clean slate of replies.
+    const ask = async (req: Record<string, unknown>) => {
+      const before = c.replies.length;
+      c.socket.write(`${JSON.stringify(req)}\n`);
+      for (let spins = 0; c.replies.length === before && spins < 4000; spins++) await turn();
+      return c.replies[before] as { ok?: boolean; result?: unknown } | undefined;
+    };
+    const hello = HelloResult.parse((await ask({ id: 0, cmd: "hello", args: {} }))?.result);
+    closeSync(openSync(join(hello.dir, hello.nonce), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+    const proved = await ask({ id: 0, cmd: "prove", args: { nonce: hello.nonce, uid: process.geteuid?.() ?? 0 } });
+    if (!proved?.ok) throw new Error(`the fuzzer could not prove its user: ${JSON.stringify(proved)}`);
+    c.replies.length = 0;
+    return c;
   }
 
   /** Replies (not stream lines) received so far. */
@@ -156,11 +180,14 @@ export async function fuzzAdmin(opts: AdminFuzzOptions): Promise<FuzzReport> {
     };
 
     const chain = new ChainWatch(rt.ledger);
+    let connections = 0;
+    let proven = true;
     for (let i = 0; i < opts.inputs; i++) {
       current = i;
       if (!client || client.closed || i % LINES_PER_CONNECTION === 0) {
         client?.socket.destroy();
-        client = await Client.open(path);
+        proven = connections++ % 4 !== 3;
+        client = await Client.open(path, proven);
       }
       line = adminLine(rng, i + 1);
       let raw: unknown;
@@ -170,11 +197,11 @@ export async function fuzzAdmin(opts: AdminFuzzOptions): Promise<FuzzReport> {
         raw = undefined;
       }
       const parsed = AdminRequest.safeParse(raw);
-      if (parsed.success && parsed.data.cmd === "open") {
+      if (parsed.success && parsed.data.cmd === "open" && proven) {
         const id = door(parsed.data.args.compartment);
         if (id) allowed.set(id, (allowed.get(id) ?? 0) + 1);
       }
-      if (parsed.success && parsed.data.cmd === "relay-test") {
+      if (parsed.success && parsed.data.cmd === "relay-test" && proven) {
         if (parsed.data.args.compartments.length === 0) anyDoor++;
         for (const e of new Set(parsed.data.args.compartments.map(door))) if (e) allowed.set(e, (allowed.get(e) ?? 0) + 1);
       }
@@ -202,7 +229,7 @@ export async function fuzzAdmin(opts: AdminFuzzOptions): Promise<FuzzReport> {
         tally.find({ kind: "invariant", input: i, detail: `${got.length} replies${client.closed ? " (connection closed)" : ""}`, repro: repro() });
       } else {
         const reply = got[0]!;
-        const wrong = checkReply(reply, raw, parsed.success, line);
+        const wrong = checkReply(reply, raw, parsed.success, line) ?? (parsed.success && !proven && needsIdentity(parsed.data.cmd) && reply.ok ? `${parsed.data.cmd} ran on a connection that never proved its user` : null);
         if (wrong) tally.find({ kind: "invariant", input: i, detail: wrong, repro: repro() });
         tally.count(reply.ok ? "ok" : `refused.${(reply.error as { code?: string }).code}`);
       }
@@ -216,7 +243,7 @@ export async function fuzzAdmin(opts: AdminFuzzOptions): Promise<FuzzReport> {
     current = opts.inputs;
     // The daemon still answers, and its ledger is whole.
     client?.socket.destroy();
-    client = await Client.open(path);
+    client = await Client.open(path, false);
     client.socket.write(`${JSON.stringify({ id: 1, user: "fuzz", cmd: "selftest" })}\n`);
     for (let spins = 0; client.answers().length === 0 && spins < 4000; spins++) await turn();
     const last = client.answers()[0] as { ok?: boolean; result?: { checks?: { name: string; ok: boolean; detail: string }[] } } | undefined;

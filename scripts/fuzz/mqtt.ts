@@ -153,7 +153,8 @@ function commandInput(rng: Rng, verifier: boolean, parcels: string[], serial: nu
 export async function fuzzMqtt(opts: MqttFuzzOptions): Promise<FuzzReport> {
   const tally = new Tally(`mqtt-${opts.verifier ? "signed" : "unsigned"}`, opts.seed);
   const rng = new Rng(opts.seed);
-  const b = await fuzzBank();
+  // The server owns the people directory here, so directory commands reach the code that applies them.
+  const b = await fuzzBank({ patch: (cfg) => (cfg.people = { owner: "server" }) });
   const { rt, hw } = b;
   const clock = opts.clock;
   try {

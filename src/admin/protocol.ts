@@ -4,15 +4,52 @@
 //   → {"id":1,"cmd":"open","args":{"compartment":"A07","reason":"stuck"},"user":"alice"}
 //   ← {"id":1,"ok":true,"result":{...}}   or   {"id":1,"ok":false,"error":{"code":"...","message":"..."}}
 //   streams (events --follow, sensors --watch, watch): {"id":1,"stream":{...}} lines until the client closes
+//
+// Who is asking: `user` is only what the client claims. The daemon records a change under the OS
+// user the kernel vouches for, proven once per connection by creating a file (src/admin/identity.ts
+// says why this way and not SO_PEERCRED, /proc or a shared secret):
+//
+//   → {"id":1,"cmd":"hello","args":{}}
+//   ← {"id":1,"ok":true,"result":{"nonce":"<32 lowercase hex: 128 random bits>","dir":"/run/lockerd/admin.proof","expiresInMs":10000}}
+//     the client creates <dir>/<nonce>: open(path, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, 0600), close;
+//     it stays empty. <dir> is the socket's path without ".sock", plus ".proof": lockerd's own,
+//     mode 1733 (sticky; anyone may create, nobody else may list), made at start.
+//   → {"id":2,"cmd":"prove","args":{"nonce":"<the nonce>","uid":1001}}        uid: the client's effective uid
+//   ← {"id":2,"ok":true,"result":{"user":"alice","uid":1001}}
+//   or {"id":2,"ok":false,"error":{"code":"proof_refused","message":"...","context":{"reason":"hardlink"}}}
+//
+// lockerd lstat()s the file (a regular file, not a symlink, one link, owned by `uid`, changed after
+// the hello), names its owner from /etc/passwd (`uid:N` without an entry), unlinks it, and from then
+// on records every change on this connection with `actor` = that name, and the request's `user`
+// beside it as `data.claimedUser` when it differs (`sudo lockerctl` run by alice: actor root,
+// claimedUser alice). A nonce proves once, only on its connection, within `expiresInMs`; at most
+// 4 are pending per connection; a proven connection stays proven (hello/prove again: refused).
+// Error codes: `proof_refused` (context.reason: unknown_nonce, expired, missing, symlink,
+// not_a_file, hardlink, uid_mismatch, stale, too_many_pending, already_proven), `proof_unavailable`
+// (lockerd has no usable proof directory), `identity_required` (a command that changes something,
+// on a connection that has not proven who it is). Only READ_ONLY_COMMANDS run unproven (logged
+// as unverified); every other command, including any added later, needs the proof.
+// `user` may be left out of hello and prove; every other request carries it.
 import { z } from "zod";
+import type { Role } from "../config/schema.js";
+
+/** The config's roles (a type import: lockerctl does not load the config schema). */
+const ROLES = ["recipient", "courier", "staff", "technician"] as const satisfies readonly Role[];
 
 export const MAX_REQUEST_BYTES = 16 * 1024;
 
 const compartmentId = z.string().regex(/^[A-Za-z][0-9]{1,2}$|^[0-9]{3,4}$/, "expected a compartment such as A07 (or keypad number 107)");
 const reason = z.string().trim().min(3, "a reason of at least 3 characters is required").max(200);
+const personId = z.string().min(1).max(64).regex(/^[A-Za-z0-9._:@-]+$/, "expected a person id (letters, digits, . _ : @ -)");
 const user = z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, "expected an OS user name");
 
+/** hello's nonce: 16 random bytes, lowercase hex (the proof file's name). */
+export const ProofNonce = z.string().regex(/^[0-9a-f]{32}$/, "expected the 32 hex digits of a hello's nonce");
+
 export const AdminRequest = z.discriminatedUnion("cmd", [
+  // Identity: hello, create <dir>/<nonce>, prove (header comment).
+  z.strictObject({ id: z.int(), user: user.optional(), cmd: z.literal("hello"), args: z.strictObject({}).default({}) }),
+  z.strictObject({ id: z.int(), user: user.optional(), cmd: z.literal("prove"), args: z.strictObject({ nonce: ProofNonce, uid: z.int().min(0).max(2 ** 32 - 2) }) }),
   z.strictObject({ id: z.int(), user, cmd: z.literal("status"), args: z.strictObject({}).default({}) }),
   z.strictObject({ id: z.int(), user, cmd: z.literal("compartments"), args: z.strictObject({}).default({}) }),
   z.strictObject({ id: z.int(), user, cmd: z.literal("open"), args: z.strictObject({ compartment: compartmentId, reason }) }),
@@ -39,7 +76,7 @@ export const AdminRequest = z.discriminatedUnion("cmd", [
       .strictObject({
         sinceSeq: z.int().min(0).optional(),
         sinceTs: z.int().min(0).optional(),
-        type: z.string().max(64).optional().describe("exact type, or a prefix ending in '.' (alarm.)"),
+        type: z.string().max(64).optional().describe("exact type (parcel.picked_up), a family without a dot (alarm: every alarm.*), or a prefix ending in '.' (alarm.)"),
         limit: z.int().min(1).max(10_000).default(50),
         follow: z.boolean().default(false),
       })
@@ -48,9 +85,70 @@ export const AdminRequest = z.discriminatedUnion("cmd", [
   z.strictObject({ id: z.int(), user, cmd: z.literal("sync"), args: z.strictObject({}).default({}) }),
   z.strictObject({ id: z.int(), user, cmd: z.literal("stats"), args: z.strictObject({ days: z.int().min(1).max(3650).default(30) }).default({ days: 30 }) }),
   z.strictObject({ id: z.int(), user, cmd: z.literal("watch"), args: z.strictObject({}).default({}) }),
+  // The people directory (when config people.owner is "lockerctl"; listing always).
+  z.strictObject({ id: z.int(), user, cmd: z.literal("people-list"), args: z.strictObject({}).default({}) }),
+  z.strictObject({
+    id: z.int(),
+    user,
+    cmd: z.literal("people-add"),
+    args: z.strictObject({
+      person: personId,
+      name: z.string().trim().min(1).max(120),
+      roles: z.array(z.enum(ROLES)).min(1).max(ROLES.length),
+      number: z.string().regex(/^[0-9]{2,12}$/, "expected a recipient number of 2 to 12 digits").optional(),
+    }),
+  }),
+  z.strictObject({ id: z.int(), user, cmd: z.literal("people-enable"), args: z.strictObject({ person: personId, reason: reason.optional() }) }),
+  z.strictObject({ id: z.int(), user, cmd: z.literal("people-disable"), args: z.strictObject({ person: personId, reason: reason.optional() }) }),
+  z.strictObject({
+    id: z.int(),
+    user,
+    cmd: z.literal("people-set-pin"),
+    // The PIN travels only on this socket (0660, the admin group); the daemon keeps its HMAC.
+    args: z.strictObject({ person: personId, pin: z.string().regex(/^[0-9]{4,12}$/, "a PIN is 4 to 12 digits").nullable() }),
+  }),
+  z.strictObject({
+    id: z.int(),
+    user,
+    cmd: z.literal("people-set-badge"),
+    args: z.strictObject({ person: personId, badges: z.array(z.string().regex(/^[0-9A-Fa-f]{4,32}$/, "expected a hex badge id")).max(4) }),
+  }),
+  // Read the config file again and apply its layout where safe (as SIGHUP does); the answer says what happened.
+  z.strictObject({ id: z.int(), user, cmd: z.literal("reload"), args: z.strictObject({}).default({}) }),
+  // A consistent copy of the ledger with its device key, streamed as `chunk` items, then its summary.
+  z.strictObject({ id: z.int(), user, cmd: z.literal("backup"), args: z.strictObject({}).default({}) }),
 ]);
 export type AdminRequest = z.infer<typeof AdminRequest>;
 export type AdminCommand = AdminRequest["cmd"];
+/** Every request but the identity handshake. */
+export type CommandRequest = Exclude<AdminRequest, { cmd: "hello" | "prove" }>;
+
+/**
+ * Commands that change nothing: they run on a connection that has not proven its user. Everything
+ * else (open, disable, enable, relay-test, people-*, backup, and any command added later) needs a
+ * proven connection: a new command is refused unproven until someone adds it here on purpose.
+ */
+export const READ_ONLY_COMMANDS: ReadonlySet<AdminCommand> = new Set(["status", "compartments", "sensors", "selftest", "events", "sync", "stats", "watch"] as const satisfies readonly AdminCommand[]);
+
+/** Does this command need a connection whose OS user is proven (hello/prove)? */
+export function needsIdentity(cmd: AdminCommand): boolean {
+  return cmd !== "hello" && cmd !== "prove" && !READ_ONLY_COMMANDS.has(cmd);
+}
+
+/** Error codes of the admin socket's own (the rest are src/errors.ts's). */
+export const AdminErrorCode = {
+  /** A command that changes something, on a connection that has not proven its user. */
+  IdentityRequired: "identity_required",
+  /** hello or prove refused; context.reason says which check. */
+  ProofRefused: "proof_refused",
+  /** lockerd has no usable proof directory: nobody can prove (changes refused until it is fixed). */
+  ProofUnavailable: "proof_unavailable",
+} as const;
+
+export const HelloResult = z.object({ nonce: ProofNonce, dir: z.string(), expiresInMs: z.number() });
+export type HelloResult = z.infer<typeof HelloResult>;
+export const ProveResult = z.object({ user: z.string(), uid: z.number() });
+export type ProveResult = z.infer<typeof ProveResult>;
 
 export const ErrorBody = z.object({ code: z.string(), message: z.string(), context: z.record(z.string(), z.unknown()).optional() });
 
@@ -67,6 +165,9 @@ export const CompartmentRow = z.object({
   pulses: z.number(),
   failedOpens: z.number(),
   faultReason: z.string().nullable(),
+  /** Held out of assignment: forced open (until a technician enables it again) or a fault; and since when. */
+  held: z.enum(["inspection", "fault"]).nullable(),
+  heldSince: z.number().nullable(),
 });
 export type CompartmentRow = z.infer<typeof CompartmentRow>;
 
@@ -165,12 +266,50 @@ export const RelayTestResult = z.object({
 export const SelftestResult = z.object({
   ok: z.boolean(),
   checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
+  /** Checks not run, and why (lockerctl reading the ledger file: nothing that needs the hardware). */
+  skipped: z.array(z.object({ name: z.string(), detail: z.string() })).optional(),
 });
 
 export const SensorsResult = z.object({ doors: z.array(z.object({ compartment: z.string(), channel: z.number(), door: z.string() })) });
 
+/** What `reload` did: the layout plan's lines (as check-config prints them) and what needs a restart. */
+export const ReloadResult = z.object({
+  layout: z.enum(["applied", "refused", "deferred", "failed"]),
+  plan: z.array(z.string()),
+  restart: z.array(z.string()),
+});
+export type ReloadResult = z.infer<typeof ReloadResult>;
+
+export const PersonRow = z.object({
+  id: z.string(),
+  name: z.string(),
+  roles: z.array(z.string()),
+  number: z.string().nullable(),
+  active: z.boolean(),
+  pin: z.boolean(),
+  badges: z.number(),
+  updatedAt: z.number(),
+});
+export type PersonRow = z.infer<typeof PersonRow>;
+
+export const PeopleResult = z.object({ owner: z.enum(["server", "lockerctl"]), people: z.array(PersonRow) });
+
+export const BackupResult = z.object({
+  bank: z.string(),
+  keyFingerprint: z.string(),
+  headSeq: z.number(),
+  events: z.number(),
+  createdAt: z.number(),
+  bytes: z.number(),
+  /** sha256 (hex) of the whole file as streamed: lockerctl checks it before renaming into place. */
+  sha256: z.string(),
+});
+export type BackupResult = z.infer<typeof BackupResult>;
+
 /** One line of a stream. */
 export const StreamItem = z.discriminatedUnion("kind", [
+  /** backup: the next piece of the file, base64; in order. */
+  z.object({ kind: z.literal("chunk"), data: z.string() }),
   z.object({ kind: z.literal("event"), event: LedgerEventView }),
   z.object({ kind: z.literal("door"), compartment: z.string(), door: z.string(), ts: z.number() }),
   z.object({ kind: z.literal("compartments"), compartments: z.array(CompartmentRow), alarms: z.array(Alarm) }),

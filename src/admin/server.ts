@@ -1,25 +1,31 @@
 // The admin socket lockerctl talks to: a unix socket (0660, group lockerd-admin), JSON lines in,
 // one reply per request, plus stream lines for --follow / --watch. A bad request gets an error
-// reply and never disturbs the daemon.
+// reply and never disturbs the daemon. A connection proves its OS user first (hello/prove,
+// identity.ts): changes are recorded under that user, and refused on a connection that has not.
 //
 //   lockerctl ──line──▶ JSON + zod ──▶ run(cmd) ──▶ Technician / Bank / Ledger ──▶ reply line
 //                                         └── follow/watch: ledger commits, door edges ──▶ stream lines
 import type { SyncLink } from "../sync/link.js";
-import { chownSync, readFileSync, statfsSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { chownSync, closeSync, openSync, readFileSync, readSync, unlinkSync } from "node:fs";
 import { formatIssues } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import type { Bank } from "../bank/bank.js";
 import type { Technician } from "../bank/technician.js";
 import { isOpening, type CompartmentState } from "../domain/compartment.js";
-import type { LedgerEvent } from "../domain/events.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
-import { ErrorCode, isLockerError, toErrorBody } from "../errors.js";
-import { Ledger } from "../ledger/ledger.js";
+import { ErrorCode, isLockerError, LockerError, toErrorBody } from "../errors.js";
+import type { ChangedBy, People } from "../bank/people.js";
+import { describePlan } from "../bank/layout.js";
+import { backupTemp, writeBackup } from "../ledger/backup.js";
+import type { ReloadReport } from "../runtime.js";
+import type { Ledger } from "../ledger/ledger.js";
 import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
+import { compartmentRows, eventMatcher, eventView, findEvents, ledgerChecks, type SelftestCheck } from "./queries.js";
 import { computeStats } from "./stats.js";
-import { AdminRequest, MAX_REQUEST_BYTES, type Alarm, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
+import { ConnectionIdentity, ProofDir, ProofError } from "./identity.js";
+import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest, type Alarm, type BackupResult, type ReloadResult, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
 
 /** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
 export type LinkInfo = ReturnType<SyncLink["info"]>;
@@ -34,6 +40,11 @@ export interface AdminDeps {
   ledger: Ledger;
   bank: Bank;
   technician: Technician;
+  /** Read the config file again (Runtime.reloadFile); absent: no file to read. */
+  reload?: (() => ReloadReport) | undefined;
+  people: People;
+  /** The HMAC key of the ledger's secrets: it goes into a backup with the ledger. */
+  deviceKey: Buffer;
   hardware: Hardware;
   /** Latest readings of the refrigerated compartments' sensors. */
   temperatures: () => StatusResult["temperatures"];
@@ -46,13 +57,19 @@ export interface AdminDeps {
 }
 
 const WATCH_EVENTS = 20;
+/** Raw bytes per backup chunk (a 256 KB base64 line). */
+const BACKUP_CHUNK = 192 * 1024;
 
 export class AdminServer {
   private readonly lines: LineServer;
   private readonly log: Logger;
+  /** Who each connection has proven it is (identity.ts). */
+  private readonly proofs: ProofDir;
+  private readonly conns = new WeakMap<LineClient, ConnectionIdentity>();
 
   constructor(private readonly deps: AdminDeps) {
     this.log = deps.log.child({ module: "admin" });
+    this.proofs = new ProofDir({ socketPath: deps.path, log: this.log });
     this.lines = new LineServer({
       path: deps.path,
       mode: 0o660,
@@ -67,10 +84,12 @@ export class AdminServer {
   async start(): Promise<void> {
     await this.lines.start();
     this.applyGroup();
+    this.proofs.prepare();
   }
 
-  stop(): Promise<void> {
-    return this.lines.stop();
+  async stop(): Promise<void> {
+    await this.lines.stop();
+    this.proofs.close();
   }
 
   /** Technicians reach the socket through group membership, not through root. */
@@ -95,9 +114,27 @@ export class AdminServer {
     if (!parsed.success) {
       return client.send({ id, ok: false, error: { code: ErrorCode.BadInput, message: formatIssues(parsed.error).join("; ") } });
     }
-    const req = parsed.data;
+    if (parsed.data.cmd === "hello" || parsed.data.cmd === "prove") return client.send(this.identify(client, parsed.data));
+    // A change is recorded under the proven OS user; `user` is only the client's claim, kept beside it.
+    const proven = this.connection(client).identity;
+    if (!proven && needsIdentity(parsed.data.cmd)) {
+      this.log.warn({ cmd: parsed.data.cmd, claimedUser: parsed.data.user }, "admin change refused: connection has not proven its user");
+      return client.send({
+        id,
+        ok: false,
+        error: {
+          code: AdminErrorCode.IdentityRequired,
+          message: `${parsed.data.cmd} changes the bank and is recorded in your name, but this connection has not proven which OS user it is (hello, then prove: src/admin/protocol.ts)`,
+          context: { proofDir: this.proofs.path },
+        },
+      });
+    }
+    const claimed = parsed.data.user;
+    const req: AdminCall = proven
+      ? { ...parsed.data, user: proven.user, verified: true, ...(claimed !== proven.user ? { claimedUser: claimed } : {}) }
+      : { ...parsed.data, verified: false };
     try {
-      const result = await this.run(req, (item) => client.send({ id: req.id, stream: item }), (fn) => client.onClose(fn));
+      const result = await this.run(req, (item) => client.send({ id: req.id, stream: item }), (fn) => client.onClose(fn), () => client.drained());
       client.send({ id: req.id, ok: true, result });
     } catch (e) {
       if (!isLockerError(e)) this.log.error({ err: e, cmd: req.cmd }, "admin command failed");
@@ -106,23 +143,53 @@ export class AdminServer {
     }
   }
 
-  private async run(req: AdminRequest, stream: (item: StreamItem) => void, onClose: (fn: () => void) => void): Promise<unknown> {
-    const { technician, ledger } = this.deps;
-    this.log.info({ cmd: req.cmd, user: req.user }, "admin request");
+  /** hello and prove: the connection's identity handshake (protocol.ts header, identity.ts). */
+  private identify(client: LineClient, req: Extract<AdminRequest, { cmd: "hello" | "prove" }>): unknown {
+    const conn = this.connection(client);
+    try {
+      if (req.cmd === "hello") return { id: req.id, ok: true, result: conn.hello() };
+      const who = conn.prove(req.args.nonce, req.args.uid);
+      this.log.info({ user: who.user, uid: who.uid, claimedUser: req.user }, "admin connection proved its user");
+      return { id: req.id, ok: true, result: who };
+    } catch (e) {
+      if (!(e instanceof ProofError)) {
+        this.log.error({ err: e, cmd: req.cmd }, "admin identity handshake failed");
+        return { id: req.id, ok: false, error: toErrorBody(e) };
+      }
+      this.log.warn({ cmd: req.cmd, reason: e.reason, claimedUid: req.cmd === "prove" ? req.args.uid : undefined, claimedUser: req.user }, `admin identity proof refused: ${e.message}`);
+      const code = e.reason === "unavailable" ? AdminErrorCode.ProofUnavailable : AdminErrorCode.ProofRefused;
+      return { id: req.id, ok: false, error: { code, message: e.message, context: { reason: e.reason, proofDir: this.proofs.path } } };
+    }
+  }
+
+  private connection(client: LineClient): ConnectionIdentity {
+    let c = this.conns.get(client);
+    if (!c) {
+      const made = this.proofs.connection();
+      client.onClose(() => made.close());
+      this.conns.set(client, made);
+      c = made;
+    }
+    return c;
+  }
+
+  private async run(req: AdminCall, stream: (item: StreamItem) => void, onClose: (fn: () => void) => void, drained: () => Promise<void>): Promise<unknown> {
+    const { technician, ledger, people } = this.deps;
+    this.log.info({ cmd: req.cmd, user: req.user, verified: req.verified, ...(req.claimedUser ? { claimedUser: req.claimedUser } : {}) }, req.verified ? "admin request" : "admin request (unverified connection: user is only claimed)");
     switch (req.cmd) {
       case "status":
         return this.status();
       case "compartments":
         return { compartments: this.rows() };
       case "open":
-        return technician.open(req.args.compartment, { user: req.user, reason: req.args.reason });
+        return technician.open(req.args.compartment, { user: req.user, claimedUser: req.claimedUser, reason: req.args.reason });
       case "disable":
       case "enable": {
-        technician.setEnabled(req.args.compartment, req.cmd === "enable", { user: req.user, reason: req.args.reason });
+        technician.setEnabled(req.args.compartment, req.cmd === "enable", { user: req.user, claimedUser: req.claimedUser, reason: req.args.reason });
         return { compartment: this.deps.bank.compartmentByKeypad(req.args.compartment).id, enabled: req.cmd === "enable" };
       }
       case "relay-test":
-        return { results: await technician.relayTest(req.args.compartments, { user: req.user, reason: req.args.reason }) };
+        return { results: await technician.relayTest(req.args.compartments, { user: req.user, claimedUser: req.claimedUser, reason: req.args.reason }) };
       case "sensors": {
         if (req.args.watch) {
           const onDoor = (channel: number, door: DoorState) => {
@@ -137,23 +204,49 @@ export class AdminServer {
       case "selftest":
         return this.selftest();
       case "events": {
-        const { sinceSeq, sinceTs, type, limit, follow } = req.args;
-        const match = (e: LedgerEvent) => !type || (type.endsWith(".") ? e.type.startsWith(type) : e.type === type);
-        const events = this.findEvents(sinceSeq, sinceTs, match, limit);
+        const { follow, ...query } = req.args;
+        const events = findEvents(ledger, query);
         if (follow) {
-          onClose(ledger.onCommit((evs) => evs.filter(match).forEach((e) => stream({ kind: "event", event: view(e) }))));
+          const match = eventMatcher(query.type);
+          onClose(ledger.onCommit((evs) => evs.filter(match).forEach((e) => stream({ kind: "event", event: eventView(e) }))));
         }
-        return { events: events.map(view) };
+        return { events: events.map(eventView) };
       }
       case "sync":
         return this.sync();
       case "stats":
         return computeStats(ledger, { now: this.deps.now(), days: req.args.days });
+      case "people-list":
+        return { owner: people.owner, people: people.list() };
+      case "people-add":
+        return people.add({ id: req.args.person, name: req.args.name, roles: req.args.roles, number: req.args.number }, this.changedBy(req));
+      case "people-enable":
+      case "people-disable":
+        return people.setActive(req.args.person, req.cmd === "people-enable", this.changedBy(req), req.args.reason);
+      case "people-set-pin":
+        return people.setPin(req.args.person, req.args.pin, this.changedBy(req));
+      case "people-set-badge":
+        return people.setBadges(req.args.person, req.args.badges, this.changedBy(req));
+      case "reload": {
+        if (!this.deps.reload) throw new LockerError(ErrorCode.Config, "this bank cannot read its config again (no config file)");
+        let r: ReloadReport;
+        try {
+          r = this.deps.reload();
+        } catch (e) {
+          const issues = isLockerError(e, ErrorCode.Config) ? (e.context.issues as string[] | undefined) : undefined;
+          if (!issues) throw e;
+          throw new LockerError(ErrorCode.Config, `the config is not valid: nothing applied, running on as before:\n${issues.map((i) => `  - ${i}`).join("\n")}`, { issues });
+        }
+        this.log.info({ user: req.user, layout: r.layout }, "config reloaded by lockerctl");
+        return { layout: r.layout, plan: describePlan(r.plan), restart: r.restart } satisfies ReloadResult;
+      }
+      case "backup":
+        return this.backup(req, stream, drained);
       case "watch": {
         let queued = false;
         onClose(
           ledger.onCommit((evs) => {
-            for (const e of evs) stream({ kind: "event", event: view(e) });
+            for (const e of evs) stream({ kind: "event", event: eventView(e) });
             if (queued) return;
             queued = true;
             setImmediate(() => {
@@ -162,30 +255,40 @@ export class AdminServer {
             });
           }),
         );
-        const recent = ledger.eventsFrom(Math.max(1, ledger.headSeq - WATCH_EVENTS + 1), WATCH_EVENTS).map(view);
+        const recent = ledger.eventsFrom(Math.max(1, ledger.headSeq - WATCH_EVENTS + 1), WATCH_EVENTS).map(eventView);
         return { device: this.device(), compartments: this.rows(), alarms: this.alarmsView(), events: recent };
       }
     }
   }
 
-  private findEvents(sinceSeq: number | undefined, sinceTs: number | undefined, match: (e: LedgerEvent) => boolean, limit: number): LedgerEvent[] {
-    const { ledger } = this.deps;
-    const out: LedgerEvent[] = [];
-    if (sinceSeq === undefined && sinceTs === undefined) {
-      // The newest `limit` matching events, oldest first.
-      for (let to = ledger.headSeq; to >= 1 && out.length < limit; to -= 1000) {
-        const page = ledger.eventsFrom(Math.max(1, to - 999), 1000).filter(match);
-        out.unshift(...page.slice(-(limit - out.length)));
+  /** Who a change is recorded as made by. */
+  private changedBy(req: AdminCall): ChangedBy {
+    return { actor: req.user, data: { via: "lockerctl", ...(req.claimedUser ? { claimedUser: req.claimedUser } : {}) } };
+  }
+
+  /** A consistent copy of the ledger and its key, streamed in chunks; the temporary file never outlives the request. */
+  private async backup(req: AdminCall, stream: (item: StreamItem) => void, drained: () => Promise<void>): Promise<BackupResult> {
+    const { ledger, deviceKey, dataDir, now } = this.deps;
+    const tmp = backupTemp(dataDir);
+    const info = await writeBackup(ledger, deviceKey, tmp, now());
+    const hash = createHash("sha256");
+    try {
+      const fd = openSync(tmp, "r");
+      try {
+        const buf = Buffer.alloc(BACKUP_CHUNK);
+        for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) {
+          hash.update(buf.subarray(0, n));
+          stream({ kind: "chunk", data: buf.subarray(0, n).toString("base64") });
+          await drained();
+        }
+      } finally {
+        closeSync(fd);
       }
-      return out;
+    } finally {
+      unlinkSync(tmp);
     }
-    for (let from = sinceSeq ?? 1; out.length < limit; ) {
-      const page = ledger.eventsFrom(from, 1000);
-      if (!page.length) break;
-      for (const e of page) if ((sinceTs === undefined || e.ts >= sinceTs) && match(e) && out.length < limit) out.push(e);
-      from = page[page.length - 1]!.seq + 1;
-    }
-    return out;
+    this.log.info({ user: req.user, bytes: info.bytes, headSeq: info.headSeq }, "backup sent");
+    return { ...info, sha256: hash.digest("hex") };
   }
 
   private device(): string {
@@ -194,24 +297,7 @@ export class AdminServer {
 
   private rows(): CompartmentRow[] {
     const { bank, ledger, now } = this.deps;
-    const t = now();
-    return bank.compartments().map((c) => {
-      const parcel = c.parcelId ? ledger.parcel(c.parcelId) : undefined;
-      return {
-        id: c.id,
-        keypad: bank.layoutOf(c.id).keypadNumber,
-        size: c.size,
-        state: c.state,
-        door: c.door,
-        enabled: c.enabled,
-        parcel: c.parcelId,
-        parcelAgeMs: parcel ? t - (parcel.depositedAt ?? parcel.createdAt) : null,
-        since: c.since,
-        pulses: c.pulses,
-        failedOpens: c.failedOpens,
-        faultReason: c.faultReason,
-      };
-    });
+    return compartmentRows(ledger, now(), { keypad: (id) => bank.layoutOf(id).keypadNumber });
   }
 
   private alarmsView(): Alarm[] {
@@ -284,29 +370,9 @@ export class AdminServer {
     const unknown = sensors.filter((s) => s.door === "unknown");
     checks.push({ name: "door sensors read", ok: unknown.length === 0, detail: unknown.length ? `no reading: ${unknown.map((s) => s.compartment).join(", ")}` : "every door reads open or closed" });
     checks.push(doorPolarityCheck(sensors, new Map(ledger.compartments().map((c) => [c.id, c.state]))));
-    // The whole file (integrity_check, not the start's quick_check), then what the tables must agree on.
-    const integrity = Ledger.check(ledger.db.name, true);
-    checks.push({ name: "ledger integrity", ok: integrity === "ok", detail: integrity === "ok" ? "integrity_check ok" : integrity });
-    const broken = ledger.invariants().filter((i) => i.rows.length);
-    checks.push({
-      name: "ledger tables agree",
-      ok: broken.length === 0,
-      detail: broken.length ? broken.map((i) => `${i.rule}: ${i.rows.slice(0, 3).join(", ")}${i.rows.length > 3 ? ` (+${i.rows.length - 3})` : ""}`).join("; ") : "parcels, compartments and codes agree",
-    });
-    const chain = ledger.verify();
-    checks.push({ name: "custody chain", ok: chain.ok, detail: chain.ok ? `${chain.checked} events verify` : `broken at seq ${chain.brokenAt}: ${chain.reason}` });
-    const dirMode = statSync(dataDir).mode & 0o777;
-    const keyMode = statSync(join(dataDir, "device.key")).mode & 0o777;
-    checks.push({ name: "data directory", ok: dirMode === 0o700 && keyMode === 0o600, detail: `dir ${dirMode.toString(8)}, device.key ${keyMode.toString(8)}` });
-    const fs = statfsSync(dataDir);
-    const freeMb = Math.floor((fs.bavail * fs.bsize) / 2 ** 20);
+    // What needs no hardware, as lockerctl also checks it from the ledger file alone (queries.ts).
     const storage = this.deps.storage?.();
-    const floorMb = (storage?.minFreeBytes ?? 100 * 2 ** 20) / 2 ** 20;
-    checks.push(
-      storage?.state === "full"
-        ? { name: "disk space", ok: false, detail: `disk full: ${storage.path}, ${freeMb} MB free; the ledger takes no writes (${storage.detail ?? ""})` }
-        : { name: "disk space", ok: freeMb >= floorMb, detail: `${dataDir}: ${freeMb} MB free (floor ${floorMb} MB)` },
-    );
+    checks.push(...ledgerChecks(ledger, dataDir, { minFreeBytes: storage?.minFreeBytes ?? config.storage.minFreeMb * 2 ** 20, storage }));
     const link = this.deps.link?.();
     checks.push(
       !config.sync.enabled || !link
@@ -319,11 +385,14 @@ export class AdminServer {
   }
 }
 
-export interface SelftestCheck {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
+/**
+ * A request as it runs. On a proven connection `user` is the proven OS user and `claimedUser` what
+ * the client said when that differs; on an unproven one (read-only commands only) `user` is the
+ * client's unverified claim and `verified` false.
+ */
+type AdminCall = CommandRequest & { verified: boolean; claimedUser?: string };
+
+export type { SelftestCheck };
 
 /**
  * Doors that read open while nobody was let in (no loading / unloading flow). Two or more, and most
@@ -340,9 +409,5 @@ export function doorPolarityCheck(doors: readonly { compartment: string; door: D
     ok: false,
     detail: `${detail}: the door/lock-bit polarity is likely inverted (lockBitOpen in the RS485 board's config, activeLow of GPIO/I2C door inputs); if the doors really stand open, shut them and run selftest again`,
   };
-}
-
-function view(e: LedgerEvent) {
-  return { seq: e.seq, id: e.id, ts: e.ts, type: e.type, compartment: e.compartment, parcel: e.parcel, actor: e.actor, data: e.data };
 }
 

@@ -76,6 +76,8 @@ export class ActuationQueue {
   private opens = 0;
   /** Each open not yet returned, and whether its pulse has begun. */
   private readonly tracked = new Map<Promise<OpenResult>, { started: boolean }>();
+  /** Compartments with an open not yet settled, and how many. */
+  private readonly openingNow = new Map<string, number>();
 
   constructor(private readonly deps: ActuationDeps) {
     this.pulseMs = Math.min(deps.options.pulseMs, MAX_PULSE_MS);
@@ -87,6 +89,11 @@ export class ActuationQueue {
 
   get depth(): number {
     return this.waiting.length + this.active;
+  }
+
+  /** Compartments whose door is being opened: queued, pulsing, or watched (a layout change leaves them be). */
+  opening(): Set<string> {
+    return new Set(this.openingNow.keys());
   }
 
   /** Opens not yet settled: queued, pulsing, or watching their door. */
@@ -102,9 +109,13 @@ export class ActuationQueue {
   open(compartment: string, channel: number, stillWanted: () => boolean = () => true): Promise<OpenResult> {
     const progress = { started: false };
     this.opens++;
+    this.openingNow.set(compartment, (this.openingNow.get(compartment) ?? 0) + 1);
     const result = this.attempt(compartment, channel, stillWanted, progress).finally(() => {
       this.opens--;
       this.tracked.delete(result);
+      const left = (this.openingNow.get(compartment) ?? 1) - 1;
+      if (left > 0) this.openingNow.set(compartment, left);
+      else this.openingNow.delete(compartment);
     });
     this.tracked.set(result, progress);
     return result;

@@ -22,7 +22,7 @@ import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
 import { holdCollect, rollBack, undoCollect, undoDeposit } from "./recovery.js";
 import type { Sealer } from "../sync/seal.js";
-import { seedPeople, syncLayout } from "./setup.js";
+import { seedPeople } from "./setup.js";
 
 /** How a parcel leaves: recipient's code or badge, the server's override (forgotten code), staff removal, the depositor taking it back, a courier collecting outbound. */
 export type CollectVia = "code" | "badge" | "remote" | "staff" | "return" | "courier";
@@ -76,6 +76,8 @@ const CODE_ATTEMPTS = 50;
 
 export class Bank extends EventEmitter<BankEvents> {
   readonly actuation: ActuationQueue;
+  /** The compartments served: the ledger's live ones (bank/layout.ts liveLayout); setLayout on a live change. */
+  private served: readonly CompartmentLayout[] = [];
   private readonly byId = new Map<string, CompartmentLayout>();
   private readonly byChannel = new Map<number, CompartmentLayout>();
   private readonly byKeypad = new Map<string, CompartmentLayout>();
@@ -93,11 +95,7 @@ export class Bank extends EventEmitter<BankEvents> {
   constructor(private readonly deps: BankDeps) {
     super();
     this.log = deps.log.child({ module: "bank" });
-    for (const c of deps.layout) {
-      this.byId.set(c.id, c);
-      this.byChannel.set(c.lock, c);
-      this.byKeypad.set(c.keypadNumber, c);
-    }
+    this.index(deps.layout);
     this.waiters = new DoorWaiters(
       (id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) === "open",
       (id) => this.deps.hardware.doors.read(this.layoutOf(id).lock) !== "unknown",
@@ -121,13 +119,13 @@ export class Bank extends EventEmitter<BankEvents> {
    * once the ledger takes writes again.
    */
   async start(): Promise<void> {
-    const { ledger, hardware, layout, config, deviceKey, now } = this.deps;
+    // The layout is the runtime's to bring up to date before the bank is built (bank/layout.ts).
+    const { ledger, hardware, config, deviceKey, now } = this.deps;
     try {
-      syncLayout(ledger, layout, now(), this.log);
       seedPeople(ledger, config.seed.people, deviceKey, now());
     } catch (e) {
       if (!isLockerError(e, ErrorCode.Storage)) throw e;
-      this.log.error({ err: e }, "layout and people not brought up to date: the ledger takes no writes");
+      this.log.error({ err: e }, "people not brought up to date: the ledger takes no writes");
     }
     this.resync();
     hardware.doors.on("change", this.onDoorEdge);
@@ -135,7 +133,7 @@ export class Bank extends EventEmitter<BankEvents> {
 
   /** Every door as it reads now, then the flows left open; after a start, or once the ledger takes writes again. */
   resync(): void {
-    for (const c of this.deps.layout) this.onDoor(c.lock, this.deps.hardware.doors.read(c.lock), "start");
+    for (const c of this.served) this.onDoor(c.lock, this.deps.hardware.doors.read(c.lock), "start");
     this.recoverInterrupted();
     this.settleHeld();
   }
@@ -147,6 +145,33 @@ export class Bank extends EventEmitter<BankEvents> {
     const dropped = this.actuation.stop();
     this.waiters.cancelAll();
     await dropped;
+  }
+
+  /**
+   * A live layout change (SIGHUP, bank/layout.ts applied it to the ledger): the compartments served
+   * from now on. A compartment new here, or on a new lock channel, has its door read at once.
+   */
+  setLayout(layout: readonly CompartmentLayout[]): void {
+    const before = new Map(this.served.map((l) => [l.id, l.lock]));
+    this.index(layout);
+    for (const l of layout) if (before.get(l.id) !== l.lock) this.onDoor(l.lock, this.deps.hardware.doors.read(l.lock), "start");
+  }
+
+  /** The compartments served now. */
+  get layout(): readonly CompartmentLayout[] {
+    return this.served;
+  }
+
+  private index(layout: readonly CompartmentLayout[]): void {
+    this.served = [...layout];
+    this.byId.clear();
+    this.byChannel.clear();
+    this.byKeypad.clear();
+    for (const c of layout) {
+      this.byId.set(c.id, c);
+      this.byChannel.set(c.lock, c);
+      this.byKeypad.set(c.keypadNumber, c);
+    }
   }
 
   // ── lookups ───────────────────────────────────────────────────────────────
@@ -577,7 +602,9 @@ export class Bank extends EventEmitter<BankEvents> {
 
   /** Whether the board driving this compartment's lock answers (true where the hardware cannot tell). */
   lockAvailable(id: string): boolean {
-    return this.deps.hardware.lockAvailable?.(this.layoutOf(id).lock) ?? true;
+    const layout = this.byId.get(id);
+    if (!layout) return false; // not served (retired): never offered
+    return this.deps.hardware.lockAvailable?.(layout.lock) ?? true;
   }
 
   private assertLockAvailable(id: string): void {
@@ -817,7 +844,7 @@ export class Bank extends EventEmitter<BankEvents> {
   }
 
   private unknownCompartment(id: string): LockerError {
-    const ids = this.deps.layout.map((l) => l.id);
+    const ids = this.served.map((l) => l.id);
     return new LockerError(ErrorCode.UnknownCompartment, `no compartment ${id} (valid: ${ids[0]}..${ids[ids.length - 1]})`, { id });
   }
 

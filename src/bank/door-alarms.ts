@@ -32,9 +32,9 @@ export class DoorAlarms extends EventEmitter<DoorAlarmEvents> {
 
   start(): void {
     this.deps.hardware.doors.on("change", this.onDoor);
-    for (const c of this.deps.bank.compartments()) {
-      const channel = this.deps.bank.layoutOf(c.id).lock;
-      if (this.deps.hardware.doors.read(channel) === "open") this.door(channel, "open");
+    // The compartments the bank serves (a retired one is in neither list).
+    for (const { lock } of this.deps.bank.layout) {
+      if (this.deps.hardware.doors.read(lock) === "open") this.door(lock, "open");
     }
   }
 

@@ -8,8 +8,9 @@ import { assignCompartment, noFit } from "../domain/assignment.js";
 import { assertTransition } from "../domain/compartment.js";
 import { isTrivialCode, secretHash } from "../domain/credentials.js";
 import { ErrorCode, LockerError } from "../errors.js";
-import type { Compartment, Ledger, LedgerTx, Person } from "../ledger/ledger.js";
+import type { Compartment, Ledger, LedgerTx } from "../ledger/ledger.js";
 import type { Bank, OpenTicket } from "./bank.js";
+import type { DirectoryEntry, People } from "./people.js";
 import type { OpenReport, Technician } from "./technician.js";
 
 export interface RemoteDeps {
@@ -18,6 +19,7 @@ export interface RemoteDeps {
   ledger: Ledger;
   config: Config;
   deviceKey: Buffer;
+  people: People;
   now: () => number;
 }
 
@@ -31,14 +33,6 @@ export type PolicyPatch = {
   lockout?: Partial<Config["lockout"]> | undefined;
 };
 
-export interface DirectoryEntry {
-  id: string;
-  name: string;
-  roles: Person["roles"];
-  number?: string | undefined;
-  badges?: string[] | undefined;
-  active: boolean;
-}
 
 const POLICY_META = "policy.overrides";
 
@@ -171,35 +165,9 @@ export class RemoteOps {
   }
 
   /** Batched upserts and removals of people. A leaver's badge stops working with this commit. */
+  /** The server's directory command: People.directory, refused when lockerctl owns the directory. */
   directory(tx: LedgerTx, a: { upserts?: DirectoryEntry[] | undefined; removals?: string[] | undefined }): { upserted: number; removed: number } {
-    const { ledger, deviceKey, now } = this.deps;
-    const t = now();
-    for (const p of a.upserts ?? []) {
-      const byNumber = p.number ? ledger.personByNumber(p.number) : undefined;
-      if (byNumber && byNumber.id !== p.id) throw new LockerError(ErrorCode.BadInput, `number ${p.number} belongs to ${byNumber.id}`, { person: p.id });
-      tx.upsertPerson({ id: p.id, name: p.name, roles: p.roles, number: p.number ?? null, active: p.active }, t);
-      tx.revokePersonCredentials(p.id, "badge", t);
-      for (const badge of p.badges ?? []) {
-        try {
-          tx.insertCredential("badge", secretHash(deviceKey, "badge", badge), { personId: p.id }, t);
-        } catch (e) {
-          if ((e as LockerError).code === ErrorCode.Busy) throw new LockerError(ErrorCode.BadInput, `a badge of ${p.id} is live for another person`, { person: p.id });
-          throw e;
-        }
-      }
-      tx.event({ type: "person.updated", actor: p.id, data: { roles: p.roles, active: p.active, badges: p.badges?.length ?? 0, number: p.number !== undefined } });
-    }
-    let removed = 0;
-    for (const id of a.removals ?? []) {
-      const p = ledger.person(id);
-      if (!p) continue;
-      tx.upsertPerson({ ...p, active: false }, t);
-      const badges = tx.revokePersonCredentials(id, "badge", t);
-      const pins = tx.revokePersonCredentials(id, "pin", t);
-      tx.event({ type: "person.removed", actor: id, data: { badges, pins } });
-      removed++;
-    }
-    return { upserted: a.upserts?.length ?? 0, removed };
+    return this.deps.people.directory(tx, a, { actor: "server" });
   }
 
   /** Patch the deadline and lockout policies; persisted, and applied to the running bank at once. */

@@ -17,9 +17,15 @@ export interface TechnicianDeps {
 }
 
 export interface Actor {
+  /** lockerctl: the OS user the admin socket proved (admin/identity.ts); else a person id, a terminal, `server`. */
   user: string;
   reason: string;
+  /** lockerctl: the user the client claimed (SUDO_USER, its request's `user`) when it is not `user`; kept in the events' data. */
+  claimedUser?: string | undefined;
 }
+
+/** The claimed user beside the proven one, for an event's data. */
+const claim = (who: { claimedUser?: string | undefined }) => (who.claimedUser ? { claimedUser: who.claimedUser } : {});
 
 export interface OpenReport {
   compartment: string;
@@ -67,7 +73,7 @@ export class Technician {
     const c = this.deps.bank.compartmentByKeypad(entry);
     this.deps.ledger.transact((tx) => {
       tx.updateCompartment(c.id, { pulses: c.pulses + 1 });
-      tx.event({ type: "admin.open", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state } });
+      tx.event({ type: "admin.open", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state, ...claim(who) } });
     });
     return this.pulse(c.id, who);
   }
@@ -82,7 +88,7 @@ export class Technician {
       const c = this.deps.bank.compartment(id);
       this.deps.ledger.transact((tx) => {
         tx.updateCompartment(id, { pulses: c.pulses + 1 });
-        tx.event({ type: "admin.open", compartment: id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state, test: true } });
+        tx.event({ type: "admin.open", compartment: id, parcel: c.parcelId, actor: who.user, data: { reason: who.reason, state: c.state, test: true, ...claim(who) } });
       });
       // A door that reads open before its lock fires cannot show that the lock works: "opened after
       // 0 ms" would be a false pass (a door left open, or a sensor/lock-bit polarity set the wrong way).
@@ -96,7 +102,7 @@ export class Technician {
   }
 
   /** Out of service (not assigned to new parcels) or back in; enabling also clears a fault. */
-  setEnabled(entry: string, enabled: boolean, who: { user: string; reason?: string }): void {
+  setEnabled(entry: string, enabled: boolean, who: { user: string; reason?: string | undefined; claimedUser?: string | undefined }): void {
     const c = this.deps.bank.compartmentByKeypad(entry);
     if (!enabled && (c.state === "loading" || c.state === "unloading")) {
       throw new LockerError(ErrorCode.Busy, `${c.id} is in use (${c.state}); try again when its door is closed`);
@@ -104,14 +110,14 @@ export class Technician {
     const now = this.deps.now();
     this.deps.ledger.transact((tx) => {
       tx.updateCompartment(c.id, { enabled });
-      tx.event({ type: enabled ? "compartment.enabled" : "compartment.disabled", compartment: c.id, actor: who.user, data: { reason: who.reason ?? null } });
+      tx.event({ type: enabled ? "compartment.enabled" : "compartment.disabled", compartment: c.id, actor: who.user, data: { reason: who.reason ?? null, ...claim(who) } });
       if (enabled && c.inspectSince !== null) {
         tx.updateCompartment(c.id, { inspectSince: null });
-        tx.event({ type: "alarm.cleared", compartment: c.id, actor: who.user, data: { alarm: "forced_open", since: c.inspectSince } });
+        tx.event({ type: "alarm.cleared", compartment: c.id, actor: who.user, data: { alarm: "forced_open", since: c.inspectSince, ...claim(who) } });
       }
       if (enabled && c.state === "fault") {
         tx.updateCompartment(c.id, { state: c.parcelId ? "occupied" : "free", faultReason: null, since: now });
-        tx.event({ type: "compartment.fault_cleared", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { was: c.faultReason } });
+        tx.event({ type: "compartment.fault_cleared", compartment: c.id, parcel: c.parcelId, actor: who.user, data: { was: c.faultReason, ...claim(who) } });
       }
     });
   }
@@ -200,7 +206,7 @@ export class Technician {
           type: r.opened ? "lock.skipped" : r.unavailable ? "lock.unavailable" : "lock.uncertain",
           compartment: id,
           actor: who.user,
-          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error, ...(r.opened ? { reason: "door opened; board did not acknowledge" } : {}) },
+          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error, ...(r.opened ? { reason: "door opened; board did not acknowledge" } : {}), ...claim(who) },
         }),
       );
     } catch (e) {
@@ -218,7 +224,7 @@ export class Technician {
         type: "compartment.fault",
         compartment: id,
         actor: who.user,
-        data: { reason: "lock did not open", attempts: r.attempts, unfired: r.unfired ?? 0, purpose: "technician", ...(error ? { error } : {}) },
+        data: { reason: "lock did not open", attempts: r.attempts, unfired: r.unfired ?? 0, purpose: "technician", ...(error ? { error } : {}), ...claim(who) },
       });
     });
   }

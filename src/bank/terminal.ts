@@ -103,7 +103,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private message: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
-  private readonly sizes: readonly Size[];
+  private sizes: readonly Size[];
+  private specials: readonly Special[];
+  /** What the bank offers after a live layout change, taken once nobody is in a session (setOffer). */
+  private nextOffer: { sizes: readonly Size[]; specials: readonly Special[] } | undefined;
   private readonly onLoaded = (e: BankEvents["loaded"][0]) => this.loaded(e);
   private readonly onUnloaded = (e: BankEvents["unloaded"][0]) => this.unloaded(e);
   private readonly onOpenFailed = (e: BankEvents["openFailed"][0]) => this.openFailed(e, "jammed");
@@ -113,6 +116,24 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     super();
     this.log = deps.log.child({ module: "terminal", terminal: deps.id });
     this.sizes = SIZES.filter((s) => deps.sizes.includes(s));
+    this.specials = deps.specials;
+  }
+
+  /**
+   * The sizes and special kinds the bank has after a live layout change (SIGHUP). Taken at once
+   * when nobody is in a session, else when the session ends: a menu never changes under a
+   * person's finger (the digit they type means what the screen said).
+   */
+  setOffer(sizes: readonly Size[], specials: readonly Special[]): void {
+    this.nextOffer = { sizes, specials };
+    if (!this.session) this.takeOffer();
+  }
+
+  private takeOffer(): void {
+    if (!this.nextOffer) return;
+    this.sizes = SIZES.filter((s) => this.nextOffer!.sizes.includes(s));
+    this.specials = this.nextOffer.specials;
+    this.nextOffer = undefined;
   }
 
   start(): void {
@@ -341,7 +362,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   /** normal → each special kind the bank has → normal. */
   private nextSpecial(current: Special | undefined): Special | undefined {
-    const order = [undefined, ...this.deps.specials];
+    const order = [undefined, ...this.specials];
     return order[(order.indexOf(current) + 1) % order.length];
   }
 
@@ -477,6 +498,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const s = this.session;
     if (!s) return;
     this.session = null;
+    this.takeOffer();
     this.log.info({ session: s.id, person: s.person.id, reason }, "session ended");
     this.emit("session", { kind: "ended", session: s.id, terminal: this.deps.id, person: s.person.id, reason });
   }
@@ -651,7 +673,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         return this.show(["Another parcel?", "1 = yes  * = done"]);
       case "size": {
         const kind = mode.special ? ` (${SPECIAL_LABEL[mode.special]})` : "";
-        const more = this.deps.specials.length ? `#=${this.deps.specials.map((k) => SPECIAL_LABEL[k]).join("/")}  *=back` : "* = back";
+        const more = this.specials.length ? `#=${this.specials.map((k) => SPECIAL_LABEL[k]).join("/")}  *=back` : "* = back";
         const title = mode.outbound ? `Drop off: size?${kind}` : `Parcel size?${kind}`;
         if (mode.confirm?.choice !== undefined) {
           const chosen = mode.confirm.choice === "collect" ? "Collect outbound" : `Size ${mode.confirm.choice}${kind}`;

@@ -118,7 +118,13 @@ function syncTrouble(s: SyncStatus, style: Style): string[] {
   return s.lastError ? [paint(style, s.connected ? "yellow" : "red", `last error: ${clean(s.lastError)}`)] : [];
 }
 
-export function formatCompartments(rows: CompartmentRow[], style: Style): string {
+/** HELD: out of assignment until a technician acts (inspection after a forced open, or a fault), and for how long. */
+function held(r: CompartmentRow, now: number): string {
+  if (!r.held) return "";
+  return r.heldSince === null ? r.held : `${r.held} ${duration(Math.max(0, now - r.heldSince))}`;
+}
+
+export function formatCompartments(rows: CompartmentRow[], style: Style, now = Date.now()): string {
   const body = rows.map((r) => [
     r.id,
     r.keypad,
@@ -126,15 +132,17 @@ export function formatCompartments(rows: CompartmentRow[], style: Style): string
     r.state,
     r.door,
     r.enabled ? "yes" : "NO",
+    held(r, now),
     r.parcelAgeMs === null ? "" : duration(r.parcelAgeMs),
     String(r.pulses),
     r.failedOpens ? String(r.failedOpens) : "",
     clean(r.faultReason ?? ""),
   ]);
-  return table([["ID", "KEY", "SIZE", "STATE", "DOOR", "ENABLED", "PARCEL AGE", "PULSES", "FAILED", "FAULT"], ...body], style, (row, col) => {
+  return table([["ID", "KEY", "SIZE", "STATE", "DOOR", "ENABLED", "HELD", "PARCEL AGE", "PULSES", "FAILED", "FAULT"], ...body], style, (row, col) => {
     if (col === 3) return STATE_COLOR[rows[row]!.state];
     if (col === 5 && !rows[row]!.enabled) return "red";
     if (col === 4 && rows[row]!.door === "open") return "yellow";
+    if (col === 6 && rows[row]!.held) return rows[row]!.held === "fault" ? "red" : "yellow";
     return undefined;
   });
 }
@@ -156,7 +164,10 @@ export function formatSensors(r: z.infer<typeof SensorsResult>, style: Style): s
 
 export function formatSelftest(r: z.infer<typeof SelftestResult>, style: Style): string {
   const lines = r.checks.map((c) => `${c.ok ? paint(style, "green", "PASS") : paint(style, "red", "FAIL")}  ${c.name}: ${clean(c.detail)}`);
-  lines.push(r.ok ? paint(style, "green", "selftest passed") : paint(style, "red", `selftest FAILED (${r.checks.filter((c) => !c.ok).length} check(s))`));
+  const skipped = r.skipped ?? [];
+  lines.push(...skipped.map((c) => `${paint(style, "yellow", "SKIP")}  ${c.name}: ${clean(c.detail)}`));
+  const partly = skipped.length ? `; ${skipped.length} check(s) not run` : "";
+  lines.push(r.ok ? paint(style, "green", `selftest passed${partly}`) : paint(style, "red", `selftest FAILED (${r.checks.filter((c) => !c.ok).length} check(s))${partly}`));
   return lines.join("\n");
 }
 

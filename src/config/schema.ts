@@ -178,7 +178,18 @@ export const ConfigSchema = z
     sync: Sync.prefault({}),
     admin: Admin.prefault({}),
     storage: Storage.prefault({}),
-    seed: z.strictObject({ people: z.array(SeedPerson).max(1000).default([]) }).prefault({}),
+    people: z
+      .strictObject({
+        owner: z
+          .enum(["server", "lockerctl"])
+          .optional()
+          .describe('who changes the people directory: the server\'s directory command, or `lockerctl people`; default "server" when sync is enabled, else "lockerctl"'),
+      })
+      .prefault({}),
+    seed: z
+      .strictObject({ people: z.array(SeedPerson).max(1000).default([]) })
+      .prefault({})
+      .describe("demo people for the simulated bank only (refused with hardware.profile real)"),
     log: z.strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") }).prefault({}),
   })
   // Cross-field rules. `when: () => true` runs them even when a field elsewhere has the wrong type,
@@ -221,10 +232,32 @@ export const ConfigSchema = z
       if (real.success) {
         const channels = [...locks].map(([lock, id]) => ({ id, lock }));
         for (const issue of coverageIssues(real.data, channels)) ctx.addIssue({ code: "custom", path: ["hardware", ...issue.path], message: issue.message });
+        // Sensors and the compartments they watch agree: neither is silently left unread.
+        const cold = new Map<string, { refrigerated: boolean; bounds: boolean }>();
+        columns.forEach((col) =>
+          list<{ refrigerated?: unknown; temperature?: unknown }>(col?.compartments).forEach((c, ri) =>
+            cold.set(`${String(col.id)}${String(ri + 1).padStart(2, "0")}`, { refrigerated: c?.refrigerated === true, bounds: !!c?.temperature }),
+          ),
+        );
+        // (A refrigerated compartment without a sensor is a warning: config/checks.ts sensorWarnings.)
+        real.data.thermometers.forEach((t, i) => {
+          const path = ["hardware", "thermometers", i, "compartment"];
+          const c = cold.get(t.compartment);
+          if (!c) ctx.addIssue({ code: "custom", path, message: `no compartment ${t.compartment} in bank.columns: remove the sensor, or name the compartment it sits in` });
+          else if (!c.refrigerated) ctx.addIssue({ code: "custom", path, message: `${t.compartment} is not refrigerated: a temperature sensor belongs in a refrigerated compartment` });
+          else if (!c.bounds) ctx.addIssue({ code: "custom", path, message: `${t.compartment} has no temperature bounds (temperature.minC / maxC): its readings would never be checked` });
+        });
       }
       const lockout = cfg.lockout as Partial<Config["lockout"]> | undefined;
       if (typeof lockout?.maxDelayMs === "number" && typeof lockout.baseDelayMs === "number" && lockout.maxDelayMs < lockout.baseDelayMs)
         ctx.addIssue({ code: "custom", path: ["lockout", "maxDelayMs"], message: "must be >= baseDelayMs" });
+      // Demo people on a real bank would stay valid for good (a staff PIN opens any door).
+      if ((cfg.hardware as { profile?: unknown } | undefined)?.profile === "real" && list(cfg.seed?.people).length)
+        ctx.addIssue({
+          code: "custom",
+          path: ["seed", "people"],
+          message: "seed.people is for the simulated bank only: remove it, and add people with `lockerctl people add` or the server's directory command",
+        });
       const seen = { id: new Set<string>(), number: new Set<string>(), pin: new Set<string>(), badge: new Set<string>() };
       list<Record<string, unknown>>(cfg.seed?.people).forEach((p, i) => {
         for (const key of ["id", "number", "pin", "badge"] as const) {

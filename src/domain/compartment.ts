@@ -39,3 +39,13 @@ export function assertTransition(compartment: string, from: CompartmentState, to
 export function isOpening(state: CompartmentState): boolean {
   return state === "loading" || state === "unloading";
 }
+
+/** Why a compartment is held out of assignment: forced open (until a technician has looked), or a fault. */
+export type Hold = "inspection" | "fault";
+
+/** The hold a compartment is under, and since when; inspection wins over a fault (it needs a visit either way). */
+export function holdOf(c: { state: CompartmentState; since: number; inspectSince: number | null }): { held: Hold | null; heldSince: number | null } {
+  if (c.inspectSince !== null) return { held: "inspection", heldSince: c.inspectSince };
+  if (c.state === "fault") return { held: "fault", heldSince: c.since };
+  return { held: null, heldSince: null };
+}

@@ -58,6 +58,8 @@ export interface Compartment {
   faultReason: string | null;
   /** Forced open at this time: out of assignment until a technician clears it. */
   inspectSince: number | null;
+  /** Retired at this time: the config no longer has it (bank/layout.ts); kept for its history only. */
+  retiredAt: number | null;
 }
 
 export interface Person {
@@ -137,6 +139,7 @@ const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   failedOpens: "failed_opens",
   faultReason: "fault_reason",
   inspectSince: "inspect_since",
+  retiredAt: "retired_at",
 };
 
 const PARCEL_COLUMNS: Record<keyof Omit<Parcel, "id">, string> = {
@@ -172,6 +175,7 @@ const toCompartment = (r: Row): Compartment => ({
   failedOpens: r.failed_opens as number,
   faultReason: (r.fault_reason as string | null) ?? null,
   inspectSince: (r.inspect_since as number | null) ?? null,
+  retiredAt: (r.retired_at as number | null) ?? null,
 });
 
 const toParcel = (r: Row): Parcel => ({
@@ -242,9 +246,14 @@ export class Ledger {
   private commitsSinceCheckpoint = 0;
   readonly tx: LedgerTx;
 
-  constructor(file: string, opts: LedgerOptions) {
+  /**
+   * `file`: the daemon's ledger, opened, set up and migrated. A Database: one opened elsewhere only
+   * to be read (ledger/read-ledger.ts: lockerctl without the daemon): taken as it is, nothing written.
+   */
+  constructor(file: string | Database.Database, opts: LedgerOptions) {
     this.now = opts.now;
-    try {
+    if (typeof file !== "string") this.db = file;
+    else try {
       this.db = new Database(file);
       this.db.pragma("journal_mode = WAL");
       this.db.pragma(`synchronous = ${opts.synchronous ?? "FULL"}`);
@@ -258,7 +267,8 @@ export class Ledger {
     }
     const db = this.db;
     this.stmt = {
-      compartments: db.prepare("SELECT * FROM compartments ORDER BY position"),
+      // Live compartments only: a retired one is never assigned, opened or shown (bank/layout.ts).
+      compartments: db.prepare("SELECT * FROM compartments WHERE retired_at IS NULL ORDER BY position"),
       compartment: db.prepare("SELECT * FROM compartments WHERE id = ?"),
       insertCompartment: db.prepare(
         "INSERT INTO compartments (id, position, size, refrigerated, accessible, since) VALUES (?, ?, ?, ?, ?, ?)",
@@ -500,10 +510,12 @@ export class Ledger {
 
   // ── reads ─────────────────────────────────────────────────────────────────
 
+  /** The bank's live compartments, in lock-channel order (never a retired one). */
   compartments(): Compartment[] {
     return (this.stmt.compartments.all() as Row[]).map(toCompartment);
   }
 
+  /** One compartment by id, a retired one too (retiredAt set): callers that serve it check the bank's layout. */
   compartment(id: string): Compartment | undefined {
     const r = this.stmt.compartment.get(id) as Row | undefined;
     return r && toCompartment(r);
@@ -683,14 +695,26 @@ export class Ledger {
     let db: Database.Database | undefined;
     try {
       db = new Database(file, { readonly: true, fileMustExist: true });
-      const rows = db.pragma(full ? "integrity_check(20)" : "quick_check(20)") as { integrity_check?: string; quick_check?: string }[];
-      const lines = rows.map((r) => r.integrity_check ?? r.quick_check ?? "");
-      return lines.length === 1 && lines[0] === "ok" ? "ok" : lines.join("; ");
+      return fileCheck(db, full);
     } catch (e) {
       return (e as Error).message;
     } finally {
       db?.close();
     }
+  }
+
+  /** The same check on this ledger's own connection (selftest; lockerctl reading a ledger it must not touch). */
+  integrity(full = true): string {
+    try {
+      return fileCheck(this.db, full);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  /** The schema version the file is at (PRAGMA user_version: migrations applied). */
+  schemaVersion(): number {
+    return this.db.pragma("user_version", { simple: true }) as number;
   }
 
   /**
@@ -719,6 +743,7 @@ export class Ledger {
              OR (c.state = 'unloading' AND coalesce(p.status, '') <> 'collecting')
              OR (c.state = 'fault' AND p.id IS NOT NULL AND p.status NOT IN ('stored', 'awaiting_recipient'))`,
       ],
+      ["a retired compartment holds no parcel", "SELECT id || ' holds ' || parcel_id AS x FROM compartments WHERE retired_at IS NOT NULL AND parcel_id IS NOT NULL"],
       [
         "a live pickup code belongs to a parcel waiting for it",
         `SELECT 'credential ' || cr.id || ' of ' || coalesce(cr.parcel_id, 'no parcel') AS x FROM credentials cr LEFT JOIN parcels p ON p.id = cr.parcel_id
@@ -867,6 +892,12 @@ export class LedgerTx {
     this.ledger.requireTx();
     this.ledger.statements.replyCommand.run(JSON.stringify(reply), at, id);
   }
+}
+
+function fileCheck(db: Database.Database, full: boolean): string {
+  const rows = db.pragma(full ? "integrity_check(20)" : "quick_check(20)") as { integrity_check?: string; quick_check?: string }[];
+  const lines = rows.map((r) => r.integrity_check ?? r.quick_check ?? "");
+  return lines.length === 1 && lines[0] === "ok" ? "ok" : lines.join("; ");
 }
 
 /** A string as it survives a round trip through SQLite's UTF-8 TEXT (lone surrogates → U+FFFD). */

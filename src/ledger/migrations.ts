@@ -144,6 +144,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX parcels_recipient_status ON parcels(recipient_id, status);
   `,
+  // 7: a compartment the config no longer has is retired, not deleted: its row keeps the history
+  // (events and parcels name it), and it is never assigned, opened or shown as live again unless
+  // the config brings it back (bank/layout.ts).
+  `
+  ALTER TABLE compartments ADD COLUMN retired_at INTEGER;
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

@@ -12,6 +12,8 @@ export interface LineClient {
   send(value: unknown): void;
   /** Run when the client goes (stream subscriptions). */
   onClose(fn: () => void): void;
+  /** Resolves once what is queued to the client is under a quarter of the backlog bound (or it is gone): send big streams in steps. */
+  drained(): Promise<void>;
 }
 
 export interface LineServerOptions {
@@ -69,6 +71,19 @@ export class LineServer {
     const client: LineClient = {
       send: (value) => this.write(socket, `${JSON.stringify(value)}\n`),
       onClose: (fn) => cleanups.push(fn),
+      drained: () =>
+        new Promise<void>((resolve) => {
+          const check = () => {
+            if (socket.destroyed || socket.writableLength <= this.opts.maxBacklogBytes / 4) {
+              socket.off("drain", check);
+              socket.off("close", check);
+              resolve();
+            }
+          };
+          socket.on("drain", check);
+          socket.on("close", check);
+          check();
+        }),
     };
     this.sockets.set(socket, client);
     socket.setEncoding("utf8");

@@ -33,10 +33,7 @@ export class SimSocket {
 
   constructor(private readonly deps: SimSocketDeps) {
     this.log = deps.log.child({ module: "sim-socket" });
-    for (const l of deps.layout) {
-      this.byId.set(l.id, l);
-      this.byChannel.set(l.lock, l.id);
-    }
+    this.setLayout(deps.layout);
     this.lines = new LineServer({
       path: deps.path,
       mode: 0o600,
@@ -65,6 +62,16 @@ export class SimSocket {
 
   stop(): Promise<void> {
     return this.lines.stop();
+  }
+
+  /** The compartments clients may name (a live layout change: SIGHUP). */
+  setLayout(layout: readonly CompartmentLayout[]): void {
+    this.byId.clear();
+    this.byChannel.clear();
+    for (const l of layout) {
+      this.byId.set(l.id, l);
+      this.byChannel.set(l.lock, l.id);
+    }
   }
 
   broadcast(event: SimEvent): void {

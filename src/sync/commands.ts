@@ -23,6 +23,7 @@ import type { Bank } from "../bank/bank.js";
 import type { OpenResult } from "../bank/actuation.js";
 import type { OpenReport } from "../bank/technician.js";
 import { DEFAULT_COMMAND_LIFETIME_S } from "../config/schema.js";
+import { holdOf } from "../domain/compartment.js";
 import { ErrorCode, isLockerError, isTransient, LockerError } from "../errors.js";
 import type { Compartment, Ledger, LedgerTx, StoredCommand } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
@@ -65,7 +66,7 @@ export interface CommandRouterDeps {
 }
 
 export function snapshotOf(c: Compartment): CompartmentSnapshot {
-  const held = c.inspectSince !== null ? "inspection" : c.state === "fault" ? "fault" : null;
+  const { held } = holdOf(c);
   return { id: c.id, size: c.size, refrigerated: c.refrigerated, accessible: c.accessible, state: c.state, enabled: c.enabled, door: c.door, since: c.since, held };
 }
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../helpers/socat.js";
@@ -93,10 +93,20 @@ async function kerongBank(extra: (cfg: Record<string, any>) => void = () => {}):
         profile: "real",
         boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
       };
+      delete cfg.seed; // a real bank has no demo people: its technician adds them, as below
+      cfg.people = { owner: "lockerctl" };
       extra(cfg);
     },
   });
   cleanup.push(() => stopDaemon(d));
+  // The courier and the recipient the tests use, added as a technician does on a real bank.
+  const people = (args: string[], input?: string) => {
+    const r = spawnSync(process.execPath, [LOCKERCTL, "--socket", join(d.dataDir, "admin.sock"), "people", ...args], { encoding: "utf8", input, timeout: 15_000 });
+    if (r.status !== 0) throw new Error(`lockerctl people ${args.join(" ")}: ${r.stderr}`);
+  };
+  people(["add", "courier-1", "--name", "Casey Courier", "--roles", "courier"]);
+  people(["set-pin", "courier-1"], "2468\n2468\n");
+  people(["add", "p-1001", "--name", "Ada Lovelace", "--roles", "recipient", "--number", "1001"]);
   return { d, emu };
 }
 

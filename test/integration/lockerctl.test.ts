@@ -69,7 +69,7 @@ describe("lockerctl", () => {
     expect(row).toMatchObject({ state: "occupied", door: "closed", enabled: true, size: "S" });
     expect(row.parcelAgeMs).toBeGreaterThanOrEqual(0);
     const human = ctl(["compartments"]).out.split("\n");
-    expect(human[0]).toMatch(/^ID\s+KEY\s+SIZE\s+STATE\s+DOOR\s+ENABLED\s+PARCEL AGE/);
+    expect(human[0]).toMatch(/^ID\s+KEY\s+SIZE\s+STATE\s+DOOR\s+ENABLED\s+HELD\s+PARCEL AGE/);
     expect(human.find((l) => l.startsWith(compartment))).toMatch(/occupied\s+closed\s+yes\s+\d+s/);
   });
 

@@ -101,6 +101,7 @@ export type ServerCmd =
 export const COURIER_PIN = "*2468#";
 const withSealKey = (cfg: Record<string, any>) => {
   cfg.sync = { ...cfg.sync, sealKey: publicKeyB64(SEAL.publicKey) };
+  cfg.people = { owner: "server" }; // the generated directory commands are the server's
 };
 export const STAFF_PIN = "*8642#";
 const T0 = new Date("2026-11-25T09:00:00Z");

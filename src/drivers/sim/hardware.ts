@@ -32,6 +32,10 @@ export class SimDoors extends EventEmitter<DoorEvents> implements DoorSensors {
   read(channel: number): DoorState {
     return this.states.get(channel) ?? "unknown";
   }
+  /** A door fitted later (a compartment added live), closed. */
+  add(channel: number): void {
+    if (!this.states.has(channel)) this.states.set(channel, "closed");
+  }
   has(channel: number): boolean {
     return this.states.has(channel);
   }
@@ -138,9 +142,12 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly items = new Map<number, boolean>();
   /** fault / recovered of the simulated lock board (setBoard). */
   readonly devices = new EventEmitter<DeviceEvents>();
+  /** Lock channels wired: options.channels, and any added later (addChannels). */
+  private readonly channels: number[];
 
   constructor(readonly options: SimOptions) {
     super();
+    this.channels = [...options.channels];
     for (const t of options.thermometers ?? []) this.thermometers.set(t.compartment, new SimTemperatureSensor(`sim ${t.compartment}`, t.celsius));
     this.doors = new SimDoors(options.channels);
     this.locks = new SimLockBoard(options, this.doors, (c, ms) => this.emit("unlock", c, ms));
@@ -161,6 +168,13 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
     return this.items.get(channel) ?? null;
   }
 
+  /** Lock channels wired later (compartments added by a live layout change): each gets a closed door. */
+  addChannels(channels: readonly number[]): void {
+    const fresh = channels.filter((c) => !this.doors.has(c));
+    for (const c of fresh) this.doors.add(c);
+    if (fresh.length) this.channels.push(...fresh);
+  }
+
   /** The simulated lock board stops answering, is declared down, or answers again (a fault / recovered event on the change to or from down). */
   setBoard(state: SimBoardState): void {
     const before = this.locks.state;
@@ -175,7 +189,7 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   }
 
   lockChannelsOf(device: string): number[] {
-    return device === this.locks.name ? [...this.options.channels] : [];
+    return device === this.locks.name ? [...this.channels] : [];
   }
 
   health(): DeviceHealth[] {
@@ -185,9 +199,9 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
         name: this.locks.name,
         kind: "locks",
         health: this.locks.state === "ok" ? "ok" : this.locks.state === "silent" ? "degraded" : "faulted",
-        detail: `${this.options.channels.length} channels${jammed.length ? `, jammed (simulated): ${jammed.join(", ")}` : ""}${this.locks.state === "ok" ? "" : `, ${this.locks.state} (simulated)`}`,
+        detail: `${this.channels.length} channels${jammed.length ? `, jammed (simulated): ${jammed.join(", ")}` : ""}${this.locks.state === "ok" ? "" : `, ${this.locks.state} (simulated)`}`,
       },
-      { name: "sim door switches", kind: "doors", health: "ok", detail: `${this.options.channels.length} inputs` },
+      { name: "sim door switches", kind: "doors", health: "ok", detail: `${this.channels.length} inputs` },
       { name: "sim keypad/badge/QR", kind: "reader", health: "ok", detail: `terminal ${this.options.terminal}` },
       { name: "sim display", kind: "display", health: "ok", detail: "4x20" },
       { name: "sim buzzer", kind: "buzzer", health: "ok", detail: "" },

@@ -10,7 +10,7 @@ const plain = (rows: Seg[][], width: number) => rows.map((r) => fitLine(r, width
 describe("layoutGrid", () => {
   it("takes the sim's CompartmentView and the admin CompartmentRow as they are", () => {
     const view: CompartmentView = { id: "A01", size: "S", state: "free", enabled: true, door: "closed", parcel: null, since: 0 };
-    const row: CompartmentRow = { ...view, keypad: "101", parcelAgeMs: null, pulses: 0, failedOpens: 0, faultReason: null };
+    const row: CompartmentRow = { ...view, keypad: "101", parcelAgeMs: null, pulses: 0, failedOpens: 0, faultReason: null, held: null, heldSince: null };
     expect(plain(layoutGrid([view], 80).rows, 21)).toEqual(plain(layoutGrid([row], 80).rows, 21));
   });
 

@@ -18,6 +18,8 @@ const row = (id: string, over: Partial<CompartmentRow> = {}): CompartmentRow => 
   pulses: 0,
   failedOpens: 0,
   faultReason: null,
+  held: null,
+  heldSince: null,
   ...over,
 });
 

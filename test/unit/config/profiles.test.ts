@@ -31,6 +31,14 @@ describe("hardware profiles", () => {
     expect(compartmentIds(cfg.bank.columns).length).toBeGreaterThanOrEqual(16);
   });
 
+  it("a real bank carries no demo people: seed.people with the real profile is refused, naming the way", () => {
+    const raw = load("a-gpio-16-relays.json");
+    expect(issues(raw)).toEqual([]);
+    const example = JSON.parse(readFileSync(join(ROOT, "config.example.json"), "utf8")) as Record<string, any>;
+    raw.seed = example.seed;
+    expect(issues(raw)).toEqual([expect.stringMatching(/^seed\.people: .*simulated bank only.*lockerctl people add/)]);
+  });
+
   it("the Kerong profile has 32 locks with item sensors on two boards", () => {
     const cfg = parseConfig(load("c-kerong-rs485.json"));
     expect(compartmentIds(cfg.bank.columns)).toHaveLength(32);

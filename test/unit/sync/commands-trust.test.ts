@@ -138,7 +138,7 @@ describe("the server can tell what happened (point 7)", () => {
   const banks = fakeClockBanks();
 
   it("names the command in every event it caused", async () => {
-    const b = await banks.open();
+    const b = await banks.open((cfg) => (cfg.people = { owner: "server" }));
     const { send } = routerFor(b);
     const causedBy = async (name: string, args: unknown, types: string[]) => {
       const head = b.rt.ledger.headSeq;

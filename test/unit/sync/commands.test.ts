@@ -197,7 +197,7 @@ describe("server commands", () => {
   });
 
   it("directory upserts give badges at once and a removal stops them at once", async () => {
-    const b = await banks.open();
+    const b = await banks.open((cfg) => (cfg.people = { owner: "server" }));
     const { send } = routerFor(b);
     const r = await send("directory", {
       upserts: [{ id: "p-9", name: "Kim", roles: ["recipient", "courier"], number: "1009", badges: ["0badcafe"], active: true }],
