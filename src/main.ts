@@ -100,12 +100,17 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createLogger(config.log.level);
+  // Under systemd (Type=notify): READY=1 once ledger and hardware are up, the watchdog fed from the
+  // event loop, STOPPING=1 at shutdown (src/systemd/notify.ts). Not loaded outside systemd.
+  const notifier = process.env.NOTIFY_SOCKET ? (await import("./systemd/notify.js")).createNotifier(process.env, { log: log.child({ module: "systemd" }) }) : undefined;
   const runtime = new Runtime({ config, configFile, dataDir: resolve(args.data ?? "data"), log, version: version(), init: args.init === true });
 
   let exiting = false;
   const shutdown = (reason: string, code: number) => {
     if (exiting) return;
     exiting = true;
+    notifier?.stopping();
+    notifier?.status(`stopping: ${reason}`);
     log.info({ reason }, "stopping");
     runtime
       .stop(reason)
@@ -129,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
       return;
     }
     log.info({ config: configFile }, "SIGHUP: reading the config again");
+    notifier?.reloading();
     try {
       runtime.reloadFile();
     } catch (e) {
@@ -137,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
         log.error({ issues }, "SIGHUP: the config is not valid: nothing applied, running on as before");
       } else log.error({ err: e }, "SIGHUP: the config could not be applied: running on as before");
     }
+    notifier?.ready();
   };
   process.on("SIGHUP", reload);
   process.on("SIGTERM", () => shutdown("SIGTERM", EXIT.ok));
@@ -154,6 +161,7 @@ async function main(argv: string[]): Promise<number> {
     await runtime.start();
   } catch (e) {
     log.fatal({ err: e }, "start failed");
+    notifier?.status(`start failed: ${(e as Error).message}`);
     await runtime.stop("start failed").catch(() => {});
     process.stderr.write(`lockerd: ${(e as Error).message}\n`);
     if (isLockerError(e, ErrorCode.Busy)) return EXIT.tempFail;
@@ -167,6 +175,9 @@ async function main(argv: string[]): Promise<number> {
     { device: `${config.device.site}/${config.device.id}`, dataDir: resolve(args.data ?? "data"), simSocket: runtime.simPath, ms: Math.round(performance.now()) },
     runtime.simPath ? `ready: simulated bank; sim socket ${runtime.simPath}` : "ready",
   );
+  notifier?.ready();
+  notifier?.status(`ready: ${config.device.site}/${config.device.id}`);
+  notifier?.startWatchdog();
   ready = true;
   if (reloadAsked) reload();
   return -1; // keep running

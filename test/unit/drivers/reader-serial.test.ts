@@ -2,16 +2,17 @@
 // frames with garbage, bad checksums and truncated frames between them; a serial keypad; a
 // scanner's lines; a Wiegand converter's bits; the port vanishing and coming back. The repeat
 // window runs on an injected clock; the pty waits poll for what must arrive, with small timeouts.
-import { spawnSync } from "node:child_process";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createReader, ReaderConfig, type Reader } from "../../../src/drivers/readers/index.js";
 import { rdm6300Frame } from "../../../src/drivers/readers/rdm6300.js";
 import type { Input } from "../../../src/drivers/types.js";
 import { silentLogger } from "../../../src/log.js";
 import { makePtyPair, type PtyPair } from "../../helpers/pty-pair.js";
+import { requireTools } from "../../helpers/tools.js";
 
 const log = silentLogger();
-const hasSocat = spawnSync("socat", ["-V"], { stdio: "ignore" }).status === 0;
+// socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
+beforeAll(() => requireTools("socat"));
 const cleanup: (() => Promise<unknown>)[] = [];
 
 afterEach(async () => {
@@ -41,7 +42,7 @@ async function setup(config: Record<string, unknown>, now?: () => number): Promi
 
 const ids = (got: Input[]) => got.map((i) => (i.kind === "badge" ? i.id : i.kind === "keys" ? i.keys : i.text));
 
-describe.skipIf(!hasSocat)("serial readers over a pseudo-terminal", () => {
+describe("serial readers over a pseudo-terminal", () => {
   it("RDM6300: good frames become badges; garbage, bad checksums and truncated frames are counted and dropped; a held tag counts once", async () => {
     let t = 0;
     const { pty, r, got } = await setup({ type: "rdm6300" }, () => t);

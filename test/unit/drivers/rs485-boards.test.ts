@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import type { SerialPort } from "serialport";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createCu8aBoards, createKerongBoards, type Rs485Boards } from "../../../src/drivers/rs485/boards.js";
 import { kerongProtocol } from "../../../src/drivers/rs485/protocols.js";
 import { Rs485Bus } from "../../../src/drivers/rs485/bus.js";
@@ -16,7 +16,11 @@ import { Cu8aEmulator, KerongEmulator, type BoardFault, type RxRecord } from "..
 import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
 import { ErrorCode } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
-import { closeSerial, hasSocat, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
+import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
+import { requireTools } from "../../helpers/tools.js";
+
+// socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
+beforeAll(() => requireTools("socat"));
 
 const WAIT = { timeout: 3000, interval: 5 };
 
@@ -99,7 +103,7 @@ function seeded(seed: number): () => number {
   };
 }
 
-describe.skipIf(!hasSocat())("the bus over a pseudo-terminal", () => {
+describe("the bus over a pseudo-terminal", () => {
   let r: Rig<KerongEmulator>;
   let bus: Rs485Bus<KerongFrame>;
 
@@ -150,7 +154,7 @@ describe.skipIf(!hasSocat())("the bus over a pseudo-terminal", () => {
   });
 });
 
-describe.skipIf(!hasSocat())("kerong boards over a pseudo-terminal", () => {
+describe("kerong boards over a pseudo-terminal", () => {
   let r: Rig<KerongEmulator>;
   let set: Rs485Boards;
   let logs: ReturnType<typeof captureLog>;
@@ -301,7 +305,7 @@ describe.skipIf(!hasSocat())("kerong boards over a pseudo-terminal", () => {
   });
 });
 
-describe.skipIf(!hasSocat())("a kerong board with the default fault threshold", () => {
+describe("a kerong board with the default fault threshold", () => {
   let r: Rig<KerongEmulator>;
   let set: Rs485Boards;
   afterEach(() => teardown(r, set));
@@ -339,7 +343,7 @@ describe.skipIf(!hasSocat())("a kerong board with the default fault threshold", 
   });
 });
 
-describe.skipIf(!hasSocat())("kerong boards on a noisy line", () => {
+describe("kerong boards on a noisy line", () => {
   let r: Rig<KerongEmulator>;
   let set: Rs485Boards;
   afterEach(() => teardown(r, set));
@@ -393,7 +397,7 @@ describe.skipIf(!hasSocat())("kerong boards on a noisy line", () => {
   });
 });
 
-describe.skipIf(!hasSocat())("kerong boards without a port", () => {
+describe("kerong boards without a port", () => {
   it("start() does not throw on a missing port: the board reports itself faulted", async () => {
     const pair = await makePtyPair();
     const set = createKerongBoards(
@@ -412,7 +416,7 @@ describe.skipIf(!hasSocat())("kerong boards without a port", () => {
   });
 });
 
-describe.skipIf(!hasSocat())("0x8A boards over a pseudo-terminal", () => {
+describe("0x8A boards over a pseudo-terminal", () => {
   let r: Rig<Cu8aEmulator>;
   let set: Rs485Boards;
 
