@@ -7,7 +7,8 @@
 //                                         └── follow/watch: ledger commits, door edges ──▶ stream lines
 import type { SyncLink } from "../sync/link.js";
 import { createHash } from "node:crypto";
-import { chownSync, closeSync, openSync, readFileSync, readSync, unlinkSync } from "node:fs";
+import { chownSync, closeSync, openSync, readdirSync, readFileSync, readSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { formatIssues } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import type { Bank } from "../bank/bank.js";
@@ -59,9 +60,17 @@ export interface AdminDeps {
 const WATCH_EVENTS = 20;
 /** Raw bytes per backup chunk (a 256 KB base64 line). */
 const BACKUP_CHUNK = 192 * 1024;
+/** A backup whose client reads nothing for this long is abandoned (its copy deleted). */
+const BACKUP_STALL_MS = 30_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(error()), ms)))]).finally(() => clearTimeout(timer));
+}
 
 export class AdminServer {
   private readonly lines: LineServer;
+  private backingUp = false;
   private readonly log: Logger;
   /** Who each connection has proven it is (identity.ts). */
   private readonly proofs: ProofDir;
@@ -82,6 +91,8 @@ export class AdminServer {
   }
 
   async start(): Promise<void> {
+    // A backup copy left by a crash mid-backup holds the device key: it goes at the next start.
+    for (const f of readdirSync(this.deps.dataDir)) if (/^backup-[0-9a-f]+\.tmp$/.test(f)) rmSync(join(this.deps.dataDir, f), { force: true });
     await this.lines.start();
     this.applyGroup();
     this.proofs.prepare();
@@ -267,28 +278,35 @@ export class AdminServer {
   }
 
   /** A consistent copy of the ledger and its key, streamed in chunks; the temporary file never outlives the request. */
+  /**
+   * One backup at a time (each is a copy of the ledger on the data directory's disk), and a client
+   * that stops reading for BACKUP_STALL_MS loses it: the copy never outlives the request.
+   */
   private async backup(req: AdminCall, stream: (item: StreamItem) => void, drained: () => Promise<void>): Promise<BackupResult> {
     const { ledger, deviceKey, dataDir, now } = this.deps;
+    if (this.backingUp) throw new LockerError(ErrorCode.Busy, "a backup is being made: try again when it is done");
+    this.backingUp = true;
     const tmp = backupTemp(dataDir);
-    const info = await writeBackup(ledger, deviceKey, tmp, now());
-    const hash = createHash("sha256");
     try {
+      const info = await writeBackup(ledger, deviceKey, tmp, now());
+      const hash = createHash("sha256");
       const fd = openSync(tmp, "r");
       try {
         const buf = Buffer.alloc(BACKUP_CHUNK);
         for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) {
           hash.update(buf.subarray(0, n));
           stream({ kind: "chunk", data: buf.subarray(0, n).toString("base64") });
-          await drained();
+          await withTimeout(drained(), BACKUP_STALL_MS, () => new LockerError(ErrorCode.HardwareTimeout, `the client read nothing for ${BACKUP_STALL_MS / 1000} s: backup abandoned`));
         }
       } finally {
         closeSync(fd);
       }
+      this.log.info({ user: req.user, bytes: info.bytes, headSeq: info.headSeq }, "backup sent");
+      return { ...info, sha256: hash.digest("hex") };
     } finally {
-      unlinkSync(tmp);
+      this.backingUp = false;
+      rmSync(tmp, { force: true });
     }
-    this.log.info({ user: req.user, bytes: info.bytes, headSeq: info.headSeq }, "backup sent");
-    return { ...info, sha256: hash.digest("hex") };
   }
 
   private device(): string {

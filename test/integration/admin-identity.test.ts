@@ -4,9 +4,9 @@
 // client claims (SUDO_USER, `user`) is kept beside it and changes nothing. Needs root (CI runs as
 // root): to create the users and to switch to them.
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { HelloResult, LedgerEventView } from "../../src/admin/protocol.js";
@@ -69,7 +69,29 @@ function as(who: OsUser, args: string[], env: Record<string, string> = {}) {
   return { code: r.status, out: r.stdout, err: `${r.stderr}${r.error ? String(r.error) : ""}` };
 }
 
-const ctl = (who: OsUser, args: string[], env: Record<string, string> = {}) => as(who, [CTL, "--socket", sock, ...args], env);
+const ctl = (who: OsUser, args: string[], env: Record<string, string> = {}) => as(who, [userCtl, "--socket", sock, ...args], env);
+
+/** The compiled lockerctl as the test users run it (reachableCtl). */
+let userCtl = CTL;
+
+/**
+ * The compiled lockerctl where the test's users can reach it: the checkout itself, or, when a
+ * directory above it is closed to them (a clone in a 0700 `mktemp -d`, as CI makes), a copy of
+ * dist/ and node_modules/ (hard links where the file system allows) in `base`.
+ */
+function reachableCtl(base: string): string {
+  let open = true;
+  for (let d = ROOT; d !== dirname(d); d = dirname(d)) if ((statSync(d).mode & 0o001) === 0) open = false;
+  if (open) return CTL;
+  const copy = join(base, "lockerd");
+  mkdirSync(copy, { mode: 0o755 });
+  for (const part of ["dist", "node_modules", "package.json"]) {
+    if (spawnSync("cp", ["-al", join(ROOT, part), copy]).status === 0) continue;
+    const r = spawnSync("cp", ["-a", join(ROOT, part), copy], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`cannot copy ${part} where the test users can read it: ${r.stderr}`);
+  }
+  return join(copy, "dist/src/cli/lockerctl.js");
+}
 
 /** lockerctl as root: the ledger's events of a type. */
 function events(type: string): z.infer<typeof LedgerEventView>[] {
@@ -171,6 +193,7 @@ describe.skipIf(!isRoot)(`the admin socket records the OS user the kernel vouche
     bobsFile = join(dir, "bobs-file");
     writeFileSync(bobsFile, "bob's", { mode: 0o600 });
     chownSync(bobsFile, bob.uid, bob.gid);
+    userCtl = reachableCtl(dir);
     probe = join(dir, "probe.mjs");
     writeFileSync(probe, PROBE, { mode: 0o644 });
     d = await startDaemon({ dir, patch: (cfg) => (cfg.admin = { socket: sock, group: GROUP }) });

@@ -69,8 +69,12 @@ describe("a full disk under the data directory", () => {
 
     // Full: the daemon stays up; a valid code opens nothing and the keypad says why.
     fill(filler, 0);
-    await new Promise((r) => setTimeout(r, 2500)); // the WAL write-back (1 s idle) and the monitor have run
+    // Until the ledger's own writes fail (the WAL is written back after 1 s idle and the monitor
+    // probes every second), a commit may still fit in pages SQLite already holds, and a door may
+    // rightly open: wait for the daemon to say the disk is full (under load this takes longer).
+    for (let i = 0; i < 100 && ctl(d.dataDir, "status").storage?.state !== "full"; i++) await new Promise((r) => setTimeout(r, 100));
     expect(d.child.exitCode).toBeNull();
+    expect(ctl(d.dataDir, "status").storage?.state).toBe("full");
     const m = sim.mark();
     sim.send({ op: "keys", keys: `${code}#` });
     await sim.waitFor(displayHas("storage full"), { from: m });

@@ -4,7 +4,7 @@
 // serves, restored onto a "new SD card" where the stored parcel's code and the courier's PIN still
 // work; and a real-bank config that still carries demo people refused.
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { courierDeposit, displayHas, MAIN, removeDir, ROOT, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
@@ -135,6 +135,27 @@ describe("people, backup and restore with the compiled daemon", () => {
     expect(self.code, self.out).toBe(0);
     const ev = JSON.parse(ctl(d2.dataDir, ["events", "--type", "system.restored", "--json"]).out) as { events: { data: { fromSeq: number } }[] };
     expect(ev.events).toHaveLength(1);
+  });
+
+  it("a backup's copy never outlives its request: a client gone mid-stream, a crash's leftover at the next start", async () => {
+    const d = await start();
+    const { AdminClient } = await import("../../src/cli/client.js");
+    const client = await AdminClient.connect(join(d.dataDir, "admin.sock"));
+    let chunks = 0;
+    const pending = client.request("backup" as never, {}, "tech", () => {
+      chunks++;
+      client.close(); // walks away after the first piece
+    });
+    await pending.catch(() => {});
+    expect(chunks).toBeGreaterThan(0);
+    const leftovers = () => readdirSync(d.dataDir).filter((f) => f.startsWith("backup-"));
+    for (let i = 0; i < 100 && leftovers().length; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(leftovers()).toEqual([]);
+    // A copy left by a crash (it holds the device key) is removed when lockerd starts again.
+    await stopDaemon(daemons.shift()!);
+    writeFileSync(join(d.dataDir, "backup-0123456789ab.tmp"), "a copy with a key in it");
+    const again = await start(d.dir);
+    expect(readdirSync(again.dataDir).filter((f) => f.startsWith("backup-"))).toEqual([]);
   });
 
   it("a real bank's config with demo people is refused at start and by --check-config (exit 78)", () => {
