@@ -199,7 +199,7 @@ APT_PACKAGES=(
   build-essential python3 pkg-config  # node-gyp builds better-sqlite3, i2c-bus, epoll, node-hid
   libudev-dev libusb-1.0-0-dev        # headers for node-hid (hidraw) and serialport
   libusb-1.0-0 udev                   # at run time: node-hid, the udev rules
-  gpiod i2c-tools                     # gpioinfo, i2cdetect: checking the wiring by hand
+  gpiod i2c-tools                     # gpioset/gpiomon: GPIO on /dev/gpiochip* where sysfs GPIO is gone (Trixie); gpioinfo, i2cdetect by hand
   sqlite3 rsync ca-certificates       # the ledger by hand; copying the checkout; npm over TLS
 )
 # python3 is also lockerd's notify helper (src/systemd/notify.ts).
@@ -451,9 +451,11 @@ interfaces() {
   esac
   case "$needs" in *" gpio "*)
     if [ -e /sys/class/gpio/export ]; then
-      say "sysfs GPIO is there (/sys/class/gpio)"
+      say "sysfs GPIO is there (/sys/class/gpio): lockerd uses it (GPIO backend \"auto\")"
+    elif command -v gpioset >/dev/null 2>&1; then
+      say "no /sys/class/gpio: lockerd drives GPIO on /dev/gpiochip* through the gpiod tools ($(gpioset --version 2>/dev/null | head -n 1))"
     else
-      note "no /sys/class/gpio on this kernel: GPIO relays, door switches and the buzzer will not start (exit 78); hardware/gpio-i2c.md"
+      note "no /sys/class/gpio and no gpiod tools: GPIO relays, door switches and the buzzer need the package gpiod (apt install gpiod); hardware/gpio-i2c.md"
     fi
     ;;
   esac

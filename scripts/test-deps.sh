@@ -19,9 +19,10 @@ PACKAGES=(
   shellcheck                  # the installer and this script stay clean
   util-linux                  # setpriv: root-run tests drop capabilities to see EACCES
   git rsync                   # the installer names a release by its commit, copies the checkout
+  gpiod                       # the real gpiod tools: the GPIO emulator's failure paths are checked against them
 )
 # Where there is no dpkg (not Debian): the commands that stand for them.
-COMMANDS=(mosquitto_pub mosquitto_sub socat openssl python3 systemd-analyze shellcheck setpriv git rsync)
+COMMANDS=(mosquitto_pub mosquitto_sub socat openssl python3 systemd-analyze shellcheck setpriv git rsync gpioset)
 
 mode="${1:-install}"
 case "$mode" in

@@ -3,12 +3,14 @@
 // the host must enable (I2C, the header UART). Nothing else is opened by lockerd:
 //
 //   I2C expanders, the LCD, SHT3x   /dev/i2c-<bus>        path (fixed node; group i2c)
-//   a reader or board on the header /dev/ttyAMA0, ttyS0,  path (fixed node; group dialout)
-//   UART                            serial0
+//   a reader or board on the header /dev/serial0 (the     path (systemd resolves the symlink when the
+//   UART                            header UART on every  unit starts; group dialout); ttyAMA0 / ttyS0
+//                                   Pi), ttyAMA0, ttyS0   also taken as given
 //   a USB serial adapter            /dev/ttyUSBn, ttyACMn class char-ttyUSB / char-ttyACM: the node
 //   (RS485, USB keypad/scanner)     or a udev symlink      changes with plug order and re-plugging
 //   USB HID readers                 /dev/hidrawN          class char-hidraw (same reason; group lockerd)
-//   GPIO relays, doors, buzzer, LED /sys/class/gpio       sysfs, not a device node: nothing to allow
+//   GPIO relays, doors, buzzer, LED /sys/class/gpio, or   sysfs needs no node; the character device
+//                                   /dev/gpiochipN        by class char-gpiochip (N differs by board)
 //
 // Usage (what the installer runs):
 //   node dist/src/systemd/devices.js CONFIG           the drop-in, on stdout
@@ -82,6 +84,9 @@ export function deviceNeeds(config: unknown): DeviceNeeds {
   if (p.display) buses.add(p.display.bus);
   for (const t of p.thermometers) buses.add(t.bus);
   if (p.buzzer) needs.gpio = true;
+  // Where sysfs GPIO is gone (Trixie, any Pi 5), lines are driven through /dev/gpiochipN; which N
+  // carries the header differs by board and kernel (Pi 4: 0; Pi 5: 4 or 0), hence the class.
+  if (needs.gpio) allow.add("char-gpiochip rw");
   for (const bus of buses) allow.add(`/dev/i2c-${bus} rw`);
   needs.i2cBuses = [...buses].sort((a, b) => a - b);
   needs.allow = [...allow].sort();

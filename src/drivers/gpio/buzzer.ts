@@ -1,5 +1,7 @@
 // A buzzer and/or an indicator LED on GPIO pins, sounding short on/off patterns. A new pattern
-// cuts the current one short; stop() always leaves both off. Faults are logged, never thrown.
+// cuts the current one short; stop() always leaves both off. Faults are logged, never thrown; a
+// chardev helper that died leaves the buzzer `degraded` and silent until it is back. A buzzer that
+// cannot start at all is skipped by RealHardware (it is optional).
 import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { BuzzerPart } from "../parts.js";
@@ -51,6 +53,8 @@ class GpioBuzzer implements BuzzerPart {
   private generation = 0;
   /** Line writes in order (onoff writes through the thread pool, which does not keep order). */
   private writes: Promise<void> = Promise.resolve();
+  /** A chardev helper is down: patterns are skipped until it is back. */
+  private helperDown = false;
   private state: DeviceHealth["health"] = "absent";
   private detail = "not started";
 
@@ -70,21 +74,33 @@ class GpioBuzzer implements BuzzerPart {
   }
 
   async start(): Promise<void> {
-    const pins = await GpioPins.attach(this.config, this.deps.gpio);
+    const pins = await GpioPins.attach(this.config, this.deps.gpio, { gpiod: this.deps.gpiod, log: this.log });
     try {
-      for (const o of this.outputs) o.line = await pins.line(o.pin, o.off === 1 ? "high" : "low");
+      const lines = await pins.lines(this.outputs.map((o) => ({ pin: o.pin, direction: o.off === 1 ? ("high" as const) : ("low" as const) })));
+      this.outputs.forEach((o, i) => (o.line = lines[i]!));
     } catch (e) {
-      pins.releaseAll();
+      await pins.release();
       for (const o of this.outputs) o.line = null;
       throw e;
     }
+    pins.on("fault", (detail) => {
+      this.helperDown = true;
+      this.state = "degraded";
+      this.detail = detail;
+      this.log.warn({ detail }, "buzzer/led silent until its gpio helper is back");
+    });
+    pins.on("recovered", () => {
+      this.helperDown = false;
+      this.state = "ok";
+      this.detail = pins.describe();
+    });
     this.pins = pins;
     this.state = "ok";
     this.detail = pins.describe();
   }
 
   sound(pattern: BuzzerPattern): void {
-    if (!this.pins) return;
+    if (!this.pins || this.helperDown) return;
     const generation = ++this.generation;
     this.sleeper.wakeAll();
     void this.play(generation, BUZZER_PATTERNS[pattern]);
@@ -94,9 +110,12 @@ class GpioBuzzer implements BuzzerPart {
     this.generation++;
     this.sleeper.wakeAll();
     await this.set(false);
-    this.pins?.releaseAll();
+    const pins = this.pins;
     this.pins = null;
+    pins?.removeAllListeners();
+    await pins?.release();
     for (const o of this.outputs) o.line = null;
+    this.helperDown = false;
     this.state = "absent";
     this.detail = "stopped";
   }
@@ -117,6 +136,7 @@ class GpioBuzzer implements BuzzerPart {
         try {
           await line.write(on ? o.on : o.off);
         } catch (e) {
+          if (this.helperDown) continue; // reported once, as the helper's fault
           this.state = "degraded";
           this.detail = `GPIO ${o.pin}: ${describeError(e)}`;
           this.log.warn({ pin: o.pin, err: e }, "buzzer/led write failed");

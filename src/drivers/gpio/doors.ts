@@ -2,11 +2,15 @@
 // once the level has been quiet for `debounceMs` (contacts bounce for a few ms). A reconciliation
 // read every `reconcileMs` is the backstop for an edge the kernel or epoll missed.
 //
+// On the character device (chardev.ts) the levels come from one gpiomon per part, and a read is the
+// level its last event left; a helper that dies faults the part (`availability`; doors read
+// "unknown") until it is back, when every input is read again.
+//
 // sysfs cannot set pull-ups: enable them in config.txt (gpio=5,6,13=ip,pu) or fit resistors.
 import { EventEmitter } from "node:events";
 import { z } from "zod";
 import type { Logger } from "../../log.js";
-import type { DoorPart } from "../parts.js";
+import type { AvailabilityEvents, DoorPart } from "../parts.js";
 import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
 import { LockChannel, describeError } from "./common.js";
 import { DoorStates } from "./door-states.js";
@@ -54,12 +58,15 @@ interface Door {
 
 class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
   readonly name: string;
+  readonly availability = new EventEmitter<AvailabilityEvents>();
   readonly channels: readonly number[];
   private readonly doors = new Map<number, Door>();
   private readonly states: DoorStates;
   private readonly log: Logger;
   private pins: GpioPins | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
+  /** A chardev helper is down: nothing to read until it is back (its fault is reported once). */
+  private helperDown = false;
   private state: DeviceHealth["health"] = "absent";
   private detail = "not started";
 
@@ -87,21 +94,37 @@ class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
   }
 
   async start(): Promise<void> {
-    const pins = await GpioPins.attach(this.config, this.deps.gpio);
+    const pins = await GpioPins.attach(this.config, this.deps.gpio, { gpiod: this.deps.gpiod, log: this.log });
+    const doors = [...this.doors];
     try {
-      for (const [channel, d] of this.doors) {
-        const line = await pins.line(d.pin, "in", "both");
+      const lines = await pins.lines(doors.map(([, d]) => ({ pin: d.pin, direction: "in" as const, edge: "both" as const })));
+      doors.forEach(([channel, d], i) => {
+        const line = lines[i]!;
         d.line = line;
         line.watch((err, level) => {
           if (err) this.log.warn({ channel, err }, "door edge error");
           else this.states.observe(channel, this.toState(d, level));
         });
-      }
+      });
     } catch (e) {
-      pins.releaseAll();
+      await pins.release();
       for (const d of this.doors.values()) d.line = null;
       throw e;
     }
+    pins.on("fault", (detail) => {
+      this.helperDown = true;
+      this.state = "faulted";
+      this.detail = detail;
+      this.states.invalidate();
+      this.availability.emit("fault", detail);
+    });
+    pins.on("recovered", () => {
+      this.helperDown = false;
+      this.state = "ok";
+      this.detail = `${this.doors.size} inputs on ${pins.describe()}`;
+      this.availability.emit("recovered");
+      void this.reconcile();
+    });
     this.pins = pins;
     this.state = "ok";
     this.detail = `${this.doors.size} inputs on ${pins.describe()}`;
@@ -113,8 +136,11 @@ class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.reconcileTimer = null;
     this.states.cancel();
-    this.pins?.releaseAll();
+    this.helperDown = false;
+    const pins = this.pins;
     this.pins = null;
+    pins?.removeAllListeners();
+    await pins?.release();
     for (const d of this.doors.values()) d.line = null;
     this.state = "absent";
     this.detail = "stopped";
@@ -122,6 +148,7 @@ class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
 
   /** Read every input; a level that differs from the debounced state with no edge pending was missed. */
   private async reconcile(): Promise<void> {
+    if (this.helperDown) return;
     let failed = false;
     for (const [channel, d] of this.doors) {
       if (!d.line) return;

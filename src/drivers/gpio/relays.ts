@@ -1,12 +1,16 @@
 // Relays on the Pi's own GPIO pins: one pin per lock channel, active-high or active-low per relay.
 // Outputs are opened at their "off" level (direction "high"/"low" sets it with the direction, so
-// a relay never clicks at start), and driven off again at stop before they are unexported.
+// a relay never clicks at start), and driven off again at stop before they are released. On the
+// character device (sysfs.ts, chardev.ts) a helper that dies faults the part (`availability`
+// fault: its locks are neither offered nor opened) until it is back, every relay off again.
+import { EventEmitter } from "node:events";
 import { z } from "zod";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import type { LockPart } from "../parts.js";
+import type { AvailabilityEvents, LockPart } from "../parts.js";
 import type { DeviceHealth } from "../types.js";
-import { LockChannel, PerKeyQueue, Sleeper, describeError } from "./common.js";
+import { LockChannel, PerKeyQueue, Sleeper, describeError, errnoCode } from "./common.js";
+import type { GpiodOptions } from "./gpiod.js";
 import type { GpioLine, GpioLineOpener, Level } from "./line.js";
 import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
 
@@ -34,8 +38,10 @@ export type GpioRelaysConfig = z.infer<typeof GpioRelaysConfig>;
 
 export interface GpioDeps {
   log: Logger;
-  /** The line opener; default onoff (real /sys). Tests and the simulator pass a GpioEmulator. */
+  /** The sysfs line opener; default onoff (real /sys). Tests and the simulator pass a GpioEmulator. */
   gpio?: GpioLineOpener;
+  /** How the gpiod tools run for the chardev backend (tests: fake tools on PATH). */
+  gpiod?: GpiodOptions;
 }
 
 /** Adds an issue for each value of `key` seen twice (shared by the GPIO schemas). */
@@ -57,6 +63,7 @@ interface Relay {
 
 class GpioRelays implements LockPart {
   readonly name: string;
+  readonly availability = new EventEmitter<AvailabilityEvents>();
   readonly channels: readonly number[];
   private readonly relays = new Map<number, Relay>();
   private readonly log: Logger;
@@ -84,18 +91,30 @@ class GpioRelays implements LockPart {
   }
 
   async start(): Promise<void> {
-    const pins = await GpioPins.attach(this.config, this.deps.gpio);
+    const pins = await GpioPins.attach(this.config, this.deps.gpio, { gpiod: this.deps.gpiod, log: this.log });
+    const relays = [...this.relays.values()];
     try {
-      for (const r of this.relays.values()) r.line = await pins.line(r.pin, r.off === 1 ? "high" : "low");
+      const lines = await pins.lines(relays.map((r) => ({ pin: r.pin, direction: r.off === 1 ? ("high" as const) : ("low" as const) })));
+      relays.forEach((r, i) => (r.line = lines[i]!));
     } catch (e) {
-      pins.releaseAll();
-      for (const r of this.relays.values()) r.line = null;
+      await pins.release();
+      for (const r of relays) r.line = null;
       throw e;
     }
+    pins.on("fault", (detail) => {
+      this.state = "faulted";
+      this.detail = detail;
+      this.availability.emit("fault", detail);
+    });
+    pins.on("recovered", () => {
+      this.state = "ok";
+      this.detail = `${this.relays.size} relays on ${pins.describe()}`;
+      this.availability.emit("recovered");
+    });
     this.pins = pins;
     this.state = "ok";
     this.detail = `${this.relays.size} relays on ${pins.describe()}`;
-    this.log.info({ chip: pins.chip }, "gpio relays ready, all off");
+    this.log.info({ chip: pins.chip, backend: pins.backend }, "gpio relays ready, all off");
   }
 
   pulse(channel: number, ms: number): Promise<void> {
@@ -103,7 +122,13 @@ class GpioRelays implements LockPart {
     if (!relay) return Promise.reject(new LockerError(ErrorCode.HardwareUnavailable, `no relay for lock channel ${channel} on ${this.name}`, { channel }));
     return this.queue.run(channel, async () => {
       const line = this.liveLine(relay, channel);
-      await this.write(relay, line, relay.on, channel);
+      try {
+        await this.write(relay, line, relay.on, channel);
+      } catch (e) {
+        // the coil may be on (a command that was sent, not acknowledged): off again, best effort
+        if (this.pins) await this.write(relay, line, relay.off, channel).catch(() => undefined);
+        throw e;
+      }
       try {
         await this.sleeper.sleep(ms);
       } finally {
@@ -121,8 +146,10 @@ class GpioRelays implements LockPart {
 
   async stop(): Promise<void> {
     await this.allOff();
-    this.pins?.releaseAll();
+    const pins = this.pins;
     this.pins = null;
+    pins?.removeAllListeners();
+    await pins?.release();
     for (const r of this.relays.values()) r.line = null;
     this.sleeper.wakeAll();
     this.state = "absent";
@@ -142,10 +169,15 @@ class GpioRelays implements LockPart {
         this.detail = `${this.relays.size} relays, writing again`;
       }
     } catch (e) {
-      this.state = "faulted";
-      this.detail = `GPIO ${relay.pin}: ${describeError(e)}`;
+      // ENODEV: the chardev helper is down, already reported as the part's fault
+      if (errnoCode(e) !== "ENODEV") {
+        this.state = "faulted";
+        this.detail = `GPIO ${relay.pin}: ${describeError(e)}`;
+      }
       this.log.error({ channel, pin: relay.pin, err: e }, "gpio relay write failed");
-      throw new LockerError(ErrorCode.HardwareUnavailable, `${this.name}: cannot drive GPIO ${relay.pin}: ${describeError(e)}`, { channel });
+      // ETIMEDOUT: sent to the helper, never acknowledged: the lock may have moved
+      const code = errnoCode(e) === "ETIMEDOUT" ? ErrorCode.HardwareTimeout : ErrorCode.HardwareUnavailable;
+      throw new LockerError(code, `${this.name}: cannot drive GPIO ${relay.pin}: ${describeError(e)}`, { channel });
     }
   }
 }

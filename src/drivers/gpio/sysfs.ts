@@ -1,20 +1,42 @@
-// Which sysfs numbers the config's BCM pins are, and whether we may use them.
+// Which backend and chip a part's GPIO pins are on, and the sysfs side of it: sysfs numbers and
+// whether we may use them. GpioPins (below) is what the relay, door and buzzer drivers and the I2C
+// expanders' interrupt line attach to; it picks the backend:
+//
+//   backend "sysfs"    onoff on /sys/class/gpio (Raspberry Pi OS Bookworm and older)
+//   backend "chardev"  /dev/gpiochipN through Debian's gpiod tools (chardev.ts, gpiod.ts)
+//   backend "auto"     sysfs where <sysfsRoot>/class/gpio exists, else chardev (Trixie, newer kernels)
 //
 // Since kernel 6.6 (Raspberry Pi OS Bookworm) the sysfs GPIO numbers are offset by the chip's
 // base: 512 on a Pi 4 (pinctrl-bcm2711), 571 on a Pi 5 (pinctrl-rp1), 0 on older kernels. The
-// base is read from <sysfsRoot>/class/gpio/gpiochip*/{label,base,ngpio}, never hard-coded.
+// base is read from <sysfsRoot>/class/gpio/gpiochip*/{label,base,ngpio}, never hard-coded. On the
+// character device a pin is the line offset on the chip found by label (gpiodetect).
+import { EventEmitter } from "node:events";
 import { constants } from "node:fs";
 import { access, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { ErrorCode, LockerError } from "../../errors.js";
-import { onoffLines, type GpioLine, type GpioLineOpener, type LineDirection, type LineEdge } from "./line.js";
+import type { Logger } from "../../log.js";
+import type { AvailabilityEvents } from "../parts.js";
+import { ChardevPins } from "./chardev.js";
+import { PI_PIN_CONTROLLERS } from "./common.js";
+import { GpiodTools, type CdevChip, type GpiodOptions } from "./gpiod.js";
+import { onoffLines, type GpioLine, type GpioLineOpener, type LineDirection, type LineEdge, type LineSpec } from "./line.js";
 
-/** The Pi pin controllers carrying the 40-pin header, in order of preference. */
-export const PI_PIN_CONTROLLERS = ["pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835"] as const;
+export { PI_PIN_CONTROLLERS };
 
-/** Where the GPIO lines are found; every GPIO device's config carries these two fields. */
+export const GpioBackend = z
+  .enum(["auto", "sysfs", "chardev"])
+  .default("auto")
+  .describe(
+    "how GPIO is reached: sysfs (/sys/class/gpio, onoff), chardev (/dev/gpiochipN through Debian's gpiod tools), " +
+      "auto: sysfs where /sys/class/gpio exists, else chardev",
+  );
+export type GpioBackend = z.infer<typeof GpioBackend>;
+
+/** Where the GPIO lines are found; every GPIO device's config carries these fields. */
 export const gpioChipFields = {
+  backend: GpioBackend,
   sysfsRoot: z.string().min(1).default("/sys").describe("sysfs mount point (tests point it at a fake tree)"),
   chipLabel: z.string().min(1).optional().describe("GPIO chip label; default: the Pi's pin controller"),
 };
@@ -39,8 +61,8 @@ function sysfsGone(dir: string): LockerError {
   return new LockerError(
     ErrorCode.HardwareUnavailable,
     `sysfs GPIO is gone on this OS: ${dir} does not exist (Raspberry Pi OS Trixie and newer kernels no longer ` +
-      `provide /sys/class/gpio). Run Raspberry Pi OS Bookworm, or put relays and door inputs on an I2C expander ` +
-      `(mcp23017, pcf8574, pca9534)`,
+      `provide /sys/class/gpio). Set the GPIO backend to "auto" or "chardev" (the character device through Debian's ` +
+      `gpiod tools: sudo apt install gpiod), or put relays and door inputs on an I2C expander (mcp23017, pcf8574, pca9534)`,
     { path: dir },
   );
 }
@@ -123,22 +145,75 @@ export function lineOpenError(e: unknown, pin: number, sysfsNumber: number, sysf
 }
 
 export interface GpioChipConfig {
+  /** Default "auto". */
+  backend?: GpioBackend | undefined;
   sysfsRoot: string;
   chipLabel?: string | undefined;
 }
 
-/** The lines one part holds on the Pi's GPIO chip: opens them by BCM pin, releases them all. */
-export class GpioPins {
-  private readonly open = new Set<GpioLine>();
+export interface GpioPinsOptions {
+  /** How the gpiod tools are run (the chardev backend); tests put fake tools on its PATH. */
+  gpiod?: GpiodOptions | GpiodTools | undefined;
+  /** Where a chardev helper's death and restart are logged. */
+  log?: Logger | undefined;
+}
 
-  private constructor(
-    readonly chip: GpioChip,
-    private readonly config: GpioChipConfig,
-    private readonly opener: GpioLineOpener,
-  ) {}
+/** Which backend a part uses: an injected sysfs opener (the pin-bank emulator) means sysfs. */
+export async function chooseBackend(config: GpioChipConfig, opener?: GpioLineOpener): Promise<"sysfs" | "chardev"> {
+  const backend = config.backend ?? "auto";
+  if (backend !== "auto") return backend;
+  if (opener) return "sysfs";
+  try {
+    await access(join(config.sysfsRoot, "class", "gpio"));
+    return "sysfs";
+  } catch {
+    return "chardev";
+  }
+}
 
-  /** Finds the chip and checks access. `opener` absent: onoff, which only knows /sys. */
-  static async attach(config: GpioChipConfig, opener?: GpioLineOpener): Promise<GpioPins> {
+/** One GpiodTools per options object: the dialect is looked up once however many parts attach. */
+const toolsFor = new WeakMap<object, GpiodTools>();
+const DEFAULT_OPTIONS: GpiodOptions = {};
+function gpiodTools(o: GpiodOptions | GpiodTools | undefined): GpiodTools {
+  if (o instanceof GpiodTools) return o;
+  const key = o ?? DEFAULT_OPTIONS;
+  let t = toolsFor.get(key);
+  if (!t) toolsFor.set(key, (t = new GpiodTools(key)));
+  return t;
+}
+
+interface SysfsSide {
+  kind: "sysfs";
+  chip: GpioChip;
+  config: GpioChipConfig;
+  opener: GpioLineOpener;
+  open: Set<GpioLine>;
+}
+
+interface ChardevSide {
+  kind: "chardev";
+  pins: ChardevPins;
+}
+
+/**
+ * The lines one part holds on the Pi's GPIO chip, on either backend: opens them by BCM pin,
+ * releases them all. Emits `fault` / `recovered` when a chardev helper dies and comes back
+ * (sysfs never does: its errors come with each read and write).
+ */
+export class GpioPins extends EventEmitter<AvailabilityEvents> {
+  private constructor(private readonly side: SysfsSide | ChardevSide) {
+    super();
+    if (side.kind === "chardev") {
+      side.pins.on("fault", (d) => this.emit("fault", d));
+      side.pins.on("recovered", () => this.emit("recovered"));
+    }
+  }
+
+  /** Finds the chip and checks access. `opener` absent: onoff (which only knows /sys) for sysfs. */
+  static async attach(config: GpioChipConfig, opener?: GpioLineOpener, options: GpioPinsOptions = {}): Promise<GpioPins> {
+    if ((await chooseBackend(config, opener)) === "chardev") {
+      return new GpioPins({ kind: "chardev", pins: await ChardevPins.attach(gpiodTools(options.gpiod), config.chipLabel, options.log) });
+    }
     if (!opener && config.sysfsRoot !== "/sys") {
       throw new LockerError(ErrorCode.Config, `sysfsRoot "${config.sysfsRoot}" needs a GPIO emulator: onoff only opens lines under /sys`, {
         sysfsRoot: config.sysfsRoot,
@@ -146,41 +221,80 @@ export class GpioPins {
     }
     const chip = await findGpioChip(config.sysfsRoot, config.chipLabel);
     await checkGpioExport(config.sysfsRoot);
-    return new GpioPins(chip, config, opener ?? onoffLines);
+    return new GpioPins({ kind: "sysfs", chip, config, opener: opener ?? onoffLines, open: new Set() });
+  }
+
+  get backend(): "sysfs" | "chardev" {
+    return this.side.kind;
+  }
+
+  get chip(): GpioChip | CdevChip {
+    return this.side.kind === "sysfs" ? this.side.chip : this.side.pins.chip;
+  }
+
+  /** The chardev side, when that is the backend (diagnostics, tests). */
+  get chardev(): ChardevPins | null {
+    return this.side.kind === "chardev" ? this.side.pins : null;
   }
 
   sysfsNumber(pin: number): number {
-    if (pin >= this.chip.ngpio) {
-      throw new LockerError(ErrorCode.Config, `GPIO ${pin} is beyond ${this.chip.name} (${this.chip.ngpio} lines)`, { pin });
+    const side = this.side;
+    if (side.kind !== "sysfs") throw new LockerError(ErrorCode.Internal, "no sysfs numbers on the character device", { pin });
+    if (pin >= side.chip.ngpio) {
+      throw new LockerError(ErrorCode.Config, `GPIO ${pin} is beyond ${side.chip.name} (${side.chip.ngpio} lines)`, { pin });
     }
-    return this.chip.base + pin;
+    return side.chip.base + pin;
   }
 
   async line(pin: number, direction: LineDirection, edge: LineEdge = "none"): Promise<GpioLine> {
-    const n = this.sysfsNumber(pin);
-    try {
-      const line = await this.opener.open(n, direction, edge);
-      this.open.add(line);
-      return line;
-    } catch (e) {
-      throw lineOpenError(e, pin, n, this.config.sysfsRoot);
-    }
+    const [line] = await this.lines([{ pin, direction, edge }]);
+    return line!;
   }
 
-  /** Unexport every line opened here. Never throws. */
-  releaseAll(): void {
-    for (const line of this.open) {
+  /** Opens several lines at once, outputs at their starting level; all or none. On the character
+   *  device a set of lines shares its helpers (one gpioset for the outputs, one gpiomon for the inputs). */
+  async lines(specs: readonly LineSpec[]): Promise<GpioLine[]> {
+    const side = this.side;
+    if (side.kind === "chardev") return side.pins.open(specs);
+    const opened: GpioLine[] = [];
+    for (const s of specs) {
+      const n = this.sysfsNumber(s.pin);
       try {
-        line.unwatchAll();
-        line.unexport();
-      } catch {
-        // already gone: nothing left to release
+        const line = await side.opener.open(n, s.direction, s.edge ?? "none");
+        side.open.add(line);
+        opened.push(line);
+      } catch (e) {
+        for (const l of opened) releaseSysfsLine(l, side.open);
+        throw lineOpenError(e, s.pin, n, side.config.sysfsRoot);
       }
     }
-    this.open.clear();
+    return opened;
+  }
+
+  /** Every output to its safe level (chardev), every line released. Never throws. */
+  async release(): Promise<void> {
+    const side = this.side;
+    if (side.kind === "chardev") return side.pins.release();
+    for (const line of [...side.open]) releaseSysfsLine(line, side.open);
+  }
+
+  /** release() without waiting (callers that cannot wait: sysfs is done at once, chardev helpers end soon). */
+  releaseAll(): void {
+    void this.release();
   }
 
   describe(): string {
-    return `${this.chip.name} (${this.chip.label}, base ${this.chip.base})`;
+    const side = this.side;
+    return side.kind === "sysfs" ? `${side.chip.name} (${side.chip.label}, base ${side.chip.base})` : side.pins.describe();
+  }
+}
+
+function releaseSysfsLine(line: GpioLine, open: Set<GpioLine>): void {
+  open.delete(line);
+  try {
+    line.unwatchAll();
+    line.unexport();
+  } catch {
+    // already gone: nothing left to release
   }
 }

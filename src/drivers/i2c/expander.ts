@@ -151,7 +151,7 @@ export class ExpanderBoard extends EventEmitter<DeviceEvents> implements Part {
     const irq = this.opts.config.interrupt;
     if (irq && this.doors) {
       try {
-        const pins = await GpioPins.attach(irq, this.deps.gpio);
+        const pins = await GpioPins.attach(irq, this.deps.gpio, { log: this.log });
         this.interruptPins = pins;
         const line = await pins.line(irq.pin, "in", "falling");
         line.watch(() => void this.readInputs());

@@ -74,15 +74,18 @@ class Sht3xSensor implements Sht3xPart {
     for (let attempt = 0; ; attempt++) {
       try {
         const reading = await this.measure();
+        if (this.state === "faulted") this.log.info({ sensor: this.name }, "sht3x answers again");
         this.state = "ok";
         this.detail = `${reading.celsius.toFixed(1)} °C`;
         return reading;
       } catch (e) {
         const retry = isBusError(e) && attempt < this.config.retries && this.bus !== null;
         if (retry) continue;
+        // Logged when it starts failing, not at every read (one a minute, for as long as it lasts).
+        if (this.state === "faulted") this.log.debug({ code: errnoCode(e) }, "sht3x read failed again");
+        else this.log.warn({ code: errnoCode(e), err: e }, "sht3x read failed");
         this.state = "faulted";
         this.detail = isLockerError(e) ? e.message : `${errnoCode(e) ?? describeError(e)}`;
-        this.log.warn({ code: errnoCode(e), err: e }, "sht3x read failed");
         if (isLockerError(e)) throw e;
         throw new LockerError(ErrorCode.HardwareUnavailable, `${this.name}: no answer (${errnoCode(e) ?? describeError(e)})`, {
           sensor: this.name,

@@ -2,6 +2,7 @@
 // Loaded by the runtime only for a real bank, so the simulated one never loads a board driver.
 import type { Logger } from "../../log.js";
 import { createGpioBuzzer } from "../gpio/buzzer.js";
+import type { GpiodOptions } from "../gpio/gpiod.js";
 import { createGpioDoors } from "../gpio/doors.js";
 import { createGpioRelays } from "../gpio/relays.js";
 import { createLcd } from "../display/lcd.js";
@@ -15,9 +16,11 @@ import { createReader } from "../readers/index.js";
 import { RealHardware } from "./hardware.js";
 import type { RealProfile } from "./profile.js";
 
-/** Build the parts of a real bank. Nothing is opened here: RealHardware.start() does that. */
-export function buildRealHardware(profile: RealProfile, deps: { log: Logger; terminal: string }): RealHardware {
+/** Build the parts of a real bank. Nothing is opened here: RealHardware.start() does that.
+ *  `gpiod`: how the gpiod tools run for GPIO on the character device (tests: fake tools on PATH). */
+export function buildRealHardware(profile: RealProfile, deps: { log: Logger; terminal: string; gpiod?: GpiodOptions }): RealHardware {
   const log = deps.log.child({ module: "hardware" });
+  const gpio = { log, gpiod: deps.gpiod };
   const locks: LockPart[] = [];
   const doors: DoorPart[] = [];
   const items: ItemPart[] = [];
@@ -25,13 +28,13 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
   for (const b of profile.boards) {
     switch (b.type) {
       case "gpio-relays": {
-        const p = createGpioRelays(b, { log });
+        const p = createGpioRelays(b, gpio);
         locks.push(p);
         all.push(p);
         break;
       }
       case "gpio-doors": {
-        const p = createGpioDoors(b, { log });
+        const p = createGpioDoors(b, gpio);
         doors.push(p);
         all.push(p);
         break;
@@ -61,7 +64,8 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
   all.push(...inputs);
   const display = profile.display ? createLcd(profile.display, { log }) : undefined;
   if (display) all.push(display);
-  const buzzer = profile.buzzer ? createGpioBuzzer(profile.buzzer, { log }) : undefined;
+  // optional: a buzzer/LED that cannot start is reported and skipped, never fatal
+  const buzzer = profile.buzzer ? createGpioBuzzer(profile.buzzer, gpio) : undefined;
   if (buzzer) all.push(buzzer);
   const thermometers = new Map<string, Sht3xPart>();
   for (const t of profile.thermometers) {
@@ -69,5 +73,5 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
     thermometers.set(t.compartment, p);
     all.push(p);
   }
-  return new RealHardware({ locks, doors, items, inputs, display, buzzer, thermometers, all }, log);
+  return new RealHardware({ locks, doors, items, inputs, display, buzzer, thermometers, all, optional: new Set(buzzer ? [buzzer] : []) }, log);
 }

@@ -23,6 +23,8 @@ export interface RealParts {
   thermometers: ReadonlyMap<string, TemperatureSensor & Partial<Part>>;
   /** Every distinct part, for start/stop/health (a board may be lock, door and item part at once). */
   all: readonly Part[];
+  /** Parts the bank works without (the buzzer/LED): one that cannot start is reported and skipped. */
+  optional?: ReadonlySet<Part> | undefined;
 }
 
 export type { DeviceEvents };
@@ -80,6 +82,8 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
   private readonly unhook: (() => void)[] = [];
   /** Parts between their `fault` and `recovered`. */
   private readonly faulted = new Set<string>();
+  /** Optional parts that could not start, and why. */
+  private readonly skipped = new Map<Part, string>();
 
   constructor(
     private readonly parts: RealParts,
@@ -115,14 +119,19 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
   }
 
   health(): DeviceHealth[] {
-    const out = this.parts.all.map((p) => p.health());
+    const out = this.parts.all.map((p) => {
+      const why = this.skipped.get(p);
+      return why === undefined ? p.health() : { ...p.health(), health: "faulted" as const, detail: `skipped at start: ${why}` };
+    });
     for (const [id, t] of this.parts.thermometers) {
       if (!this.parts.all.includes(t as Part) && t.health) out.push({ ...t.health(), detail: `${id}: ${t.health().detail}` });
     }
     return out;
   }
 
-  /** Every part up, relays off. A part that cannot work here at all (no GPIO) fails the start. */
+  /** Every part up, relays off. A required part that cannot work here at all (no GPIO, a missing chip)
+   *  fails the start with a LockerError naming it (exit 78); an optional one (the buzzer/LED) is
+   *  logged, reported as a `fault` and skipped. */
   async start(): Promise<void> {
     for (const p of this.parts.all) {
       // Parts carry fault/recovered on `availability`, or on themselves (I2C boards, the LCD).
@@ -149,7 +158,16 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
     const started: Part[] = [];
     try {
       for (const p of this.parts.all) {
-        await p.start();
+        try {
+          await p.start();
+        } catch (e) {
+          if (!this.parts.optional?.has(p)) throw named(p, e);
+          const why = e instanceof Error ? e.message : String(e);
+          this.skipped.set(p, why);
+          this.log.warn({ device: p.name, err: e }, `${p.name} cannot start and is skipped (optional): ${why}`);
+          this.emit("fault", p.name, `cannot start, skipped: ${why}`);
+          continue;
+        }
         started.push(p);
       }
     } catch (e) {
@@ -186,4 +204,10 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
       }
     }
   }
+}
+
+/** A required part's start error, its message led by the part's name (what main prints before exit 78). */
+function named(p: Part, e: unknown): unknown {
+  if (!(e instanceof LockerError) || e.message.startsWith(p.name)) return e;
+  return new LockerError(e.code, `${p.name}: ${e.message}`, { ...e.context, device: p.name });
 }

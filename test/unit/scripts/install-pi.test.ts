@@ -213,7 +213,7 @@ describe("scripts/install-pi.sh", () => {
     expect(statSync(join(root, "usr/local/bin/lockerctl")).mode & 0o111).toBe(0o111);
     expect(readFileSync(join(root, "etc/systemd/system/lockerd.service"), "utf8")).toBe(readFileSync(join(ROOT, "systemd/lockerd.service"), "utf8"));
     const dropIn = readFileSync(join(root, "etc/systemd/system/lockerd.service.d/10-devices.conf"), "utf8");
-    expect(dropIn.split("\n").filter((l) => l.startsWith("DeviceAllow="))).toEqual(["DeviceAllow=", "DeviceAllow=/dev/i2c-1 rw", "DeviceAllow=/dev/ttyAMA0 rw", "DeviceAllow=char-hidraw rw"]);
+    expect(dropIn.split("\n").filter((l) => l.startsWith("DeviceAllow="))).toEqual(["DeviceAllow=", "DeviceAllow=/dev/i2c-1 rw", "DeviceAllow=/dev/serial0 rw", "DeviceAllow=char-gpiochip rw", "DeviceAllow=char-hidraw rw"]);
     expect(existsSync(join(root, "etc/udev/rules.d/99-lockerd-readers.rules"))).toBe(true);
     expect(first.calls).toEqual(expect.arrayContaining([
       "useradd --system --user-group --home-dir /var/lib/lockerd --no-create-home --shell /usr/sbin/nologin lockerd",

@@ -114,19 +114,19 @@ describe("systemd/lockerd.service", () => {
 });
 
 describe("the device drop-in (src/systemd/devices.ts)", () => {
-  it("profile a: I2C bus 1 (door expanders, LCD), the UART keypad, hidraw; GPIO relays and buzzer need no node", () => {
+  it("profile a: I2C bus 1 (door expanders, LCD), the header UART's keypad, hidraw, and the GPIO character device (relays, buzzer)", () => {
     const n = deviceNeeds(profile("a-gpio-16-relays.json"));
-    expect(n.allow).toEqual(["/dev/i2c-1 rw", "/dev/ttyAMA0 rw", "char-hidraw rw"]);
+    expect(n.allow).toEqual(["/dev/i2c-1 rw", "/dev/serial0 rw", "char-gpiochip rw", "char-hidraw rw"]);
     expect(needsLine(n)).toBe("i2c uart gpio hidraw");
   });
 
   it("profile b: the same nodes (MCP23017s on I2C bus 1)", () => {
-    expect(deviceNeeds(profile("b-two-mcp23017.json")).allow).toEqual(["/dev/i2c-1 rw", "/dev/ttyAMA0 rw", "char-hidraw rw"]);
+    expect(deviceNeeds(profile("b-two-mcp23017.json")).allow).toEqual(["/dev/i2c-1 rw", "/dev/serial0 rw", "char-gpiochip rw", "char-hidraw rw"]);
   });
 
   it("profile c: and the USB-RS485 adapter by class (its node follows plug order)", () => {
     const n = deviceNeeds(profile("c-kerong-rs485.json"));
-    expect(n.allow).toEqual(["/dev/i2c-1 rw", "/dev/ttyAMA0 rw", "char-hidraw rw", "char-ttyACM rw", "char-ttyUSB rw"]);
+    expect(n.allow).toEqual(["/dev/i2c-1 rw", "/dev/serial0 rw", "char-gpiochip rw", "char-hidraw rw", "char-ttyACM rw", "char-ttyUSB rw"]);
     expect(needsLine(n)).toBe("i2c uart gpio usb-serial hidraw");
   });
 
@@ -138,7 +138,7 @@ describe("the device drop-in (src/systemd/devices.ts)", () => {
     cfg.hardware.readers = [{ type: "rdm6300", port: "/dev/serial0" }, { type: "serial-scanner", port: "/dev/ttyUSB3" }];
     cfg.hardware.display = { type: "hd44780-i2c", bus: 3, address: 39 };
     const n = deviceNeeds(cfg);
-    expect(n.allow).toEqual(["/dev/i2c-3 rw", "/dev/serial0 rw", "char-ttyACM rw", "char-ttyUSB rw"]);
+    expect(n.allow).toEqual(["/dev/i2c-3 rw", "/dev/serial0 rw", "char-gpiochip rw", "char-ttyACM rw", "char-ttyUSB rw"]);
     expect(n.hidraw).toBe(false);
   });
 
