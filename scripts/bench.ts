@@ -5,6 +5,7 @@
 //   node dist/scripts/bench.js            all of them
 //   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet | kill | fuzz | soak)
 //   BENCH_SYNC=NORMAL … latency            the decision path without its fsync: the CPU part alone
+//   BENCH_BROKERS=nats,rabbitmq … drain     drain and command on those engines only (bench-sync.ts)
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -14,7 +14,7 @@ export function hasMosquitto(): boolean {
   return BIN !== undefined;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
@@ -25,7 +25,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function accepting(port: number, timeoutMs: number): Promise<void> {
+export async function accepting(port: number, timeoutMs: number, what = "mosquitto"): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -34,12 +34,39 @@ async function accepting(port: number, timeoutMs: number): Promise<void> {
       sock.once("error", () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > until) throw new Error(`mosquitto not listening on ${port}`);
+    if (Date.now() > until) throw new Error(`${what} not listening on ${port}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
 
-export class Mosquitto {
+/**
+ * What the suite and the benchmarks need of a broker, whatever its engine (scripts/brokers.ts for
+ * the clusters): its nodes' URLs, the MQTT version clients speak to it, a server-side client on a
+ * node, and a node's sudden death.
+ */
+export interface Engine {
+  readonly name: string;
+  /** How many nodes (known before start). */
+  readonly nodes: number;
+  /** The MQTT version a bank (sync.protocol) and a server speak to it: 5, or 4 (3.1.1). */
+  readonly protocol: 4 | 5;
+  /** One URL per node, in node order. */
+  readonly urls: string[];
+  /** Node 0's. */
+  readonly url: string;
+  start(): Promise<void>;
+  /** Stop every node for good and remove their files. */
+  close(): Promise<void>;
+  /** A server-side client on `node` (default 0), Nagle off; `setup` runs before CONNECT. */
+  client(opts?: IClientOptions, setup?: (c: MqttClient) => void, node?: number): Promise<MqttClient>;
+  /** kill -9 of one node: no DISCONNECT, no Last Will from it, no clean shutdown. */
+  kill(node: number): Promise<void>;
+  /** Start a killed node again, same ports and data. */
+  restart(node: number): Promise<void>;
+}
+
+export class Mosquitto implements Engine {
+  readonly nodes = 1;
   port = 0;
   private child: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), "mosquitto-"));
@@ -51,8 +78,22 @@ export class Mosquitto {
       sysInterval?: number;
       /** Listener settings instead of anonymous plain TCP (TLS files, password_file...). */
       listener?: string[];
+      /** The MQTT version of client(): 5 (default) or 4, MQTT 3.1.1. mosquitto speaks both. */
+      protocol?: 4 | 5;
     } = {},
   ) {}
+
+  get name(): string {
+    return this.protocol === 5 ? "mosquitto" : "mosquitto-3.1.1";
+  }
+
+  get protocol(): 4 | 5 {
+    return this.opts.protocol ?? 5;
+  }
+
+  get urls(): string[] {
+    return [this.url];
+  }
 
   get url(): string {
     return `${this.opts.listener?.some((l) => l.startsWith("certfile")) ? "mqtts" : "mqtt"}://127.0.0.1:${this.port}`;
@@ -90,20 +131,32 @@ export class Mosquitto {
     await gone;
   }
 
+  async kill(_node = 0): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const gone = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await gone;
+  }
+
+  restart(_node = 0): Promise<void> {
+    return this.start();
+  }
+
   /** Stop for good and remove its files. */
   async close(): Promise<void> {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** A server-side client (MQTT 5, Nagle off). */
   /**
-   * A server-side client (MQTT 5, Nagle off). `setup` runs before the connection is made: a
-   * resumed session's queued messages arrive right after CONNACK, and a handler attached later
-   * would miss them.
+   * A server-side client (MQTT 5 unless the broker was made for 3.1.1, Nagle off). `setup` runs
+   * before the connection is made: a resumed session's queued messages arrive right after CONNACK,
+   * and a handler attached later would miss them.
    */
-  async client(opts: IClientOptions = {}, setup?: (c: MqttClient) => void): Promise<MqttClient> {
-    const c = connect(this.url, { protocolVersion: 5, reconnectPeriod: 0, ...opts });
+  async client(opts: IClientOptions = {}, setup?: (c: MqttClient) => void, _node = 0): Promise<MqttClient> {
+    const c = connect(this.url, { protocolVersion: this.protocol, reconnectPeriod: 0, ...opts });
     setup?.(c);
     await new Promise<void>((resolve, reject) => {
       c.once("connect", () => resolve());

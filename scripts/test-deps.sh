@@ -10,6 +10,7 @@ set -euo pipefail
 
 PACKAGES=(
   mosquitto mosquitto-clients # the real broker of the MQTT tests, mosquitto_pub/_sub/_passwd
+  nats-server rabbitmq-server # the fleet brokers of test/brokers/ (clusters on loopback; not started as services)
   socat                       # pseudo-terminal pairs standing in for serial ports
   libusb-1.0-0                # node-hid loads it
   udev                        # serialport's port listing runs udevadm
@@ -22,7 +23,7 @@ PACKAGES=(
   gpiod                       # the real gpiod tools: the GPIO emulator's failure paths are checked against them
 )
 # Where there is no dpkg (not Debian): the commands that stand for them.
-COMMANDS=(mosquitto_pub mosquitto_sub socat openssl python3 systemd-analyze shellcheck setpriv git rsync gpioset)
+COMMANDS=(mosquitto_pub mosquitto_sub nats-server rabbitmq-server socat openssl python3 systemd-analyze shellcheck setpriv git rsync gpioset)
 
 mode="${1:-install}"
 case "$mode" in
@@ -59,5 +60,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "test-deps: installing ${missing[*]}"
+# The brokers' packages would start their own services (a RabbitMQ idling through the whole run):
+# the tests start their own on loopback. policy-rc.d 101 = "do not start", for this install only.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "./config/load.js";
 import { ErrorCode, isLockerError } from "./errors.js";
-import { createLogger } from "./log.js";
+import { createLogger, stderrText } from "./log.js";
 import { Runtime } from "./runtime.js";
 
 export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 75, config: 78 } as const;
@@ -70,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
     }).values;
   } catch (e) {
-    process.stderr.write(`lockerd: ${(e as Error).message}\n\n${HELP}`);
+    process.stderr.write(stderrText(`lockerd: ${(e as Error).message}\n\n${HELP}`));
     return EXIT.usage;
   }
   if (args.help) {
@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     config = loadConfig(configFile);
   } catch (e) {
     const issues = isLockerError(e) ? ((e.context.issues as string[] | undefined) ?? [e.message]) : [String(e)];
-    process.stderr.write(`lockerd: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`);
+    process.stderr.write(stderrText(`lockerd: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`));
     return EXIT.config;
   }
 
@@ -163,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
     log.fatal({ err: e }, "start failed");
     notifier?.status(`start failed: ${(e as Error).message}`);
     await runtime.stop("start failed").catch(() => {});
-    process.stderr.write(`lockerd: ${(e as Error).message}\n`);
+    process.stderr.write(stderrText(`lockerd: ${(e as Error).message}\n`));
     if (isLockerError(e, ErrorCode.Busy)) return EXIT.tempFail;
     if (isLockerError(e, ErrorCode.Storage)) return EXIT.cantCreate;
     // The host is not set up for the configured hardware (no I2C bus, no sysfs GPIO, not in group
@@ -188,7 +188,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (e: unknown) => {
-    process.stderr.write(`lockerd: ${String(e)}\n`);
+    process.stderr.write(stderrText(`lockerd: ${String(e)}\n`));
     process.exit(EXIT.software);
   },
 );

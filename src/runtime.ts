@@ -31,6 +31,7 @@ import {
   type BankIdentity,
 } from "./ledger/datadir.js";
 import { Ledger } from "./ledger/ledger.js";
+import { alarmMessage } from "./domain/alarms.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
@@ -43,6 +44,7 @@ import { configDifferences, sensorWarnings, temperatureDifferences } from "./con
 import type { CommandRouter } from "./sync/commands.js";
 import type { SyncLink } from "./sync/link.js";
 import { Sealer, SignatureVerifier } from "./sync/seal.js";
+import { BankClock } from "./sync/clock.js";
 
 export interface RuntimeOptions {
   config: Config;
@@ -63,6 +65,14 @@ export interface RuntimeOptions {
   configFile?: string;
   /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
   onHardware?: (hardware: Hardware) => void;
+  /** Where systemd-timesyncd flags a synchronized clock (sync/clock.ts; a test points it elsewhere). */
+  timesyncDir?: string;
+  /**
+   * The monotonic clock a step of the wall clock is seen against (default performance.now; with
+   * `now` given, that same clock: a controlled clock is time passing, never a step). A test whose
+   * vi.setSystemTime means "time passes" passes Date.now.
+   */
+  monotonic?: () => number;
 }
 
 /** What SIGHUP did with a re-read config (Runtime.reload). */
@@ -98,6 +108,8 @@ export class Runtime {
   simPath: string | undefined;
   remote!: RemoteOps;
   people!: People;
+  /** The wall clock as the bank judges it: synchronized or not, steps (sync/clock.ts). */
+  clock!: BankClock;
   router: CommandRouter | undefined;
   link: SyncLink | undefined;
   readonly startedAt: number;
@@ -134,6 +146,8 @@ export class Runtime {
     }
     this.ledger = new Ledger(ledgerFile, { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
     tightenLedgerFiles(dataDir);
+    this.clock = new BankClock({ now: this.now, monotonic: this.opts.monotonic ?? this.opts.now, timesyncDir: this.opts.timesyncDir, log });
+    this.clock.attach(this.ledger); // from here on, events written on an unsynchronized clock say so
     this.confirmIdentity(dataDir, deviceKey, identity);
     this.layout = this.bringLayout(config);
     for (const warning of sensorWarnings(config)) log.warn(warning);
@@ -166,7 +180,8 @@ export class Runtime {
     await this.bank.start();
     this.people = new People({ ledger: this.ledger, deviceKey, owner: peopleOwner(config), now: this.now });
     this.remote = new RemoteOps({ bank: this.bank, technician: this.technician, ledger: this.ledger, config, deviceKey, people: this.people, now: this.now });
-    this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log });
+    this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log, clock: this.clock });
+    this.clock.start();
     this.deadlines.start();
     if (this.opts.adminSocket !== false) {
       // Under systemd (RuntimeDirectory=lockerd) the socket lives in /run/lockerd, where lockerctl looks first.
@@ -188,6 +203,7 @@ export class Runtime {
         temperatures: () => this.temperature?.latest() ?? [],
         storage: () => this.storage?.status(),
         link: () => this.link?.info(),
+        clock: () => ({ ...this.clock.info(config.sync), ...this.clock.state() }),
         now: this.now,
         log,
       });
@@ -217,7 +233,8 @@ export class Runtime {
     this.ledger.onCommit((events) => {
       for (const e of events) {
         if (!e.type.startsWith("alarm.")) continue;
-        log.warn({ alarm: e.type, compartment: e.compartment, data: e.data }, "alarm");
+        // Each with its next step (domain/alarms.ts); a clearance is news, not trouble.
+        log[e.type === "alarm.cleared" ? "info" : "warn"]({ alarm: e.type, compartment: e.compartment, data: e.data }, alarmMessage(e));
         this.hardware.buzzer.sound("alarm");
         this.sim?.broadcast({ ev: "alarm", type: e.type, compartment: e.compartment, data: e.data });
       }
@@ -261,7 +278,15 @@ export class Runtime {
       onRecovered: () => this.bank.resync(),
     });
     this.storage.start();
-    this.retention = new Retention({ ledger: this.ledger, days: config.sync.retentionDays, published: config.sync.enabled, now: this.now, log: log.child({ module: "retention" }) });
+    this.retention = new Retention({
+      ledger: this.ledger,
+      days: config.sync.retentionDays,
+      published: config.sync.enabled,
+      now: this.now,
+      log: log.child({ module: "retention" }),
+      // A clock years ahead would prune what must be kept (events, command ids): not until it is set.
+      paused: () => !this.clock.mayPrune(),
+    });
     this.retention.start();
     if (config.sync.enabled) await this.startLink(config, dataDir);
   }
@@ -280,6 +305,7 @@ export class Runtime {
       clockSkewMs: config.sync.clockSkewS * 1000,
       maxCommandLifetimeMs: maxCommandLifetimeMs(config.sync),
       now: this.now,
+      clock: this.clock,
       log,
       replay: (from, limit) => this.link?.replay(from, limit) ?? 0,
       publishState: () => this.link?.publishState(),
@@ -296,6 +322,7 @@ export class Runtime {
       devices: () => this.hardware.health(),
       temperatures: () => this.temperature?.latest() ?? [],
       storage: () => this.storage?.status(),
+      clockInfo: (t) => this.clock.info(config.sync, t),
     });
     this.link = link;
     link.start();
@@ -448,6 +475,7 @@ export class Runtime {
     this.storage?.stop();
     this.retention?.stop();
     this.deadlines?.stop();
+    this.clock?.stop();
     this.doorAlarms?.stop();
     this.items?.stop();
     await this.temperature?.stop();

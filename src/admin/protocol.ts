@@ -201,6 +201,10 @@ export const SyncStatus = z.object({
   headSeq: z.number(),
   /** Why the link is not (or was last not) connected; null once a connection is up. */
   lastError: z.string().nullable().optional(),
+  /** sync.url's endpoints, in the order the link tries them (`url` is the one it is on). */
+  endpoints: z.array(z.string()).optional(),
+  /** The MQTT version of the link's connection: "5" or "3.1.1" (sync.protocol). */
+  protocol: z.enum(["5", "3.1.1"]).optional(),
   /** This bank instance's id, as its status on the broker says. */
   instance: z.string().optional(),
   duplicateIdentity: DuplicateIdentityView.nullable().optional(),
@@ -218,6 +222,18 @@ export const StorageStatus = z.object({
 });
 export type StorageStatus = z.infer<typeof StorageStatus>;
 
+/** The bank's clock (sync/clock.ts): the contract's ClockInfo and what the bank knows besides. */
+export const ClockStatus = z.object({
+  now: z.number(),
+  synchronized: z.enum(["yes", "no", "unknown"]),
+  skewToleranceMs: z.number(),
+  maxCommandLifetimeMs: z.number(),
+  lastSyncedAt: z.number().nullable(),
+  lowerBound: z.number().nullable(),
+  lastStep: z.object({ from: z.number(), to: z.number(), deltaMs: z.number(), at: z.number() }).nullable(),
+});
+export type ClockStatus = z.infer<typeof ClockStatus>;
+
 export const StatusResult = z.object({
   device: z.string(),
   version: z.string(),
@@ -233,6 +249,7 @@ export const StatusResult = z.object({
     z.object({ compartment: z.string(), celsius: z.number().nullable(), humidity: z.number().nullable(), at: z.number().nullable(), ok: z.boolean() }),
   ),
   storage: StorageStatus.optional(),
+  clock: ClockStatus.optional(),
 });
 export type StatusResult = z.infer<typeof StatusResult>;
 

@@ -26,7 +26,7 @@ import type { Logger } from "../log.js";
 import { compartmentRows, eventMatcher, eventView, findEvents, ledgerChecks, type SelftestCheck } from "./queries.js";
 import { computeStats } from "./stats.js";
 import { ConnectionIdentity, ProofDir, ProofError } from "./identity.js";
-import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest, type Alarm, type BackupResult, type ReloadResult, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
+import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest, type Alarm, type BackupResult, type ReloadResult, type ClockStatus, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
 
 /** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
 export type LinkInfo = ReturnType<SyncLink["info"]>;
@@ -53,6 +53,8 @@ export interface AdminDeps {
   storage?: (() => StorageStatus | undefined) | undefined;
   /** The server link, when sync is enabled. */
   link?: (() => LinkInfo | undefined) | undefined;
+  /** The bank's clock: synchronized or not, its last step (sync/clock.ts). */
+  clock?: (() => ClockStatus) | undefined;
   now: () => number;
   log: Logger;
 }
@@ -346,11 +348,12 @@ export class AdminServer {
     return {
       enabled: config.sync.enabled,
       connected: link?.state === "online",
-      url: config.sync.enabled ? config.sync.url : null,
+      // The endpoint the link is on (or tries next) of sync.url's list.
+      url: config.sync.enabled ? (link?.broker ?? [config.sync.url].flat()[0]!) : null,
       backlog: ledger.counts().unpublished,
       lastAckAt: link?.lastAckAt ?? null,
       headSeq: ledger.headSeq,
-      ...(link ? { lastError: link.lastError, instance: link.instance, duplicateIdentity: link.duplicateIdentity } : {}),
+      ...(link ? { lastError: link.lastError, instance: link.instance, duplicateIdentity: link.duplicateIdentity, endpoints: link.endpoints, protocol: link.protocol } : {}),
     };
   }
 
@@ -375,6 +378,7 @@ export class AdminServer {
       counts,
       temperatures: this.deps.temperatures(),
       ...(this.deps.storage?.() ? { storage: this.deps.storage()! } : {}),
+      ...(this.deps.clock ? { clock: this.deps.clock() } : {}),
     };
   }
 

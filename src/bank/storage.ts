@@ -34,6 +34,8 @@ export interface RetentionDeps {
   published: boolean;
   now: () => number;
   log: Logger;
+  /** True while pruning must wait (the clock is not synchronized: sync/clock.ts). */
+  paused?: () => boolean;
 }
 
 /**
@@ -56,6 +58,7 @@ export class Retention {
   }
 
   prune(): { events: number; commands: number } | undefined {
+    if (this.deps.paused?.()) return undefined;
     const before = this.deps.now() - this.deps.days * 86_400_000;
     try {
       const n = this.deps.ledger.prune(before, { published: this.deps.published });
@@ -88,6 +91,7 @@ export class StorageMonitor {
   private recovery: NodeJS.Immediate | undefined;
   private lowSince: number | null = null;
   private freeBytes: number | null = null;
+  private unmeasurable = false;
   private readonly log: Logger;
 
   constructor(private readonly deps: StorageDeps) {
@@ -140,9 +144,13 @@ export class StorageMonitor {
   check(): void {
     try {
       const fs = statfsSync(this.deps.dataDir);
+      if (this.unmeasurable) this.log.info({ freeBytes: fs.bavail * fs.bsize }, "free space measured again");
+      this.unmeasurable = false;
       this.freeBytes = fs.bavail * fs.bsize;
     } catch (e) {
-      this.log.warn({ err: e }, "cannot measure free space");
+      // On change only: not once per check (storage.checkS).
+      if (!this.unmeasurable) this.log.warn({ err: e }, "cannot measure free space");
+      this.unmeasurable = true;
     }
     const problem = this.deps.ledger.storageProblem;
     if (problem) return this.probe(problem);

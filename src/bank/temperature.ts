@@ -138,7 +138,9 @@ export class TemperatureMonitor {
     const s = this.stateOf(compartment);
     s.failures++;
     s.last = { compartment, celsius: null, humidity: null, at: Date.now(), ok: false };
-    this.deps.log.warn({ err: e, compartment, sensor: sensor.name, failures: s.failures }, "temperature read failed");
+    // On change only: the first failed read is news, the next ones (every temperatureReadS) are not.
+    if (s.failures === 1) this.deps.log.warn({ err: e, compartment, sensor: sensor.name }, "temperature read failed; retrying every round");
+    else this.deps.log.debug({ err: e, compartment, sensor: sensor.name, failures: s.failures }, "temperature read failed again");
     if (s.failures >= FAULT_AFTER_FAILURES && !s.faulted) {
       const error = e instanceof Error ? e.message : String(e);
       s.faulted = this.raise(compartment, "alarm.sensor_fault", { sensor: sensor.name, error });
@@ -149,6 +151,7 @@ export class TemperatureMonitor {
     const s = this.stateOf(compartment);
     const celsius = round2(reading.celsius);
     const humidity = reading.humidity === null ? null : round2(reading.humidity);
+    if (s.failures > 0) this.deps.log.info({ compartment, celsius, failedReads: s.failures }, "temperature read again");
     s.failures = 0;
     s.last = { compartment, celsius, humidity, at: Date.now(), ok: true };
     if (s.faulted) s.faulted = !this.clear(compartment, { alarm: "sensor_fault" });

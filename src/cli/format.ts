@@ -1,7 +1,7 @@
 // Human output for lockerctl: short, fits an 80-column SSH terminal, colour only when asked.
 import type { z } from "zod";
 import { clean } from "./grid.js";
-import type { Alarm, CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus } from "../admin/protocol.js";
+import type { Alarm, ClockStatus, CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus } from "../admin/protocol.js";
 
 export interface Style {
   color: boolean;
@@ -66,9 +66,34 @@ function formatStorage(st: NonNullable<StatusResult["storage"]>, style: Style): 
   return `disk: ${free} free in ${st.path}`;
 }
 
+/**
+ * The clock, right under the header when NTP has not set it (a Pi has no RTC): what it reads, what
+ * that means for events, notices and commands. Nothing when synchronized, unless it stepped.
+ */
+function formatClock(c: ClockStatus, style: Style): string[] {
+  const stepped = c.lastStep ? `stepped ${signed(c.lastStep.deltaMs)} at ${time(c.lastStep.at)}` : "";
+  if (c.synchronized === "yes") return stepped ? [paint(style, "dim", `clock: synchronized; ${stepped}`)] : [];
+  if (c.synchronized === "unknown") {
+    return [paint(style, "yellow", `clock: synchronization UNKNOWN (no systemd-timesyncd); reads ${time(c.now)}`), ...(stepped ? [`  ${stepped}`] : [])];
+  }
+  return [
+    paint(style, "red", `CLOCK NOT SYNCHRONIZED (no NTP since boot): reads ${time(c.now)}`),
+    `  last synchronized ${c.lastSyncedAt === null ? "never" : time(c.lastSyncedAt)}; events are marked clockUnsynced`,
+    "  commands judged against the last synchronized time + uptime",
+    "  parcels deposited before this start: notices count from it",
+    ...(stepped ? [`  ${stepped}`] : []),
+  ];
+}
+
+/** "+5d 3h", "-12m 4s": a clock step. */
+function signed(ms: number): string {
+  return `${ms < 0 ? "-" : "+"}${duration(Math.abs(ms))}`;
+}
+
 export function formatStatus(s: StatusResult, style: Style): string {
   const lines = [
     `${paint(style, "bold", s.device)}  lockerd ${s.version}  pid ${s.pid}  up ${duration(s.uptimeMs)}`,
+    ...(s.clock ? formatClock(s.clock, style) : []),
     `compartments: ${Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ")}`,
     ...(s.storage ? [formatStorage(s.storage, style)] : []),
     "",
@@ -86,6 +111,7 @@ export function formatStatus(s: StatusResult, style: Style): string {
     s.sync.enabled
       ? `  ${s.sync.connected ? paint(style, "green", "connected") : paint(style, "red", "not connected")} ${s.sync.url ?? ""}  backlog ${s.sync.backlog}  last ack ${s.sync.lastAckAt ? time(s.sync.lastAckAt) : "never"}`
       : `  disabled in config (offline bank); ${s.sync.backlog} events kept for the server, head seq ${s.sync.headSeq}`,
+    ...(s.sync.enabled && endpointNote(s.sync) ? [`  ${endpointNote(s.sync).trim()}`] : []),
     ...syncTrouble(s.sync, style).map((l) => `  ${l}`),
     "",
     paint(style, "bold", "alarms"),
@@ -98,7 +124,7 @@ export function formatStatus(s: StatusResult, style: Style): string {
 export function formatSync(s: SyncStatus, style: Style): string {
   if (!s.enabled) return `sync disabled in config: the bank runs offline; ${s.backlog} events kept for the server (head seq ${s.headSeq})`;
   return [
-    `server link ${s.connected ? paint(style, "green", "connected") : paint(style, "red", "NOT connected")} ${s.url ?? ""}`,
+    `server link ${s.connected ? paint(style, "green", "connected") : paint(style, "red", "NOT connected")} ${s.url ?? ""}${endpointNote(s)}`,
     `backlog ${s.backlog} events, head seq ${s.headSeq}, last ack ${s.lastAckAt ? time(s.lastAckAt) : "never"}`,
     ...(s.instance ? [`instance ${clean(s.instance)}`] : []),
     ...syncTrouble(s, style),
@@ -115,7 +141,27 @@ function syncTrouble(s: SyncStatus, style: Style): string[] {
       "give each bank its own device.site / device.id",
     ];
   }
-  return s.lastError ? [paint(style, s.connected ? "yellow" : "red", `last error: ${clean(s.lastError)}`)] : [];
+  return s.lastError ? wrap(`last error: ${clean(s.lastError)}`, 76).map((l, i) => paint(style, s.connected ? "yellow" : "red", i ? `  ${l}` : l)) : [];
+}
+
+/** " (MQTT 3.1.1, endpoint 2 of 3)": what differs from one MQTT 5 broker; nothing when nothing does. */
+function endpointNote(s: SyncStatus): string {
+  const parts = [...(s.protocol === "3.1.1" ? ["MQTT 3.1.1"] : []), ...(s.endpoints && s.endpoints.length > 1 && s.url ? [`endpoint ${s.endpoints.indexOf(s.url) + 1} of ${s.endpoints.length}`] : [])];
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+/** Text in lines of at most `width` characters, broken at spaces (a longer word stays whole). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
 }
 
 /** HELD: out of assignment until a technician acts (inspection after a forced open, or a fault), and for how long. */

@@ -99,9 +99,24 @@ const filePath = z.string().min(1).max(4096);
 /** sync.maxCommandLifetimeS when the config leaves it out: minutes, so a captured command is soon worthless. */
 export const DEFAULT_COMMAND_LIFETIME_S = 600;
 
+const BrokerUrl = z.string().regex(/^mqtts?:\/\/[^\s/@]+(:[0-9]{1,5})?\/?$/, "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in username / passwordFile)");
 const Sync = z.strictObject({
   enabled: z.boolean().default(false),
-  url: z.string().regex(/^mqtts?:\/\/[^\s/@]+(:[0-9]{1,5})?\/?$/, "expected mqtt://host[:port] or mqtts://host[:port] (credentials go in username / passwordFile)").default("mqtt://127.0.0.1:1883"),
+  url: z
+    .union([
+      BrokerUrl,
+      z
+        .array(BrokerUrl)
+        .min(1)
+        .max(16)
+        .refine((a) => new Set(a).size === a.length, "each endpoint once"),
+    ])
+    .default("mqtt://127.0.0.1:1883")
+    .describe("the broker, or the nodes of one broker cluster (sessions and retained messages shared): the link tries them in turn"),
+  protocol: z
+    .union([z.literal(5), z.literal(4), z.literal("auto")])
+    .optional()
+    .describe('MQTT version: 5 (default), 4 (MQTT 3.1.1: NATS, RabbitMQ, many managed brokers), or "auto": 5, falling back to 3.1.1 per endpoint when the broker refuses it (remembered in the ledger)'),
   topicPrefix: TopicPrefix.default("lockers"),
   clientId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/).optional().describe("default lockerd-<site>-<device>"),
   username: z.string().min(1).max(256).optional(),
@@ -125,7 +140,7 @@ const Sync = z.strictObject({
     .default(DEFAULT_COMMAND_LIFETIME_S)
     .describe("longest a command stays valid: expiresAt - issuedAt at most this; no expiresAt means issuedAt + this"),
   keepaliveS: z.int().min(5).max(1200).default(30),
-  sessionExpiryS: z.int().min(0).max(4_294_967_295).default(604_800).describe("the broker keeps commands for an offline bank this long"),
+  sessionExpiryS: z.int().min(0).max(4_294_967_295).default(604_800).describe("the broker keeps commands for an offline bank this long (MQTT 5; under 3.1.1 the broker's own setting rules)"),
   window: z.int().min(1).max(65535).default(256).describe("events in flight before the first is acknowledged"),
   retentionDays: z
     .number()

@@ -72,6 +72,11 @@ export const EVENT_TYPES = [
   "alarm.duplicate_identity",
   "alarm.disk_low",
   "storage.recovered",
+  // The wall clock (sync/clock.ts): a step ({from, to, deltaMs, synchronized}, `rebased`: this run's
+  // parcels whose due times moved with it), and NTP's first synchronization after the bank saw the
+  // clock unsynchronized ({uptimeMs}, `restarted`: older parcels whose due times count from the start).
+  "clock.stepped",
+  "clock.synchronized",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

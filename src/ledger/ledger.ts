@@ -240,6 +240,11 @@ export class Ledger {
   private readonly storageListeners = new Set<(problem: { since: number; detail: string } | undefined) => void>();
   /** The server command whose execution appends events right now (causedBy). */
   private cause: string | undefined;
+  /**
+   * True while the wall clock is not synchronized (sync/clock.ts): every event appended meanwhile
+   * carries data.clockUnsynced = true, inside the hashed data (the chain's contract is unchanged).
+   */
+  clockUnsynced: (() => boolean) | undefined;
   private readonly stmt;
   private readonly updateCache = new Map<string, Database.Statement>();
   private checkpointTimer: NodeJS.Timeout | undefined;
@@ -454,7 +459,8 @@ export class Ledger {
   /** @internal used by LedgerTx */
   appendEvent(e: NewEvent): LedgerEvent {
     if (!this.inTx) throw new LockerError(ErrorCode.Internal, "event outside a transaction");
-    const data = this.cause !== undefined && e.data?.command === undefined ? { ...e.data, command: this.cause } : e.data;
+    let data = this.cause !== undefined && e.data?.command === undefined ? { ...e.data, command: this.cause } : e.data;
+    if (data?.clockUnsynced === undefined && this.clockUnsynced?.()) data = { ...data, clockUnsynced: true };
     const base = {
       seq: this.head.seq + 1,
       id: randomUUID(),

@@ -58,6 +58,11 @@ export interface CommandRouterDeps {
   /** maxCommandLifetimeMs(config.sync); DEFAULT_COMMAND_LIFETIME_S when not given. */
   maxCommandLifetimeMs?: number | undefined;
   now: () => number;
+  /**
+   * The bank's clock (sync/clock.ts). While it is not synchronized, a command's window is judged
+   * against what the bank knows for sure (outOfWindowUnsynced); without it, the clock is trusted.
+   */
+  clock?: { unsynced(): boolean; lowerBound(): number | undefined; check?(): unknown } | undefined;
   log: Logger;
   /** Re-publish events (replay) on the events topic. */
   replay: (fromSeq: number, limit: number) => number;
@@ -147,7 +152,9 @@ export class CommandRouter {
 
   /** The validity window, each end widened by the skew tolerance. Checked after the signature. */
   private outOfWindow(cmd: Command): ReplyEnvelope | undefined {
-    const { now, clockSkewMs } = this.deps;
+    const { now, clockSkewMs, clock: bankClock } = this.deps;
+    bankClock?.check?.(); // a step since the last look is recorded before the command is judged
+    if (bankClock?.unsynced()) return this.outOfWindowUnsynced(cmd, bankClock.lowerBound());
     const t = now();
     const expiresAt = this.expiryOf(cmd);
     const clock = `bank clock ${iso(t)}, tolerance ${clockSkewMs / 1000} s`;
@@ -162,6 +169,34 @@ export class CommandRouter {
       const s = Math.round((expiresAt - cmd.issuedAt) / 1000);
       return this.refuseAndAlarm(cmd, "lifetime", ErrorCode.BadInput, `expiresAt: a command is valid at most ${this.maxLifetimeMs / 1000} s after issuedAt, this one ${s} s`);
     }
+    return undefined;
+  }
+
+  /**
+   * The window while the bank's clock is not synchronized (a Pi without RTC before NTP: its clock
+   * may be years behind or ahead). The bank clock says nothing then, so:
+   *   - expired only when the window closed before `lower`, the least the time can be (the last
+   *     synchronized time + the uptime since: sync/clock.ts); with no such time, not judged;
+   *   - never "future": issuedAt ahead of the bank clock is what an unsynchronized bank expects;
+   *   - the lifetime limit as always.
+   * Replay stays impossible: the id must be unused and the signature valid as ever, an id is kept
+   * at least until its window closed (keepUntil, from the command's own times), and ids are
+   * forgotten only while the clock is synchronized (Retention pauses), so a window that closed
+   * after `lower` still has its id on record. Once synchronized, the normal window applies.
+   */
+  private outOfWindowUnsynced(cmd: Command, lower: number | undefined): ReplyEnvelope | undefined {
+    const { clockSkewMs } = this.deps;
+    const expiresAt = this.expiryOf(cmd);
+    if (lower !== undefined && lower > expiresAt + clockSkewMs) {
+      const implied = cmd.expiresAt === undefined ? ` (issuedAt + ${this.maxLifetimeMs / 1000} s: it has no expiresAt)` : "";
+      const why = `bank clock not synchronized; the time is at least ${iso(lower)} (last synchronized time + uptime), tolerance ${clockSkewMs / 1000} s`;
+      return this.refuseAndAlarm(cmd, "expired", ErrorCode.Expired, `expired at ${iso(expiresAt)}${implied} (${why})`);
+    }
+    if (expiresAt - cmd.issuedAt > this.maxLifetimeMs) {
+      const s = Math.round((expiresAt - cmd.issuedAt) / 1000);
+      return this.refuseAndAlarm(cmd, "lifetime", ErrorCode.BadInput, `expiresAt: a command is valid at most ${this.maxLifetimeMs / 1000} s after issuedAt, this one ${s} s`);
+    }
+    this.log.info({ command: cmd.name, id: cmd.id, issuedAt: iso(cmd.issuedAt), bankClock: iso(this.deps.now()) }, "command judged on an unsynchronized clock: its window is not closed as far as the bank can know");
     return undefined;
   }
 

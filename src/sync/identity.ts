@@ -102,16 +102,25 @@ export interface Session {
   brokerReason: number | undefined;
   /** Another instance's "online" was seen on our status topic (counted once per connection). */
   sawOther?: boolean;
+  /**
+   * CONNACK came but the link is not online yet (the command subscription or status online not yet
+   * acknowledged): a close now is a broker that could not set the link up (NATS closes every
+   * connection at status online while JetStream has no leader for its retained messages) or
+   * refused a subscription or publish (a 3.1.1 broker can only close the connection to say so), not
+   * a takeover. A second bank still shows: it takes connections that got further.
+   */
+  settingUp?: boolean;
 }
 
 /**
  * Whether a connection that closed at `now` was taken over: the broker said so (MQTT 5 DISCONNECT
- * 0x8E), or it closed the socket without a word within `earlyMs` of CONNACK, which is what a
- * takeover looks like under MQTT 3.1.1 and on brokers that send no DISCONNECT (mosquitto 2.0.11).
- * Only repeated ones count (TakeoverGuard).
+ * 0x8E), or it closed the socket without a word within `earlyMs` of CONNACK (once online),
+ * which is what a takeover looks like under MQTT 3.1.1 (sync.protocol 4: no DISCONNECT packet
+ * exists there) and on brokers that send no DISCONNECT (mosquitto 2.0.11). Only repeated ones
+ * count (TakeoverGuard).
  */
 export function takeoverEvidence(session: Session, now: number, earlyMs: number): Exclude<DuplicateEvidence, "another instance online"> | undefined {
   if (session.brokerReason === SESSION_TAKEN_OVER) return "session taken over";
-  if (session.brokerReason === undefined && session.connectedAt !== null && now - session.connectedAt < earlyMs) return "closed right after connect";
+  if (session.brokerReason === undefined && session.connectedAt !== null && !session.settingUp && now - session.connectedAt < earlyMs) return "closed right after connect";
   return undefined;
 }

@@ -1,24 +1,26 @@
 // The bank's link to the central server over MQTT (docs/asyncapi.yaml, docs/design.md).
 //
+//   endpoint i of sync.url, MQTT 5 or 3.1.1 (sync.protocol; "auto" learns it per endpoint: endpoints.ts)
 //   connect (Last Will: status offline) ─▶ subscribe cmd/+, status ─▶ status online (retained)
 //        │      └─ PUBACK ─▶ held replies, state, telemetry, then the outbox: events in seq order,
 //        │                   QoS 1, window in flight (so a server sees "online" before the backlog)
 //        │      state: coalesced after changes · telemetry: on an interval
-//        └── close ─▶ backoff with jitter ─▶ a new connection
+//        └── close (why: lastError) ─▶ backoff with jitter ─▶ a new connection, to the next endpoint
 //              └── taken over (or another instance online), 3 times in a minute ─▶ duplicate identity
 //                  (identity.ts; alarm in the ledger): minutes between tries until a connection
 //                  outlasts the other's longest wait (alarm.cleared)
 //   quiesce: no more commands · stop: the backlog committed so far drains (bounded) ─▶ status
 //   offline ─▶ DISCONNECT
 //
-// Commands: retained ones are refused (alarm), empty ones ignored; replies go to the response
-// topic only inside <root>/reply/, and wait for the link while it is down.
+// Commands: retained ones are refused (alarm, once per command: 3.1.1 delivers it again at every
+// subscribe), empty ones ignored; replies go to the response topic only inside <root>/reply/ (MQTT
+// 5; under 3.1.1 there is none: reply/<name>), and wait for the link while it is down.
 //
 // The bank never waits on this: a commit only schedules work here. With the network gone for a
 // week everything still works locally; the outbox holds the events until the broker acknowledges.
 // Nothing here may throw into the process: every publish goes through send(), which publishes on
 // the live connection only (mqtt.js throws from the closed store of an ended client).
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { readFileSync, statfsSync } from "node:fs";
 import type { Socket } from "node:net";
@@ -33,7 +35,8 @@ import type { Ledger, LedgerTx } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
 import { clockInfo } from "./clock.js";
 import { stateMessage, type CommandRouter, type ReplyEnvelope } from "./commands.js";
-import { decodeCommand, DELIVERY, parseTopic, topics, type StatusMessage, type TelemetryMessage, type Topics } from "./contract.js";
+import { decodeCommand, DELIVERY, parseTopic, topics, type ClockInfo, type StatusMessage, type TelemetryMessage, type Topics } from "./contract.js";
+import { describeClose, parseRemembered, ProtocolChooser, PROTOCOLS_KEY, shouldFallBack, syncEndpoints, versionLabel, type MqttVersion, type Phase } from "./endpoints.js";
 import { identityTiming, parseDuplicate, TakeoverGuard, takeoverEvidence, TAKEOVERS, type DuplicateEvidence, type DuplicateIdentity, type Session } from "./identity.js";
 import { Outbox } from "./outbox.js";
 
@@ -52,6 +55,8 @@ export interface SyncLinkDeps {
   temperatures: () => TemperatureStatus[];
   /** The data directory's disk (StorageMonitor). */
   storage?: () => { state: "ok" | "low" | "full"; since: number | null; minFreeBytes: number } | undefined;
+  /** The bank's clock as status and telemetry state it (BankClock.info); default: read here. */
+  clockInfo?: (now: number) => ClockInfo;
 }
 
 /** A link exists only when sync is enabled; without one lockerctl says "disabled in config". */
@@ -64,11 +69,16 @@ const HELD_REPLIES = 100;
 const INSTANCE_KEY = "sync.instance";
 /** The ledger meta key of a duplicate identity whose alarm is open (JSON; empty once cleared). */
 const DUPLICATE_KEY = "sync.duplicateIdentity";
+/** The ledger meta key of the retained commands refused so far (JSON list of name + payload hash). */
+const REFUSED_RETAINED_KEY = "sync.refusedRetained";
+/** Refused retained commands remembered; an older one delivered again is refused (and recorded) again. */
+const REFUSED_RETAINED_MAX = 64;
 /** How long a clean stop waits for the broker to acknowledge the events committed before it. */
 const DRAIN_AT_STOP_MS = 1500;
 /**
  * MQTT 5 properties of every message the bank publishes (the Last Will too): all are JSON
- * (§3.3.2.3.9 content type; §3.3.2.3.2 payload format indicator 1 = UTF-8).
+ * (§3.3.2.3.9 content type; §3.3.2.3.2 payload format indicator 1 = UTF-8). MQTT 3.1.1 has no
+ * properties: nothing is sent there.
  */
 export const JSON_PROPERTIES = { contentType: "application/json", payloadFormatIndicator: true } as const;
 
@@ -87,6 +97,23 @@ export function responseTopicProblem(root: string, topic: string): string | unde
   const space = `${root}/reply/`;
   if (!topic.startsWith(space) || topic.length === space.length) return `is outside this bank's reply space ${space}…`;
   return undefined;
+}
+
+/** One connection attempt: where, in which version, how far it got, and what the broker said. */
+interface Attempt {
+  endpoint: string;
+  version: MqttVersion;
+  /** 3.1.1 right after this endpoint refused MQTT 5 ("auto"). */
+  fellBack: boolean;
+  phase: Phase;
+  /** The first error the client reported on this connection. */
+  error?: { message: string; code?: number | string };
+  /** An MQTT 5 DISCONNECT from the broker. */
+  disconnect?: { reasonCode: number; reasonString?: string | undefined };
+  /** When status online was acknowledged. */
+  onlineAt?: number;
+  /** When TCP was up and CONNECT on its way. */
+  connectSentAt?: number;
 }
 
 interface HeldReply {
@@ -131,7 +158,11 @@ export function retainedRefusal(root: string, name: string, payload: Buffer): { 
   return { reply: { id, ok: false, error: { code: ErrorCode.Unauthorized, message } }, alarm: { name: command, id, reason: "retained", message } };
 }
 
-export function clientOptions(sync: Config["sync"], clientId: string, will: { topic: string; payload: string }): IClientOptions {
+/**
+ * The options of a connection in `version`. MQTT 5: Clean Start 0 with a Session Expiry Interval.
+ * MQTT 3.1.1: Clean Session 0, and the broker's own session lifetime rules (none can be sent).
+ */
+export function clientOptions(sync: Config["sync"], clientId: string, will: { topic: string; payload: string }, version: MqttVersion = 5): IClientOptions {
   const read = (what: string, path: string) => {
     try {
       return readFileSync(path);
@@ -141,15 +172,15 @@ export function clientOptions(sync: Config["sync"], clientId: string, will: { to
   };
   const opts: IClientOptions = {
     clientId,
-    protocolVersion: 5,
+    protocolVersion: version,
     // A persistent session: commands the server sends while the bank is offline wait at the
     // broker (they carry expiresAt; a repeat is answered from the ledger, never run twice).
     clean: false,
-    properties: { sessionExpiryInterval: sync.sessionExpiryS },
+    ...(version === 5 ? { properties: { sessionExpiryInterval: sync.sessionExpiryS } } : {}),
     keepalive: sync.keepaliveS,
     reconnectPeriod: 0, // reconnects are ours: exponential backoff with jitter
     connectTimeout: 10_000,
-    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: DELIVERY.status.qos, retain: DELIVERY.status.retain, properties: { ...JSON_PROPERTIES } },
+    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: DELIVERY.status.qos, retain: DELIVERY.status.retain, ...(version === 5 ? { properties: { ...JSON_PROPERTIES } } : {}) },
     // Events are re-sent from the ledger after a reconnect; mqtt.js must not queue them offline too.
     queueQoSZero: false,
   };
@@ -175,12 +206,19 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   readonly topics: Topics;
   readonly outbox: Outbox;
   private client: MqttClient | undefined;
-  private session: Session = { connectedAt: null, brokerReason: undefined };
+  private session: Session & Attempt = { connectedAt: null, brokerReason: undefined, endpoint: "", version: 5, fellBack: false, phase: "connecting" };
   private readonly backoff: Backoff;
   private readonly takeovers: TakeoverGuard;
   private readonly log: Logger;
   private readonly clientId: string;
-  private readonly options: IClientOptions;
+  private readonly options: Record<MqttVersion, IClientOptions>;
+  /** sync.url as a list: the nodes of one broker (cluster), tried in turn. */
+  private readonly endpoints: string[];
+  /** The endpoint of the current (or next) attempt. */
+  private endpointIndex = 0;
+  private protocols: ProtocolChooser;
+  /** Retained commands refused so far (name + payload hash), oldest first: refused once each. */
+  private refusedRetained: string[] = [];
   private instance = "";
   private state: LinkState = "connecting";
   private stopped = false;
@@ -206,12 +244,16 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     this.takeovers = new TakeoverGuard({ ...TAKEOVERS, now: deps.now });
     this.clientId = config.sync.clientId ?? `lockerd-${config.device.site}-${config.device.id}`;
     // The Last Will's payload is set at each connect, once the instance id is known.
-    this.options = clientOptions(config.sync, this.clientId, { topic: this.topics.status, payload: "" });
+    const will = { topic: this.topics.status, payload: "" };
+    this.options = { 5: clientOptions(config.sync, this.clientId, will, 5), 4: clientOptions(config.sync, this.clientId, will, 4) };
+    this.endpoints = syncEndpoints(config.sync.url);
+    this.protocols = new ProtocolChooser(config.sync.protocol ?? 5, {}, deps.now);
   }
 
   start(): void {
     this.instance = this.loadInstance();
     this.resumeDuplicate();
+    this.loadLearnt();
     this.outbox.start();
     this.unsubscribe = this.deps.ledger.onCommit((events) => this.onCommit(events));
     this.telemetryTimer = setInterval(() => this.publishTelemetry(), this.deps.config.sync.telemetryS * 1000);
@@ -243,7 +285,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 1000);
         try {
-          client.publish(this.topics.status, JSON.stringify(this.status("offline", true)), { ...DELIVERY.status, properties: { ...JSON_PROPERTIES } }, () => {
+          client.publish(this.topics.status, JSON.stringify(this.status("offline", true)), { ...DELIVERY.status, ...this.properties() }, () => {
             clearTimeout(t);
             resolve();
           });
@@ -291,7 +333,12 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   /** For lockerctl sync and status. */
   info(): {
     state: LinkState;
+    /** The endpoint the link is on, or tries next. */
     broker: string;
+    /** sync.url: every endpoint, in the order they are tried. */
+    endpoints: string[];
+    /** The MQTT version of the current (or last) connection. */
+    protocol: "5" | "3.1.1";
     backlog: number;
     ackedSeq: number;
     lastAckAt: number | null;
@@ -311,7 +358,9 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       heldReplies: this.held.length,
       lastAckAt: this.outbox.lastAckAt,
       state: this.state,
-      broker: this.deps.config.sync.url,
+      broker: this.session.endpoint || this.endpoints[this.endpointIndex]!,
+      endpoints: [...this.endpoints],
+      protocol: versionLabel(this.session.endpoint ? this.session.version : this.protocols.version(this.endpoints[this.endpointIndex]!)),
       backlog: this.outbox.backlog,
       ackedSeq: this.outbox.ackedSeq,
       lastConnectedAt: this.lastConnectedAt,
@@ -367,7 +416,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       diskFreeBytes,
       devices: this.deps.devices(),
       temperatures: this.deps.temperatures().map((t) => ({ compartment: t.compartment, celsius: t.celsius, ok: t.ok, at: t.at })),
-      clock: clockInfo(t, this.deps.config.sync),
+      clock: this.deps.clockInfo?.(t) ?? clockInfo(t, this.deps.config.sync),
       ...this.storage(),
     };
   }
@@ -380,7 +429,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   /** The retained status; `clock` in what the bank publishes itself, never in the Last Will (made at connect, it would be stale). */
   private status(state: "online" | "offline", withClock = false): StatusMessage {
     const { version, bootedAt, now, config } = this.deps;
-    return { state, version, bootedAt, instance: this.instance, ...(withClock ? { clock: clockInfo(now(), config.sync) } : {}) };
+    return { state, version, bootedAt, instance: this.instance, ...(withClock ? { clock: this.deps.clockInfo?.(now()) ?? clockInfo(now(), config.sync) } : {}) };
   }
 
   /** A random id kept in the ledger: a server that sees two on one bank's status sees two banks. */
@@ -430,7 +479,8 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     const client = this.client;
     if (!client || !this.sendable()) return false;
     try {
-      client.publish(topic, payload, { ...opts, properties: { ...JSON_PROPERTIES, ...opts.properties } }, (err) => {
+      const props = this.session.version === 5 ? { properties: { ...JSON_PROPERTIES, ...opts.properties } } : {};
+      client.publish(topic, payload, { ...opts, ...props }, (err) => {
         if (done) done(err ?? undefined);
         else if (err) this.log.warn({ err: { message: err.message }, topic }, "publish not accepted");
       });
@@ -441,50 +491,84 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     }
   }
 
-  private connect(): void {
+  /**
+   * One attempt on the current endpoint, in the version sync.protocol (or what "auto" learnt) asks
+   * for; `fellBack`: the same endpoint again in 3.1.1, right after it refused MQTT 5.
+   */
+  private connect(fellBack = false): void {
     if (this.stopped) return;
     this.state = this.connects ? "offline" : "connecting";
-    const will = { ...this.options.will!, payload: Buffer.from(JSON.stringify(this.status("offline"))) };
-    const client = connect(this.deps.config.sync.url, { ...this.options, will });
+    const endpoint = this.endpoints[this.endpointIndex]!;
+    const version: MqttVersion = fellBack ? 4 : this.protocols.version(endpoint);
+    const options = this.options[version];
+    const will = { ...options.will!, payload: Buffer.from(JSON.stringify(this.status("offline"))) };
+    const client = connect(endpoint, { ...options, will });
     this.client = client;
-    this.session = { connectedAt: null, brokerReason: undefined };
-    client.on("connect", () => this.onConnect(client));
+    const session: Session & Attempt = { connectedAt: null, brokerReason: undefined, endpoint, version, fellBack, phase: "connecting" };
+    this.session = session;
+    // TCP up: CONNECT is on its way. (Nagle off from the first byte; a TLS socket says "connect" too.)
+    const stream = client.stream as Partial<Socket> | undefined;
+    stream?.once?.("connect", () => {
+      stream.setNoDelay?.(true);
+      if (session.phase !== "connecting") return;
+      session.phase = "connack";
+      session.connectSentAt = this.deps.now();
+    });
+    client.on("connect", (connack) => this.onConnect(client, connack.sessionPresent));
     client.on("message", (topic, payload, packet) => this.onMessage(topic, payload, packet));
     client.on("disconnect", (packet) => {
       if (client !== this.client) return;
       this.session.brokerReason = packet.reasonCode ?? 0;
-      this.log.warn({ reasonCode: packet.reasonCode, reason: packet.properties?.reasonString }, "the broker closed the connection");
+      this.session.disconnect = { reasonCode: packet.reasonCode ?? 0, reasonString: packet.properties?.reasonString };
     });
     client.on("error", (e) => {
-      this.lastError = e.message;
-      this.log.warn({ err: { message: e.message, code: (e as NodeJS.ErrnoException).code } }, "broker connection error");
+      if (client !== this.client) return;
+      // The first error says why (a later one is the same connection dying); the close logs it.
+      session.error ??= { message: e.message, ...((e as { code?: number | string }).code !== undefined ? { code: (e as { code?: number | string }).code } : {}) };
+      this.log.debug({ err: { message: e.message, code: (e as NodeJS.ErrnoException).code }, broker: endpoint }, "broker connection error");
     });
     client.on("close", () => this.onClose(client));
   }
 
-  private onConnect(client: MqttClient): void {
+  /** CONNACK. `sessionPresent` is logged: false after the broker lost the bank's session, and the commands queued in it. */
+  private onConnect(client: MqttClient, sessionPresent: boolean): void {
     if (client !== this.client) return;
+    const session = this.session;
     // Nagle off: a QoS 1 round trip on loopback drops from ~88 ms to ~1 ms.
     (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
     this.connects++;
     this.lastConnectedAt = this.deps.now();
-    this.session.connectedAt = this.lastConnectedAt;
-    if (!this.takeovers.duplicate) this.lastError = null;
+    session.connectedAt = this.lastConnectedAt;
+    session.phase = "suback";
+    session.settingUp = true;
     this.backoff.reset();
     this.watchStable();
-    this.log.info({ broker: this.deps.config.sync.url, backlog: this.outbox.backlog }, "connected to the broker");
-    // rap false: the retain flag on a command then means "stored at the broker", never "published
-    // with retain" (MQTT 5 §3.8.3.1), and such a command is refused. rh 1: what is retained comes
-    // once per new subscription, not at every reconnect of a resumed session.
-    client.subscribe(this.topics.cmdFilter, { qos: DELIVERY.cmd.qos, rap: false, rh: 1 }, (err) => {
+    this.learn(session);
+    this.log.info(
+      { broker: session.endpoint, protocol: versionLabel(session.version), endpoint: `${this.endpointIndex + 1}/${this.endpoints.length}`, sessionPresent, backlog: this.outbox.backlog },
+      "connected to the broker",
+    );
+    // MQTT 5: rap false: the retain flag on a command then means "stored at the broker", never
+    // "published with retain" (MQTT 5 §3.8.3.1), and such a command is refused. rh 1: what is
+    // retained comes once per new subscription, not at every reconnect of a resumed session.
+    // MQTT 3.1.1 has neither: its retain flag always means "stored" (§3.3.1.3), and a retained
+    // command comes again at every subscribe: refused once (refuseRetained), then ignored.
+    const cmdOpts = session.version === 5 ? { qos: DELIVERY.cmd.qos, rap: false, rh: 1 as const } : { qos: DELIVERY.cmd.qos };
+    client.subscribe(this.topics.cmdFilter, cmdOpts, (err, granted) => {
       if (err) this.log.error({ err }, "subscribe to commands failed");
+      else if (granted?.some((g) => g.qos >= 0x80)) this.log.error({ filter: this.topics.cmdFilter }, "the broker refused the command subscription (ACL?): no command will arrive");
       if (client !== this.client) return;
+      session.phase = "puback";
       this.watchStatus(client);
       // "online" once commands are heard. Everything else waits for its PUBACK: the broker has then
       // taken "online" before any event of the backlog, so a server sees the bank online first.
       this.send(this.topics.status, JSON.stringify(this.status("online", true)), DELIVERY.status, (err) => {
         if (err) this.log.warn({ err: { message: err.message } }, "status online not accepted by the broker (ACL?)");
         if (client !== this.client || !client.connected) return;
+        session.phase = "online";
+        session.settingUp = false;
+        session.onlineAt = this.deps.now();
+        if (!this.takeovers.duplicate) this.lastError = null;
         this.state = "online";
         this.emit("online");
         this.sendHeld();
@@ -502,7 +586,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
    * bank, also on brokers that take a session over without a DISCONNECT (see onStatus).
    */
   private watchStatus(client: MqttClient): void {
-    client.subscribe(this.topics.status, { qos: DELIVERY.status.qos, rh: 0 }, (err) => {
+    client.subscribe(this.topics.status, this.session.version === 5 ? { qos: DELIVERY.status.qos, rh: 0 } : { qos: DELIVERY.status.qos }, (err) => {
       if (err) this.log.warn({ err: { message: err.message } }, "cannot watch this bank's status topic (broker ACL?): a duplicate identity is seen from takeovers only");
     });
   }
@@ -539,19 +623,74 @@ export class SyncLink extends EventEmitter<LinkEvents> {
     this.stableTimer.unref();
   }
 
+  /**
+   * A connection ended: say why (log, lastError), then MQTT 3.1.1 at once on the same endpoint when
+   * "auto" met a broker that refuses 5, else the next endpoint after the backoff (or the duplicate
+   * identity's wait).
+   */
   private onClose(client: MqttClient): void {
     if (client !== this.client) return;
     clearTimeout(this.stableTimer);
     this.outbox.disconnected();
     if (this.stopped) return;
-    if (this.state === "online") this.log.warn({ backlog: this.outbox.backlog }, "broker connection lost; events are kept until it returns");
+    const session = this.session;
+    const wasOnline = this.state === "online";
     this.state = "offline";
     this.emit("offline");
     client.removeAllListeners();
     client.on("error", () => undefined);
     client.end(true);
     this.client = undefined;
-    this.reconnectTimer = setTimeout(() => this.connect(), this.nextWait(this.takeoverOf(this.session)));
+    const why = describeClose({
+      endpoint: session.endpoint,
+      version: session.version,
+      setting: this.protocols.setting,
+      phase: session.phase,
+      error: session.error,
+      disconnect: session.disconnect,
+      ...(session.onlineAt !== undefined ? { onlineMs: this.deps.now() - session.onlineAt } : {}),
+      ...(session.phase === "connack" && session.connectSentAt !== undefined ? { afterConnectMs: this.deps.now() - session.connectSentAt } : {}),
+      cmdFilter: this.topics.cmdFilter,
+      statusTopic: this.topics.status,
+    });
+    this.lastError = why;
+    const fields = { broker: session.endpoint, protocol: versionLabel(session.version), phase: session.phase, backlog: this.outbox.backlog };
+    if (shouldFallBack({ setting: this.protocols.setting, version: session.version, phase: session.phase, error: session.error })) {
+      this.log.warn(fields, `${why}; trying MQTT 3.1.1 (sync.protocol "auto")`);
+      this.connect(true);
+      return;
+    }
+    if (wasOnline) this.log.warn(fields, `broker connection lost; events are kept until it returns: ${why}`);
+    else this.log.warn(fields, `no connection: ${why}`);
+    const wait = this.nextWait(this.takeoverOf(session));
+    // Every new attempt goes to the next endpoint: a dead node costs one attempt, not a backoff series.
+    this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
+    if (this.endpoints.length > 1) this.log.info({ broker: this.endpoints[this.endpointIndex], waitMs: wait }, "next attempt on the next endpoint");
+    this.reconnectTimer = setTimeout(() => this.connect(), wait);
+  }
+
+  /** What "auto" learnt at this CONNACK, kept in the ledger when it is news. */
+  private learn(session: Attempt): void {
+    const changed = this.protocols.connected(session.endpoint, session.version, session.fellBack);
+    if (!changed) return;
+    this.log.info({ broker: session.endpoint, protocol: versionLabel(session.version) }, `sync.protocol "auto": ${session.endpoint} speaks MQTT ${versionLabel(session.version)} (remembered)`);
+    this.record("protocol learnt", (tx) => tx.setMeta(PROTOCOLS_KEY, JSON.stringify(changed)));
+  }
+
+  /** What "auto" learnt before this start, and the retained commands refused already. */
+  private loadLearnt(): void {
+    try {
+      this.protocols = new ProtocolChooser(this.deps.config.sync.protocol ?? 5, parseRemembered(this.deps.ledger.meta(PROTOCOLS_KEY)), this.deps.now);
+      const refused = JSON.parse(this.deps.ledger.meta(REFUSED_RETAINED_KEY) || "[]") as unknown;
+      this.refusedRetained = Array.isArray(refused) ? refused.filter((k): k is string => typeof k === "string").slice(-REFUSED_RETAINED_MAX) : [];
+    } catch (e) {
+      this.log.warn({ err: e }, "learnt protocols or refused retained commands not read; starting afresh");
+    }
+  }
+
+  /** Publish options of the current connection's version: MQTT 5 says every payload is JSON. */
+  private properties(): { properties?: { contentType: string; payloadFormatIndicator: boolean } } {
+    return this.session.version === 5 ? { properties: { ...JSON_PROPERTIES } } : {};
   }
 
   /** Whether the connection that just closed was taken by another client with our client id. */
@@ -577,7 +716,9 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   private noteDuplicate(evidence: DuplicateEvidence): boolean {
     const before = this.takeovers.duplicate;
     const duplicate = this.takeovers.takenOver(evidence);
-    this.lastError = `${evidence}: another bank uses ${this.topics.root} (client id ${this.clientId})`;
+    // One sign alone is no proof (a node of a cluster dying looks like "closed right after connect"
+    // under MQTT 3.1.1): the close's own description stays until the signs make a duplicate identity.
+    if (duplicate) this.lastError = `${evidence}: another bank uses ${this.topics.root} (client id ${this.clientId})`;
     if (duplicate && !before) {
       this.log.error(
         { alarm: "duplicate_identity", clientId: this.clientId, root: this.topics.root, instance: this.instance, ...duplicate },
@@ -632,8 +773,19 @@ export class SyncLink extends EventEmitter<LinkEvents> {
    */
   private refuseRetained(name: string, payload: Buffer, responseTopic?: string, correlationData?: Buffer): void {
     const { reply, alarm } = retainedRefusal(this.topics.root, name, payload);
+    // The same retained command again: MQTT 3.1.1 (no Retain Handling) hands it out at every
+    // subscribe, so at every reconnect. Refused once, with its reply and alarm; then only logged.
+    const key = `${alarm.name} ${createHash("sha256").update(payload).digest("hex").slice(0, 32)}`;
+    if (this.refusedRetained.includes(key)) {
+      this.log.info({ command: alarm.name, id: reply.id }, "retained command delivered again (a new subscription): refused before, ignored");
+      return;
+    }
+    this.refusedRetained = [...this.refusedRetained, key].slice(-REFUSED_RETAINED_MAX);
     this.log.warn({ command: alarm.name, id: reply.id }, "retained command refused: commands are never executed from a retained message");
-    this.record("retained command alarm", (tx) => tx.event({ type: "alarm.unauthorized_command", actor: "server", data: alarm }));
+    this.record("retained command alarm", (tx) => {
+      tx.event({ type: "alarm.unauthorized_command", actor: "server", data: alarm });
+      tx.setMeta(REFUSED_RETAINED_KEY, JSON.stringify(this.refusedRetained));
+    });
     this.reply(name, reply, responseTopic, correlationData);
   }
 

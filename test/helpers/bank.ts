@@ -33,6 +33,10 @@ export async function testBank(patch?: (cfg: Record<string, any>) => void, dir =
     version: "test",
     simSocket: false,
     adminSocket: false,
+    // No timesyncd here, and vi.setSystemTime is time passing, not a step: the clock is trusted as the
+    // test sets it, whatever the host's NTP state (sync/clock.ts; test/unit/sync/unsynced-clock.test.ts tests steps).
+    timesyncDir: `${dir}/no-timesyncd`,
+    monotonic: () => Date.now(),
     ...(onHardware ? { onHardware: (hw: Hardware) => onHardware(hw as SimHardware) } : {}),
   });
   await rt.start();

@@ -5,7 +5,7 @@ import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
 import type { LedgerEvent } from "../../src/domain/events.js";
 import { topics, type Topics } from "../../src/sync/contract.js";
 import type { ReplyEnvelope } from "../../src/sync/commands.js";
-import type { Mosquitto } from "./mosquitto.js";
+import type { Engine } from "../../scripts/broker.js";
 
 export interface Received {
   topic: string;
@@ -22,13 +22,15 @@ export class TestServer {
   client!: MqttClient;
   private waiters: { pred: (m: Received) => boolean; resolve: (m: Received) => void }[] = [];
 
-  constructor(private readonly broker: Mosquitto, site = "hq", device = "bank-01") {
+  /** On any engine (mosquitto, a cluster of scripts/brokers.ts), in the MQTT version it speaks. */
+  constructor(private readonly broker: Pick<Engine, "client">, site = "hq", device = "bank-01") {
     this.t = topics("lockers", site, device);
   }
 
-  async connect(opts: IClientOptions = {}): Promise<this> {
+  /** Connect to the broker (its node `node` for a cluster) and subscribe to the bank's topics. */
+  async connect(opts: IClientOptions = {}, node = 0): Promise<this> {
     // The handler goes on before CONNACK: a resumed session's queued messages come right after it.
-    this.client = await this.broker.client(opts, (c) => c.on("message", this.onMessage));
+    this.client = await this.broker.client(opts, (c) => c.on("message", this.onMessage), node);
     await this.client.subscribeAsync(`${this.t.root}/#`, { qos: 1 });
     return this;
   }

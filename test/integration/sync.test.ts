@@ -213,7 +213,8 @@ describe("server link over mosquitto", () => {
     let out = "";
     sub.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
     let exited = false;
-    const done = new Promise((r) => sub.on("exit", r)).then(() => (exited = true));
+    // "close", not "exit": the process may be gone before its stdout is read (seen under qemu).
+    const done = new Promise((r) => sub.on("close", r)).then(() => (exited = true));
     // As a server engineer would: send it again until the answer comes (mosquitto_sub may not be
     // subscribed yet). The same id is executed once; a repeat is answered from the first reply.
     const cmd = { id: "cli-1", args: { compartment: "A05", enabled: false, reason: "door sticks" }, issuedAt: Date.now() };

@@ -34,6 +34,21 @@ describe("sync display", () => {
     for (const line of formatStatus(status(both), plain).split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
   });
 
+  it("names the endpoint of a cluster and MQTT 3.1.1, and keeps a long last error within 80 columns", () => {
+    const cluster = { ...link, url: "mqtt://nats-2:1883", endpoints: ["mqtt://nats-1:1883", "mqtt://nats-2:1883", "mqtt://nats-3:1883"], protocol: "3.1.1" as const };
+    expect(formatSync(cluster, plain).split("\n")[0]).toBe("server link connected mqtt://nats-2:1883 (MQTT 3.1.1, endpoint 2 of 3)");
+    expect(formatStatus(status(cluster), plain)).toContain("  connected mqtt://nats-2:1883  backlog 0  last ack never\n  (MQTT 3.1.1, endpoint 2 of 3)\n");
+    const down = {
+      ...cluster,
+      connected: false,
+      lastError: "mqtt://nats-2:1883 (MQTT 3.1.1): the broker closed the connection 4.0 s after CONNECT, before CONNACK, without an MQTT error: it did not take the client",
+    };
+    for (const text of [formatSync(down, plain), formatStatus(status(down), plain)]) {
+      expect(text.replace(/\n +/g, " ")).toContain(`last error: ${down.lastError}`);
+      for (const line of text.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+    }
+  });
+
   it("says nothing of a link that sync disabled leaves out", () => {
     const off: SyncStatus = { enabled: false, connected: false, url: null, backlog: 3, lastAckAt: null, headSeq: 42 };
     expect(formatSync(off, plain)).toBe("sync disabled in config: the bank runs offline; 3 events kept for the server (head seq 42)");

@@ -275,7 +275,8 @@ describe("kerong boards over a pseudo-terminal", () => {
       // A few more polls answered: the retry's answer has been taken.
       const reads = statusReads(r.rx, 0);
       await vi.waitFor(() => expect(statusReads(r.rx, 0)).toBeGreaterThanOrEqual(reads + 3), WAIT);
-      expect(set.bus.stats.timeouts).toBe(timeouts + 1);
+      // The spoiled answer's timeout (a loaded machine may add one more: still no fault, below).
+      expect(set.bus.stats.timeouts).toBeGreaterThanOrEqual(timeouts + 1);
     }
     expect(faults).toEqual([]);
     expect(board0.health().health).toBe("ok");

@@ -41,6 +41,10 @@ describe("takeovers", () => {
     expect(takeoverEvidence(at(0), 2000, 2000)).toBeUndefined(); // a connection that lasted
     expect(takeoverEvidence(at(0, 0x8b), 500, 2000)).toBeUndefined(); // the broker is shutting down
     expect(takeoverEvidence(at(null), 500, 2000)).toBeUndefined(); // never connected
+    // Closed after CONNACK, before the subscription and status online were acknowledged: a broker
+    // that cannot set the link up (NATS without JetStream quorum, an ACL close under 3.1.1).
+    expect(takeoverEvidence({ ...at(0), settingUp: true }, 500, 2000)).toBeUndefined();
+    expect(takeoverEvidence({ ...at(0), settingUp: false }, 500, 2000)).toBe("closed right after connect");
   });
 
   it("makes a duplicate identity of 3 takeovers within the window, counts on while it lasts, ends when stable", () => {
