@@ -88,7 +88,9 @@ describe("lockerd under a notify socket", () => {
     try {
       const mine = () => sock.received.slice(from).map((d) => d.text);
       await sock.waitFor(() => mine().includes("READY=1"), 15_000);
-      // READY=1 comes after the daemon logged ready: ledger and hardware are up.
+      // READY=1 is sent right after the daemon logs ready (ledger and hardware up); the log line
+      // travels on stdout, a different channel, so it may arrive a moment later.
+      for (let i = 0; i < 100 && !/"msg":"ready/.test(out); i++) await new Promise((r) => setTimeout(r, 20));
       expect(out).toMatch(/"msg":"ready/);
       await sock.waitFor(() => mine().filter((t) => t === "WATCHDOG=1").length >= 3, 5_000);
       child.kill("SIGHUP");
