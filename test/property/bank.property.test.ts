@@ -95,6 +95,35 @@ describe("findings", () => {
     await runScenario(shrunk);
   });
 
+  // KNOWN DEFECT, found by the random run on the clean-clone CI at a14ab9e (seed -1543485137) and
+  // present since 7cf4109 (the session-start commit 39b1274 passes it): a deposit pulse queued
+  // behind A01's technician pulse, then a pickup while the disk is full, the disk back: A02 is
+  // pulsed again for the old deposit.started while unloading. `it.fails` keeps it on record and
+  // turns red the day it is fixed (then make it a plain `it`). First thing to fix next.
+  it.fails("1b, a queued deposit pulse and a pickup across a full disk: no second pulse for the old authorization (known defect)", async () => {
+    const shrunk = [
+      {"kind": "advance", "ms": 31000},
+      {"kind": "techOpen", "target": {"among": "any", "pick": 0}, "byNumber": false, "reason": "stuck door"},
+      {"kind": "keys", "keys": "*2468#"},
+      {"kind": "keys", "keys": "1"},
+      {"kind": "door", "target": {"among": "loading", "pick": 0}, "state": "open"},
+      {"kind": "door", "target": {"among": "loading", "pick": 0}, "state": "closed"},
+      {"kind": "keys", "keys": "1001#"},
+      {"kind": "disk", "full": true},
+      {"kind": "code", "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1},
+      {"kind": "advance", "ms": 200},
+      {"kind": "door", "target": {"among": "unloading", "pick": 0}, "state": "closed"},
+      {"kind": "advance", "ms": 200},
+      {"kind": "disk", "full": false},
+      {"kind": "advance", "ms": 11000},
+      {"kind": "code", "pick": 0, "how": "exact", "input": "keys", "digit": 0, "delta": 1},
+      {"kind": "advance", "ms": 200},
+      {"kind": "door", "target": {"among": "unloading", "pick": 0}, "state": "closed"},
+      {"kind": "server", "cmd": {"name": "reserve", "parcel": 0, "recipient": "p-1001", "size": "S"}, "twice": false, "expired": false, "garbled": false},
+    ] as unknown as Command[];
+    await runScenario(shrunk);
+  });
+
   it("1b, a deposit into a door left standing open: the stored parcel's door does not spring open after the courier has gone", async () => {
     vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
     const b = (bank = await testBank());
