@@ -88,6 +88,8 @@ export class Bank extends EventEmitter<BankEvents> {
   private readonly held = new Set<string>();
   /** Attempts refused unchecked while a terminal was locked out, until its next record. */
   private readonly refusedWhileLocked = new Map<string, number>();
+  /** Set once stop() began: nothing may be scheduled against the ledger after it. */
+  private stopping = false;
   private settleTimer: NodeJS.Timeout | undefined;
   /** Codes drawn inside a door transaction, announced once it committed. */
   private readonly pendingCodes: BankEvents["codeIssued"][0][] = [];
@@ -140,6 +142,7 @@ export class Bank extends EventEmitter<BankEvents> {
 
   /** Resolves once the flows whose pulses never began are undone (the ledger is still open then). */
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.settleTimer);
     this.deps.hardware.doors.off("change", this.onDoorEdge);
     const dropped = this.actuation.stop();
@@ -560,6 +563,8 @@ export class Bank extends EventEmitter<BankEvents> {
     // door reading is fresh and settles the flow. A board that went silent is declared faulted by
     // then, and its flows wait for its recovery (Runtime → settleHeld).
     clearTimeout(this.settleTimer);
+    // A pulse the stop cut short lands here too: no timer may outlive the ledger it reads.
+    if (this.stopping) return;
     this.settleTimer = setTimeout(() => this.settleHeld(), this.deps.config.locks.openVerifyMs);
     this.settleTimer.unref?.();
   }
@@ -571,6 +576,7 @@ export class Bank extends EventEmitter<BankEvents> {
    */
   settleHeld(): string[] {
     const settled: string[] = [];
+    if (this.stopping) return settled;
     for (const id of [...this.held]) {
       const layout = this.byId.get(id);
       const c = this.deps.ledger.compartment(id);
