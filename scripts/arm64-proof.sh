@@ -114,7 +114,16 @@ lap "tools, node and libraries"
 
 # 5. A copy of the checkout, its node_modules for arm64.
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lockerd-arm64.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+# A test that times out under emulation can leave its daemon behind: whatever still runs from this
+# copy is ended with it (by process id: the processes whose command line names this directory).
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+  local pids
+  pids="$(pgrep -f -- "$WORK/" || true)"
+  [ -z "$pids" ] || { say "ending what the tests left running: $(echo "$pids" | tr '\n' ' ')"; echo "$pids" | xargs -r kill -9 2>/dev/null || true; }
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 tar -C "$ROOT" --exclude=./node_modules --exclude=./dist --exclude=./data -cf - . | tar -C "$WORK" -xf -
 key="$(cat "$ROOT/package.json" "$ROOT/package-lock.json" | sha256sum | cut -c1-16)"
 MODS="$CACHE/modules/node-v$VERSION-linux-arm64-$key"
