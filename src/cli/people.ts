@@ -107,35 +107,51 @@ export async function readPinTwice(input: NodeJS.ReadStream = process.stdin, err
     if (a !== b) throw new PeopleUsage("set-pin: the two PINs differ: nothing changed");
     return a;
   }
-  const a = await readHidden(input, err, "New PIN (digits, not shown): ");
-  const b = await readHidden(input, err, "Type it again: ");
-  if (a !== b) throw new PeopleUsage("set-pin: the two PINs differ: nothing changed");
-  return a;
+  // Echo goes off before the first prompt is shown and stays off until both entries are read:
+  // a person who types as soon as the prompt appears (or types ahead) is never echoed.
+  input.setRawMode(true);
+  try {
+    const a = await readHidden(input, err, "New PIN (digits, not shown): ");
+    const b = await readHidden(input, err, "Type it again: ");
+    if (a !== b) throw new PeopleUsage("set-pin: the two PINs differ: nothing changed");
+    return a;
+  } finally {
+    input.setRawMode(false);
+    input.pause();
+  }
 }
 
+/** One hidden entry; the terminal is already raw (no echo). Keys typed ahead wait in the stream. */
 function readHidden(input: NodeJS.ReadStream, err: NodeJS.WritableStream, prompt: string): Promise<string> {
   err.write(prompt);
-  input.setRawMode(true);
   input.setEncoding("utf8");
-  input.resume();
   return new Promise((resolve, reject) => {
     let value = "";
+    let rest = "";
     const done = (fn: () => void) => {
       input.off("data", onData);
-      input.setRawMode(false);
       input.pause();
+      if (rest) input.unshift(rest);
       err.write("\n");
       fn();
     };
     const onData = (chunk: string) => {
-      for (const ch of chunk) {
-        if (ch === "\r" || ch === "\n") return done(() => resolve(value));
+      const chars = [...chunk];
+      for (let i = 0; i < chars.length; i++) {
+        const ch = chars[i]!;
+        if (ch === "\r" || ch === "\n") {
+          // A CR LF pair is one Enter; what follows belongs to the next entry.
+          const skip = ch === "\r" && chars[i + 1] === "\n" ? 2 : 1;
+          rest = chars.slice(i + skip).join("");
+          return done(() => resolve(value));
+        }
         if (ch === "\u0003" || ch === "\u0004") return done(() => reject(new PeopleUsage("set-pin: cancelled: nothing changed")));
         if (ch === "\u007f" || ch === "\b") value = value.slice(0, -1);
         else value += ch;
       }
     };
     input.on("data", onData);
+    input.resume();
   });
 }
 
