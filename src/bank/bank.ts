@@ -16,7 +16,7 @@ import { lockoutRemaining, NO_LOCKOUT, recordFailure } from "../domain/lockout.j
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, isLockerError, LockerError } from "../errors.js";
 import type { Compartment, Credential, Ledger, LedgerTx, Parcel, ParcelStatus, Person } from "../ledger/ledger.js";
-import type { EventType } from "../domain/events.js";
+import type { EventType, NewEvent } from "../domain/events.js";
 import type { Logger } from "../log.js";
 import { ActuationQueue, type OpenResult } from "./actuation.js";
 import { DoorWaiters } from "./doors.js";
@@ -73,6 +73,8 @@ export interface OpenTicket {
 }
 
 const CODE_ATTEMPTS = 50;
+/** Outcome records held back by a full disk (Bank.recordOutcome): a few per door at most in practice. */
+const MAX_LATE_OUTCOMES = 256;
 
 export class Bank extends EventEmitter<BankEvents> {
   readonly actuation: ActuationQueue;
@@ -90,6 +92,8 @@ export class Bank extends EventEmitter<BankEvents> {
   private readonly refusedWhileLocked = new Map<string, number>();
   /** Set once stop() began: nothing may be scheduled against the ledger after it. */
   private stopping = false;
+  /** Outcome records the disk refused, kept until it takes writes again (recordOutcome). */
+  private readonly lateOutcomes: NewEvent[] = [];
   private settleTimer: NodeJS.Timeout | undefined;
   /** Codes drawn inside a door transaction, announced once it committed. */
   private readonly pendingCodes: BankEvents["codeIssued"][0][] = [];
@@ -135,6 +139,7 @@ export class Bank extends EventEmitter<BankEvents> {
 
   /** Every door as it reads now, then the flows left open; after a start, or once the ledger takes writes again. */
   resync(): void {
+    this.writeLateOutcomes();
     for (const c of this.served) this.onDoor(c.lock, this.deps.hardware.doors.read(c.lock), "start");
     this.recoverInterrupted();
     this.settleHeld();
@@ -495,13 +500,7 @@ export class Bank extends EventEmitter<BankEvents> {
         : r.opened && r.unfired
           ? { purpose, reason: "door opened; board did not acknowledge", attempts: r.attempts, unfired: r.unfired }
           : undefined;
-      if (skip) {
-        try {
-          this.write((tx) => tx.event({ type: "lock.skipped", compartment, parcel, data: skip }));
-        } catch (e) {
-          this.log.error({ err: e, compartment }, "could not record a skipped pulse");
-        }
-      }
+      if (skip) this.recordOutcome({ type: "lock.skipped", compartment, parcel, data: skip }, "a skipped pulse");
       return r;
     });
     return { compartment, parcel, result };
@@ -852,6 +851,46 @@ export class Bank extends EventEmitter<BankEvents> {
   private unknownCompartment(id: string): LockerError {
     const ids = this.served.map((l) => l.id);
     return new LockerError(ErrorCode.UnknownCompartment, `no compartment ${id} (valid: ${ids[0]}..${ids[ids.length - 1]})`, { id });
+  }
+
+  /**
+   * The record of what became of a pulse with no state change behind it (lock.skipped: an
+   * authorization spent without a coil; a technician's unacknowledged attempts). A disk that refuses
+   * the write must not lose it: the audit trail would show an authorization never spent, and a
+   * reader matching pulses to authorizations would pair the next pulse with the wrong one. Kept in
+   * memory (bounded) with the time it happened, and written right after storage.recovered. Never
+   * throws: a ticket's result is often not awaited, and an unhandled rejection stops the daemon.
+   */
+  recordOutcome(e: NewEvent, what: string): void {
+    try {
+      this.write((tx) => tx.event(e));
+      return;
+    } catch (err) {
+      if (!this.deps.ledger.storageProblem || this.stopping) {
+        this.log.error({ err, compartment: e.compartment }, `could not record ${what}`);
+        return;
+      }
+    }
+    if (this.lateOutcomes.length >= MAX_LATE_OUTCOMES) {
+      this.log.error({ compartment: e.compartment, type: e.type }, `could not record ${what}: the disk is full and ${MAX_LATE_OUTCOMES} records already wait`);
+      return;
+    }
+    this.lateOutcomes.push({ ...e, data: { ...e.data, occurredAt: this.deps.now() } });
+    this.log.warn({ compartment: e.compartment, type: e.type, waiting: this.lateOutcomes.length }, `the disk is full: ${what} is recorded once it takes writes again`);
+  }
+
+  /** The outcome records the disk refused, in the order they happened, in one transaction. */
+  private writeLateOutcomes(): void {
+    if (!this.lateOutcomes.length) return;
+    try {
+      this.write((tx) => {
+        for (const e of this.lateOutcomes) tx.event(e);
+      });
+      this.log.info({ records: this.lateOutcomes.length }, "records the full disk held back are written");
+      this.lateOutcomes.length = 0;
+    } catch (err) {
+      this.log.error({ err, waiting: this.lateOutcomes.length }, "could not write the records the full disk held back");
+    }
   }
 
   private write<T>(fn: (tx: LedgerTx) => T): T {

@@ -200,18 +200,15 @@ export class Technician {
 
   /** Attempts the board did not take: unavailable (none sent), uncertain (not acknowledged), or skipped (the door opened anyway). */
   private recordUnavailable(id: string, who: Actor, r: OpenResult, error: string | null): void {
-    try {
-      this.deps.ledger.transact((tx) =>
-        tx.event({
-          type: r.opened ? "lock.skipped" : r.unavailable ? "lock.unavailable" : "lock.uncertain",
-          compartment: id,
-          actor: who.user,
-          data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error, ...(r.opened ? { reason: "door opened; board did not acknowledge" } : {}), ...claim(who) },
-        }),
-      );
-    } catch (e) {
-      this.log.error({ err: e, compartment: id }, "could not record an unavailable lock");
-    }
+    this.deps.bank.recordOutcome(
+      {
+        type: r.opened ? "lock.skipped" : r.unavailable ? "lock.unavailable" : "lock.uncertain",
+        compartment: id,
+        actor: who.user,
+        data: { purpose: "technician", attempts: r.attempts, unfired: r.unfired ?? 0, error, ...(r.opened ? { reason: "door opened; board did not acknowledge" } : {}), ...claim(who) },
+      },
+      "an unavailable lock",
+    );
   }
 
   private markFault(id: string, who: Actor, r: OpenResult, error: string | null): void {

@@ -95,12 +95,11 @@ describe("findings", () => {
     await runScenario(shrunk);
   });
 
-  // KNOWN DEFECT, found by the random run on the clean-clone CI at a14ab9e (seed -1543485137) and
-  // present since 7cf4109 (the session-start commit 39b1274 passes it): a deposit pulse queued
-  // behind A01's technician pulse, then a pickup while the disk is full, the disk back: A02 is
-  // pulsed again for the old deposit.started while unloading. `it.fails` keeps it on record and
-  // turns red the day it is fixed (then make it a plain `it`). First thing to fix next.
-  it.fails("1b, a queued deposit pulse and a pickup across a full disk: no second pulse for the old authorization (known defect)", async () => {
+  it("1b, a queued deposit pulse and a pickup across a full disk: the skip the disk refused is recorded once it takes writes, and the pickup's pulse is the pickup's", async () => {
+    // Found by the random run (seed -1543485137): the deposit's queued pulse was skipped (its door
+    // had been opened by hand) while the disk was full, and the lock.skipped record was dropped; the
+    // authorization stayed unspent on record, and the pickup's pulse paired with it. Now the record
+    // waits in memory and is written right after storage.recovered, with data.occurredAt.
     const shrunk = [
       {"kind": "advance", "ms": 31000},
       {"kind": "techOpen", "target": {"among": "any", "pick": 0}, "byNumber": false, "reason": "stuck door"},
