@@ -168,8 +168,19 @@ profile_file() {
   local f=("$SRC/hardware/profiles/$PROFILE"-*.json)
   printf '%s' "${f[0]}"
 }
-node_major() { "$1" -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null || true; }
+node_version() { "$1" -e 'process.stdout.write(process.versions.node)' 2>/dev/null || true; }
+node_major() { local v; v="$(node_version "$1")"; printf '%s' "${v%%.*}"; }
 major_ok() { case " $NODE_MAJORS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# 24.19.0 to 24.21.x: better-sqlite3 12 compiled against their headers aborts the process at exit
+# (`Assertion failed: (env) != nullptr`); 24.22.0 fixed it. package.json's engines say the same.
+version_ok() {
+  local v="$1" major minor
+  major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%.*}"
+  major_ok "$major" || return 1
+  if [ "$major" = 24 ] && [ "${minor:-0}" -ge 19 ] 2>/dev/null && [ "${minor:-0}" -le 21 ]; then return 1; fi
+  return 0
+}
+NODE_REFUSED="24.19 to 24.21 (better-sqlite3 aborts at exit on them; 24.22 fixed it)"
 is_active() { command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet lockerd 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------------
@@ -229,12 +240,12 @@ choose_node() {
       NODE_BIN=/usr/bin NPM=/usr/bin/npm
       return
     fi
-    m="$(node_major "$NODE")"
-    major_ok "$m" || fail "--node $NODE is Node ${m:-?}; lockerd runs on Node ${NODE_MAJORS// /, }"
+    m="$(node_version "$NODE")"
+    version_ok "$m" || fail "--node $NODE is Node ${m:-?}; lockerd runs on Node ${NODE_MAJORS// /, }, not $NODE_REFUSED"
     say "--node: $NODE (Node $m)"
-  elif command -v node >/dev/null 2>&1 && major_ok "$(node_major node)"; then
+  elif command -v node >/dev/null 2>&1 && version_ok "$(node_version node)"; then
     NODE="$(readlink -f "$(command -v node)")"
-    say "on PATH: $NODE (Node $(node_major "$NODE"))"
+    say "on PATH: $NODE (Node $(node_version "$NODE"))"
   else
     cand="$(apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: *\([0-9]*\)\..*/\1/p' | head -1)"
     if [ -n "$cand" ] && major_ok "$cand"; then

@@ -149,6 +149,25 @@ describe("scripts/install-pi.sh", () => {
     nothingChanged(r);
   });
 
+  it("refuses Node 24.19 to 24.21 (better-sqlite3 aborts at exit there) and takes 24.18 and 24.22", () => {
+    const fake = (v: string) => {
+      const f = join(base, `node-${v}`);
+      writeFileSync(f, `#!/bin/sh\nprintf ${v}\n`);
+      chmodSync(f, 0o755);
+      return f;
+    };
+    for (const v of ["24.19.0", "24.21.3"]) {
+      const r = installer(["--dry-run", "--profile", "a", "--node", fake(v)]);
+      expect(r.out).toContain(`is Node ${v}; lockerd runs on Node 20, 22, 24, not 24.19 to 24.21`);
+      nothingChanged(r);
+    }
+    for (const v of ["24.18.1", "24.22.0", "22.12.0"]) {
+      const r = installer(["--dry-run", "--profile", "a", "--node", fake(v)]);
+      expect(r.out).toContain(`(Node ${v})`);
+      expect(r.out).not.toMatch(/lockerd runs on Node/);
+    }
+  });
+
   it("--dry-run --uninstall removes the service and the releases, keeps the config and the data", () => {
     const r = installer(["--dry-run", "--uninstall"]);
     expect(r.status, r.out).toBe(0);
