@@ -72,8 +72,8 @@ export type Command =
   | { t: "wait"; ms: number }
   | { t: "error"; message: string };
 
-export const COMMAND_HELP = "open|close|jam|unjam A07, badge HEX, scan TEXT, temp B01 12, unplug|plug B01, keys 123#, state, wait MS, q";
-const VERBS = "open close jam unjam badge scan temp unplug plug keys state wait q";
+export const COMMAND_HELP = "open|close|jam|unjam A07, badge HEX, finger N, scan TEXT, temp B01 12, unplug|plug B01, keys 123#, state, wait MS, q";
+const VERBS = "open close jam unjam badge finger scan temp unplug plug keys state wait q";
 
 /** Keypad input split into requests the socket accepts. */
 export function keyRequests(keys: string): SimRequest[] {
@@ -100,6 +100,8 @@ export function parseCommand(line: string): Command {
       return need(`${verb.toLowerCase()} A07`) ?? validated(req);
     case "badge":
       return need("badge 04A1B2C3") ?? validated({ op: "badge", id: arg });
+    case "finger":
+      return need("finger 7") ?? validated({ op: "finger", finger: arg });
     case "temp":
       if (args.length !== 2 || !Number.isFinite(Number(args[1]))) return { t: "error", message: "usage: temp B01 12.5" };
       return validated({ op: "temperature", compartment: arg.toUpperCase(), celsius: Number(args[1]) });
@@ -228,7 +230,7 @@ export interface ViewModel {
 }
 
 const LOG_STYLE: Record<LogKind, string | undefined> = { unlock: "36", buzzer: "2", door: "33", notify: "1;35", error: "31", local: "2" };
-const HELP = "0-9*# keys | :open :close :jam :unjam A07 :badge HEX :scan TEXT :state | q quit";
+const HELP = "0-9*# keys | :open :close :jam :unjam A07 :badge HEX :finger N :scan TEXT :state | q quit";
 const PANEL = 30; // the keypad panel's share of the width, legend included
 
 function label(c: CompartmentView): string {

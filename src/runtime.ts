@@ -45,6 +45,8 @@ import type { CommandRouter } from "./sync/commands.js";
 import type { SyncLink } from "./sync/link.js";
 import { Sealer, SignatureVerifier } from "./sync/seal.js";
 import { BankClock } from "./sync/clock.js";
+import { Passes } from "./bank/passes.js";
+import { Fingers } from "./bank/fingers.js";
 
 export interface RuntimeOptions {
   config: Config;
@@ -110,6 +112,10 @@ export class Runtime {
   people!: People;
   /** The wall clock as the bank judges it: synchronized or not, steps (sync/clock.ts). */
   clock!: BankClock;
+  /** App passes at the scanner (bank/passes.ts). */
+  passes!: Passes;
+  /** Fingerprint slots and enrolments (bank/fingers.ts). */
+  fingers!: Fingers;
   router: CommandRouter | undefined;
   link: SyncLink | undefined;
   readonly startedAt: number;
@@ -167,9 +173,13 @@ export class Runtime {
     if (config.sync.enabled && !sealer) log.warn("sync.sealKey not set: pickup codes cannot reach the server");
     this.bank = new Bank({ ledger: this.ledger, hardware: this.hardware, layout: this.layout, config, deviceKey, log, now: this.now, sealer });
     this.technician = new Technician({ bank: this.bank, ledger: this.ledger, hardware: this.hardware, now: this.now, log });
+    this.fingers = new Fingers({ ledger: this.ledger, bank: this.bank, readers: this.hardware.fingerprints ?? [], now: this.now, log });
+    this.passes = new Passes({ bank: this.bank, ledger: this.ledger, deviceKey, config, now: this.now, clock: this.clock, log });
     this.terminal = new Terminal({
       id: config.terminal.id,
       bank: this.bank,
+      passes: this.passes,
+      fingers: this.fingers,
       technician: this.technician,
       display: this.hardware.display,
       buzzer: this.hardware.buzzer,
@@ -178,7 +188,7 @@ export class Runtime {
       log,
     });
     await this.bank.start();
-    this.people = new People({ ledger: this.ledger, deviceKey, owner: peopleOwner(config), now: this.now });
+    this.people = new People({ ledger: this.ledger, deviceKey, owner: peopleOwner(config), now: this.now, fingers: this.fingers });
     this.remote = new RemoteOps({ bank: this.bank, technician: this.technician, ledger: this.ledger, config, deviceKey, people: this.people, now: this.now });
     this.deadlines = new DeadlineScheduler({ ledger: this.ledger, now: this.now, log, clock: this.clock });
     this.clock.start();
@@ -198,6 +208,8 @@ export class Runtime {
         technician: this.technician,
         reload: () => this.reloadFile(),
         people: this.people,
+        fingers: this.fingers,
+        enrollScreen: (lines, done) => this.terminal.enrollment(lines, done),
         deviceKey,
         hardware: this.hardware,
         temperatures: () => this.temperature?.latest() ?? [],
@@ -254,6 +266,7 @@ export class Runtime {
     this.temperature.start();
     for (const source of this.hardware.inputs) source.on("input", this.onInput);
     this.terminal.start();
+    this.fingers.start((reader, touch) => this.terminal.finger(reader.name, touch));
     try {
       const restored = this.ledger.meta(META_RESTORED);
       this.ledger.transact((tx) => {
@@ -471,6 +484,7 @@ export class Runtime {
   private async doStop(reason: string): Promise<void> {
     const { log } = this.opts;
     for (const source of this.hardware?.inputs ?? []) source.off("input", this.onInput);
+    this.fingers?.stop();
     this.terminal?.stop();
     this.storage?.stop();
     this.retention?.stop();

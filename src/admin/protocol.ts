@@ -113,6 +113,16 @@ export const AdminRequest = z.discriminatedUnion("cmd", [
     cmd: z.literal("people-set-badge"),
     args: z.strictObject({ person: personId, badges: z.array(z.string().regex(/^[0-9A-Fa-f]{4,32}$/, "expected a hex badge id")).max(4) }),
   }),
+  // A fingerprint enrolled on the bank's module (the person at the sensor): each step streamed as a
+  // `finger` item and shown on the bank's display; the answer is the slot on record.
+  z.strictObject({
+    id: z.int(),
+    user,
+    cmd: z.literal("people-enroll-finger"),
+    args: z.strictObject({ person: personId, captures: z.union([z.literal(2), z.literal(3)]).default(2), reader: z.string().min(1).max(200).optional() }),
+  }),
+  // A person's fingerprints withdrawn (one slot, or all): they open nothing at once, the module deletes them.
+  z.strictObject({ id: z.int(), user, cmd: z.literal("people-remove-finger"), args: z.strictObject({ person: personId, slot: z.int().min(0).max(65_535).optional() }) }),
   // Read the config file again and apply its layout where safe (as SIGHUP does); the answer says what happened.
   z.strictObject({ id: z.int(), user, cmd: z.literal("reload"), args: z.strictObject({}).default({}) }),
   // A consistent copy of the ledger with its device key, streamed as `chunk` items, then its summary.
@@ -305,9 +315,13 @@ export const PersonRow = z.object({
   active: z.boolean(),
   pin: z.boolean(),
   badges: z.number(),
+  fingers: z.number().default(0),
   updatedAt: z.number(),
 });
 export type PersonRow = z.infer<typeof PersonRow>;
+
+export const FingerEnrolled = z.object({ person: z.string(), reader: z.string(), slot: z.number(), fingers: z.number() });
+export const FingersRemoved = z.object({ person: z.string(), withdrawn: z.number(), deleted: z.number() });
 
 export const PeopleResult = z.object({ owner: z.enum(["server", "lockerctl"]), people: z.array(PersonRow) });
 
@@ -327,6 +341,8 @@ export type BackupResult = z.infer<typeof BackupResult>;
 export const StreamItem = z.discriminatedUnion("kind", [
   /** backup: the next piece of the file, base64; in order. */
   z.object({ kind: z.literal("chunk"), data: z.string() }),
+  /** people-enroll-finger: what the person at the sensor is asked to do now. */
+  z.object({ kind: z.literal("finger"), step: z.enum(["place", "lift", "again", "stored"]), n: z.number().optional(), of: z.number().optional(), why: z.string().optional(), slot: z.number().optional() }),
   z.object({ kind: z.literal("event"), event: LedgerEventView }),
   z.object({ kind: z.literal("door"), compartment: z.string(), door: z.string(), ts: z.number() }),
   z.object({ kind: z.literal("compartments"), compartments: z.array(CompartmentRow), alarms: z.array(Alarm) }),

@@ -19,6 +19,7 @@ import { ErrorCode, isLockerError, LockerError, toErrorBody } from "../errors.js
 import type { ChangedBy, People } from "../bank/people.js";
 import { describePlan } from "../bank/layout.js";
 import { backupTemp, writeBackup } from "../ledger/backup.js";
+import type { EnrollProgress, Fingers } from "../bank/fingers.js";
 import type { ReloadReport } from "../runtime.js";
 import type { Ledger } from "../ledger/ledger.js";
 import { LineServer, type LineClient } from "../lines/server.js";
@@ -44,6 +45,10 @@ export interface AdminDeps {
   /** Read the config file again (Runtime.reloadFile); absent: no file to read. */
   reload?: (() => ReloadReport) | undefined;
   people: People;
+  /** Fingerprint slots and enrolments; absent: the bank has none. */
+  fingers?: Fingers | undefined;
+  /** The bank's display during an enrolment (Terminal.enrollment). */
+  enrollScreen?: ((lines: string[] | null, done?: { lines: string[]; ok: boolean }) => void) | undefined;
   /** The HMAC key of the ledger's secrets: it goes into a backup with the ledger. */
   deviceKey: Buffer;
   hardware: Hardware;
@@ -238,6 +243,13 @@ export class AdminServer {
         return people.setActive(req.args.person, req.cmd === "people-enable", this.changedBy(req), req.args.reason);
       case "people-set-pin":
         return people.setPin(req.args.person, req.args.pin, this.changedBy(req));
+      case "people-enroll-finger":
+        return this.enrollFinger(req, stream);
+      case "people-remove-finger": {
+        if (!this.deps.fingers) throw new LockerError(ErrorCode.HardwareUnavailable, "this bank has no fingerprint reader");
+        const r = await this.deps.fingers.remove(req.args.person, this.changedBy(req), req.args.slot);
+        return { person: req.args.person, ...r };
+      }
       case "people-set-badge":
         return people.setBadges(req.args.person, req.args.badges, this.changedBy(req));
       case "reload": {
@@ -271,6 +283,41 @@ export class AdminServer {
         const recent = ledger.eventsFrom(Math.max(1, ledger.headSeq - WATCH_EVENTS + 1), WATCH_EVENTS).map(eventView);
         return { device: this.device(), compartments: this.rows(), alarms: this.alarmsView(), events: recent };
       }
+    }
+  }
+
+  /**
+   * The module's enrolment sequence with the person at the sensor: each step on the bank's display
+   * and streamed to lockerctl; the slot and person.finger_enrolled in one transaction at the end.
+   */
+  private async enrollFinger(req: Extract<AdminCall, { cmd: "people-enroll-finger" }>, stream: (item: StreamItem) => void): Promise<unknown> {
+    const { fingers, enrollScreen } = this.deps;
+    if (!fingers) throw new LockerError(ErrorCode.HardwareUnavailable, "this bank has no fingerprint reader (a reader of type \"fingerprint\" in the hardware profile)");
+    const person = this.deps.ledger.person(req.args.person);
+    const who = person?.name ?? req.args.person;
+    const screen = (s: EnrollProgress): string[] => {
+      switch (s.step) {
+        case "place":
+          return [`Enrolling ${who}`, `Place finger (${s.n}/${s.of})`];
+        case "again":
+          return [`Enrolling ${who}`, `Again: ${s.why}`, `Place finger (${s.n}/${s.of})`];
+        case "lift":
+          return [`Enrolling ${who}`, "Lift finger"];
+        case "stored":
+          return [`Enrolling ${who}`, "Stored"];
+      }
+    };
+    try {
+      const slot = await fingers.enroll(req.args.person, this.changedBy(req), (s) => {
+        enrollScreen?.(screen(s));
+        stream({ kind: "finger", ...s });
+      }, { captures: req.args.captures, ...(req.args.reader ? { reader: req.args.reader } : {}) });
+      enrollScreen?.(null, { lines: ["Finger enrolled", who], ok: true });
+      this.log.info({ user: req.user, person: req.args.person, slot: slot.slot }, "fingerprint enrolled");
+      return { person: req.args.person, reader: slot.reader, slot: slot.slot, fingers: fingers.slotsOf(req.args.person).filter((f) => f.status === "live").length };
+    } catch (e) {
+      enrollScreen?.(null, { lines: ["Enrolment failed", isLockerError(e) ? String(e.context.reason ?? e.code) : "error"], ok: false });
+      throw e;
     }
   }
 

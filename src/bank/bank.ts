@@ -25,12 +25,14 @@ import type { Sealer } from "../sync/seal.js";
 import { seedPeople } from "./setup.js";
 
 /** How a parcel leaves: recipient's code or badge, the server's override (forgotten code), staff removal, the depositor taking it back, a courier collecting outbound. */
-export type CollectVia = "code" | "badge" | "remote" | "staff" | "return" | "courier";
+export type CollectVia = "code" | "badge" | "finger" | "app" | "remote" | "staff" | "return" | "courier";
 
 /** What closing the door after each kind of collection makes of the parcel. */
 const COLLECT_OUTCOME = {
   code: { status: "picked_up", event: "parcel.picked_up" },
   badge: { status: "picked_up", event: "parcel.picked_up" },
+  finger: { status: "picked_up", event: "parcel.picked_up" },
+  app: { status: "picked_up", event: "parcel.picked_up" },
   remote: { status: "picked_up", event: "parcel.picked_up" },
   staff: { status: "removed", event: "parcel.removed" },
   return: { status: "cancelled", event: "parcel.cancelled" },
@@ -260,6 +262,15 @@ export class Bank extends EventEmitter<BankEvents> {
     return this.collect(parcel, compartment, { via: "code", credentialId: cred.id, collectorId: parcel.recipientId, terminal });
   }
 
+  /** @internal (passes.ts) A verified pickup pass for a stored parcel: its compartment opens, the pass spent with it. */
+  collectByPass(terminal: string, parcel: Parcel, pass: PassUse): OpenTicket {
+    if (!parcel.compartmentId) throw new LockerError(ErrorCode.IllegalTransition, `parcel ${parcel.id} is not in a compartment`);
+    if (parcel.expiredAt !== null) throw expired(parcel);
+    const compartment = this.compartment(parcel.compartmentId);
+    this.assertServiceable(compartment);
+    return this.collect(parcel, compartment, { via: "app", credentialId: null, collectorId: parcel.recipientId, terminal, pass });
+  }
+
   /** A courier's or staff member's PIN. */
   personByPin(terminal: string, pin: string): Person {
     this.assertNotLockedOut(terminal);
@@ -278,8 +289,8 @@ export class Bank extends EventEmitter<BankEvents> {
     return person;
   }
 
-  /** A badge tap: every compartment holding a parcel for this person, one after the other. */
-  pickupForPerson(terminal: string, person: Person): OpenTicket[] {
+  /** A badge tap or a finger: every compartment holding a parcel for this person, one after the other. */
+  pickupForPerson(terminal: string, person: Person, via: "badge" | "finger" = "badge"): OpenTicket[] {
     const parcels = this.deps.ledger.parcelsOf(person.id, "stored");
     const live = parcels.filter((p) => p.expiredAt === null);
     if (parcels.length && !live.length) throw expired(parcels[0]!);
@@ -287,7 +298,7 @@ export class Bank extends EventEmitter<BankEvents> {
     for (const parcel of live) {
       const compartment = parcel.compartmentId ? this.deps.ledger.compartment(parcel.compartmentId) : undefined;
       if (!compartment || compartment.state !== "occupied" || !this.lockAvailable(compartment.id)) continue;
-      tickets.push(this.collect(parcel, compartment, { via: "badge", credentialId: null, collectorId: person.id, terminal }));
+      tickets.push(this.collect(parcel, compartment, { via, credentialId: null, collectorId: person.id, terminal }));
     }
     return tickets;
   }
@@ -349,6 +360,16 @@ export class Bank extends EventEmitter<BankEvents> {
   /** A courier scans a parcel the server reserved a compartment for: that compartment opens. */
   beginReservedDeposit(terminal: string, parcelId: string, courier: Person): OpenTicket {
     if (!courier.roles.includes("courier") && !courier.roles.includes("staff")) throw new LockerError(ErrorCode.Unauthorized, "couriers only");
+    return this.reservedDeposit(terminal, parcelId, courier.id);
+  }
+
+  /**
+   * @internal (passes.ts) The reserved compartment of `parcelId` opens for its deposit. `pass`: an
+   * app pass allowed it; its nonce is written used in the same transaction (a live one, from a
+   * deposit rolled back, is reused) and kept as the parcel's collectCredential, so a rollback makes
+   * it live again.
+   */
+  reservedDeposit(terminal: string, parcelId: string, actor: string, pass?: PassUse): OpenTicket {
     const parcel = this.deps.ledger.parcel(parcelId);
     if (!parcel || parcel.status !== "reserved" || !parcel.compartmentId) {
       throw new LockerError(ErrorCode.UnknownParcel, `no reservation for parcel ${parcelId}`, { parcel: parcelId });
@@ -360,14 +381,15 @@ export class Bank extends EventEmitter<BankEvents> {
     const open = c.door === "open";
     this.write((tx) => {
       assertTransition(c.id, c.state, "loading");
-      tx.updateParcel(parcel.id, { status: "depositing", depositorId: courier.id });
+      const credential = pass ? spendPass(tx, pass, parcel.id, t) : null;
+      tx.updateParcel(parcel.id, { status: "depositing", depositorId: actor, ...(credential !== null ? { collectCredential: credential } : {}) });
       tx.updateCompartment(c.id, { state: "loading", doorOpened: open, since: t, pulses: c.pulses + (open ? 0 : 1) });
       tx.event({
         type: "deposit.started",
         compartment: c.id,
         parcel: parcel.id,
-        actor: courier.id,
-        data: { size: parcel.size, terminal, pulseMs: this.actuation.pulseLength, reserved: true },
+        actor,
+        data: { size: parcel.size, terminal, pulseMs: this.actuation.pulseLength, reserved: true, ...(pass ? { via: "app" } : {}) },
       });
       if (open) tx.event({ type: "lock.skipped", compartment: c.id, parcel: parcel.id, data: { purpose: "deposit", reason: "door already open", attempts: 0 } });
     });
@@ -452,17 +474,18 @@ export class Bank extends EventEmitter<BankEvents> {
   collect(
     parcel: Parcel,
     compartment: Compartment,
-    how: { via: CollectVia; credentialId: number | null; collectorId: string | null; terminal: string },
+    how: { via: CollectVia; credentialId: number | null; collectorId: string | null; terminal: string; pass?: PassUse },
   ): OpenTicket {
     const t = this.deps.now();
     this.write((tx) => {
       assertTransition(compartment.id, compartment.state, "unloading");
-      if (how.credentialId !== null) tx.setCredentialStatus(how.credentialId, "used", t);
+      const credentialId = how.pass ? spendPass(tx, how.pass, parcel.id, t) : how.credentialId;
+      if (credentialId !== null && !how.pass) tx.setCredentialStatus(credentialId, "used", t);
       tx.updateParcel(parcel.id, {
         status: "collecting",
         collectorId: how.collectorId,
         collectVia: how.via,
-        collectCredential: how.credentialId,
+        collectCredential: credentialId,
         collectTerminal: how.terminal,
       });
       const open = compartment.door === "open";
@@ -825,18 +848,19 @@ export class Bank extends EventEmitter<BankEvents> {
    * attempt until the terminal locks; while locked nothing is checked or written (assertNotLockedOut),
    * so a flood costs a bounded number of rows: at most `threshold` per lockout, which grows.
    */
-  private badAttempt(terminal: string, kind: "code" | "pin" | "badge"): LockerError {
+  /** @internal (passes.ts, fingers) A refused credential: counted toward the terminal's lockout, on record. */
+  badAttempt(terminal: string, kind: "code" | "pin" | "badge" | "pass" | "finger", reason?: string): LockerError {
     const { ledger, now, config } = this.deps;
     const out = recordFailure(ledger.terminal(terminal) ?? NO_LOCKOUT, now(), config.lockout);
     const refused = this.refusedWhileLocked.get(terminal) ?? 0;
     this.write((tx) => {
       tx.setTerminal(terminal, out.state);
-      tx.event({ type: "code.rejected", data: { terminal, kind, failures: out.state.failures, ...(refused ? { refusedWhileLocked: refused } : {}) } });
+      tx.event({ type: "code.rejected", data: { terminal, kind, failures: out.state.failures, ...(reason ? { reason } : {}), ...(refused ? { refusedWhileLocked: refused } : {}) } });
       if (out.lockedForMs) tx.event({ type: "terminal.locked_out", data: { terminal, ms: out.lockedForMs, failures: out.state.failures } });
       if (out.alarm) tx.event({ type: "alarm.brute_force", data: { terminal, inWindow: out.state.windowFailures } });
     });
     this.refusedWhileLocked.delete(terminal);
-    return new LockerError(ErrorCode.InvalidCredential, `${kind} not valid`, { lockedForMs: out.lockedForMs });
+    return new LockerError(ErrorCode.InvalidCredential, `${kind} not valid${reason ? `: ${reason}` : ""}`, { lockedForMs: out.lockedForMs, kind, ...(reason ? { reason } : {}) });
   }
 
 
@@ -906,4 +930,17 @@ function expired(parcel: Parcel): LockerError {
   return new LockerError(ErrorCode.ParcelExpired, `parcel ${parcel.id} passed its pickup deadline: please see the mailroom`, {
     compartment: parcel.compartmentId,
   });
+}
+
+/** An app pass being spent: the HMAC of its nonce, and its credential row if it has one (live: a rolled-back use). */
+export interface PassUse {
+  hash: Buffer;
+  credentialId: number | null;
+}
+
+/** The pass's credential, used now (inserted the first time), in the caller's transaction. */
+function spendPass(tx: LedgerTx, pass: PassUse, parcelId: string, at: number): number {
+  const id = pass.credentialId ?? tx.insertCredential("pass", pass.hash, { parcelId }, at);
+  tx.setCredentialStatus(id, "used", at);
+  return id;
 }

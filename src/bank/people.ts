@@ -18,6 +18,7 @@ import type { Config, Role } from "../config/schema.js";
 import { isTrivialCode, secretHash } from "../domain/credentials.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Ledger, LedgerTx, Person } from "../ledger/ledger.js";
+import type { Fingers } from "./fingers.js";
 
 export type PeopleOwner = "server" | "lockerctl";
 
@@ -39,6 +40,8 @@ export interface PersonView {
   active: boolean;
   pin: boolean;
   badges: number;
+  /** Fingerprints enrolled (live slots on the bank's modules). */
+  fingers: number;
   updatedAt: number;
 }
 
@@ -58,11 +61,12 @@ export const MAX_PIN = 12;
 export class People {
   private readonly stmt;
 
-  constructor(private readonly deps: { ledger: Ledger; deviceKey: Buffer; owner: PeopleOwner; now: () => number }) {
+  constructor(private readonly deps: { ledger: Ledger; deviceKey: Buffer; owner: PeopleOwner; now: () => number; fingers?: Fingers | undefined }) {
     this.stmt = {
       list: deps.ledger.db.prepare(
         `SELECT p.*, (SELECT count(*) FROM credentials c WHERE c.person_id = p.id AND c.kind = 'pin' AND c.status = 'live') AS pins,
-                (SELECT count(*) FROM credentials c WHERE c.person_id = p.id AND c.kind = 'badge' AND c.status = 'live') AS badges
+                (SELECT count(*) FROM credentials c WHERE c.person_id = p.id AND c.kind = 'badge' AND c.status = 'live') AS badges,
+                (SELECT count(*) FROM finger_slots f WHERE f.person_id = p.id AND f.status = 'live') AS fingers
          FROM people p ORDER BY p.id`,
       ),
     };
@@ -81,6 +85,7 @@ export class People {
       active: r.active === 1,
       pin: Number(r.pins) > 0,
       badges: Number(r.badges),
+      fingers: Number(r.fingers),
       updatedAt: r.updated_at as number,
     }));
   }
@@ -120,6 +125,7 @@ export class People {
         const pins = tx.revokePersonCredentials(id, "pin", t);
         const badges = tx.revokePersonCredentials(id, "badge", t);
         tx.event({ type: "person.disabled", actor: by.actor, data: { ...by.data, person: id, pins, badges, reason: reason ?? null } });
+        this.deps.fingers?.withdrawIn(tx, id, by, "person disabled");
       }
     });
     return this.view(id);
@@ -155,6 +161,7 @@ export class People {
       if (!p.active) tx.revokePersonCredentials(p.id, "pin", t);
       this.insertAll(tx, p.id, "badge", p.badges ?? [], t);
       tx.event({ type: "person.updated", actor: by.actor, data: { ...by.data, person: p.id, roles: p.roles, active: p.active, badges: p.badges?.length ?? 0, number: p.number !== undefined } });
+      if (!p.active) this.deps.fingers?.withdrawIn(tx, p.id, by, "person disabled");
     }
     let removed = 0;
     for (const id of a.removals ?? []) {
@@ -164,6 +171,7 @@ export class People {
       const badges = tx.revokePersonCredentials(id, "badge", t);
       const pins = tx.revokePersonCredentials(id, "pin", t);
       tx.event({ type: "person.removed", actor: by.actor, data: { ...by.data, person: id, badges, pins } });
+      this.deps.fingers?.withdrawIn(tx, id, by, "person removed");
       removed++;
     }
     return { upserted: a.upserts?.length ?? 0, removed };

@@ -13,7 +13,9 @@ export function rollBack(tx: LedgerTx, c: Compartment, parcel: Parcel | undefine
     tx.updateCompartment(c.id, { state: parcel ? "occupied" : "free", doorOpened: false, since: now, parcelId: parcel ? parcel.id : null });
     tx.event({ type: "pickup.aborted", compartment: c.id, parcel: parcel?.id ?? null, data: { reason } });
   } else if (parcel && parcel.recipientId !== null && parcel.direction === "inbound") {
-    tx.updateParcel(parcel.id, { status: "reserved", depositorId: null });
+    // An app pass that allowed this deposit works again (the door never opened).
+    if (parcel.collectCredential !== null) tx.reliveCredential(parcel.collectCredential);
+    tx.updateParcel(parcel.id, { status: "reserved", depositorId: null, collectCredential: null });
     tx.updateCompartment(c.id, { state: "reserved", doorOpened: false, since: now });
     tx.event({ type: "deposit.aborted", compartment: c.id, parcel: parcel.id, data: { reason, reserved: true } });
   } else {

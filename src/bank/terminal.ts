@@ -25,6 +25,8 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import type { Bank, BankEvents, OpenTicket } from "./bank.js";
 import type { Technician } from "./technician.js";
+import { looksLikePass, type Passes } from "./passes.js";
+import type { Fingers } from "./fingers.js";
 
 const MAX_DIGITS = 12;
 
@@ -38,7 +40,7 @@ const DOOR_PROMPT: Record<DoorPurpose, string> = { remove: "Remove: door no.?", 
 /** Recorded as the reason of a staff action taken at the keypad (lockerctl asks a technician for one). */
 const KEYPAD_REASON = "staff at the keypad";
 /** How a session started: the credential its person presented. */
-export type SessionVia = "pin" | "badge" | "dropoff";
+export type SessionVia = "pin" | "badge" | "finger" | "dropoff";
 /** done: their business ended; timeout: no key; superseded: the next person's code or credential. */
 export type SessionEnd = "done" | "timeout" | "superseded" | "stopped";
 export type SessionChange =
@@ -86,6 +88,10 @@ export interface TerminalDeps {
   specials: readonly Special[];
   options: Config["terminal"];
   log: Logger;
+  /** Fingerprint slots → people (bank/fingers.ts); without it a finger is ignored. */
+  fingers?: Fingers | undefined;
+  /** App passes at the scanner (bank/passes.ts); without it a pass is read as any other scan. */
+  passes?: Passes | undefined;
 }
 
 interface Session {
@@ -107,6 +113,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private specials: readonly Special[];
   /** What the bank offers after a live layout change, taken once nobody is in a session (setOffer). */
   private nextOffer: { sizes: readonly Size[]; specials: readonly Special[] } | undefined;
+  /** The display during a fingerprint enrolment (enrollment()); null: none under way. */
+  private enrollLines: string[] | null = null;
+  /** Reserved deposits an app pass opened here, until their door closes on the parcel. */
+  private readonly passDeposits = new Set<string>();
   private readonly onLoaded = (e: BankEvents["loaded"][0]) => this.loaded(e);
   private readonly onUnloaded = (e: BankEvents["unloaded"][0]) => this.unloaded(e);
   private readonly onOpenFailed = (e: BankEvents["openFailed"][0]) => this.openFailed(e, "jammed");
@@ -170,6 +180,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   /** Whatever a person presented at this terminal's devices. */
   input(input: Input): void {
+    if (this.enrollLines) return this.log.info({ kind: input.kind }, "input ignored during a fingerprint enrolment");
     switch (input.kind) {
       case "keys":
         return this.keys(input.keys);
@@ -189,14 +200,58 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   badge(id: string): void {
+    if (this.enrollLines) return this.log.info("badge ignored during a fingerprint enrolment");
     const busy = ["depositing", "recipient", "door", "taking", "collecting", "shelf"].includes(this.mode.m);
     if (busy) return this.log.info({ mode: this.mode.m }, "badge ignored mid-flow");
     this.dismissMessage();
     this.armIdle();
     try {
-      const person = this.deps.bank.personByBadge(this.deps.id, id);
-      this.beginSession(person, "badge");
-      const tickets = this.deps.bank.pickupForPerson(this.deps.id, person);
+      this.identified(this.deps.bank.personByBadge(this.deps.id, id), "badge");
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
+  }
+
+  /**
+   * A finger on a fingerprint module (bank/fingers.ts): its person, as a badge's; a touch the
+   * module matched to nobody is refused like an unknown badge.
+   */
+  finger(reader: string, touch: { slot: number; score: number } | { rejected: string }): void {
+    const fingers = this.deps.fingers;
+    if (!fingers || this.enrollLines) return;
+    const busy = ["depositing", "recipient", "door", "taking", "collecting", "shelf"].includes(this.mode.m);
+    if (busy) return this.log.info({ mode: this.mode.m }, "finger ignored mid-flow");
+    this.dismissMessage();
+    this.armIdle();
+    try {
+      if ("rejected" in touch) throw fingers.refuse(this.deps.id, touch.rejected);
+      this.identified(fingers.personBySlot(this.deps.id, reader, touch.slot), "finger");
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
+  }
+
+  /**
+   * An enrolment under way at this bank (lockerctl people enroll-finger): its step on the display,
+   * the keypad and readers ignored meanwhile; null: over, `done` shown as a result.
+   */
+  enrollment(lines: string[] | null, done?: { lines: string[]; ok: boolean }): void {
+    this.enrollLines = lines;
+    if (lines) {
+      clearTimeout(this.message);
+      this.message = undefined;
+      this.show(lines);
+      return;
+    }
+    if (done) return this.flash(done.lines, done.ok ? "ok" : "error", this.mode);
+    this.render();
+  }
+
+  /** A person identified by a credential they carry (badge, finger): their parcels open, or their menu. */
+  private identified(person: Person, via: "badge" | "finger"): void {
+    try {
+      this.beginSession(person, via);
+      const tickets = this.deps.bank.pickupForPerson(this.deps.id, person, via);
       if (tickets.length) return this.opened(tickets);
       if (person.roles.includes("staff")) return this.go({ m: "menu", person });
       if (person.roles.includes("courier")) return this.go({ m: "size", person });
@@ -213,6 +268,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
    * (or asked for another parcel), the label of a parcel the server reserved a compartment for.
    */
   scan(text: string): void {
+    if (this.deps.passes && looksLikePass(text.trim())) return this.presentPass(text.trim());
     const mode = this.mode;
     const isCode = /^(?:L:)?[0-9]{4,12}$/.test(text.trim());
     const courierWaiting = (mode.m === "size" && !mode.outbound) || mode.m === "another";
@@ -221,6 +277,21 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const m = /^(?:L:)?([0-9]{4,12})$/.exec(text.trim());
     this.idle("superseded");
     this.submitCode(m ? m[1]! : "");
+  }
+
+  /** An app pass (bank/passes.ts): whoever was at the keypad is done; the pass's door opens once. */
+  private presentPass(text: string): void {
+    this.dismissMessage();
+    this.idle("superseded");
+    try {
+      const r = this.deps.passes!.present(this.deps.id, text);
+      if (r.kind === "pickup") return this.opened([r.ticket]);
+      this.deps.buzzer.sound("ok");
+      this.passDeposits.add(r.ticket.parcel!);
+      this.flash([`Door ${r.ticket.compartment} open`, "Put parcel in and", "close the door"], undefined, { m: "idle", buf: "" });
+    } catch (e) {
+      this.fail(e, { m: "idle", buf: "" });
+    }
   }
 
   private key(k: string): void {
@@ -530,6 +601,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   private loaded(e: BankEvents["loaded"][0]): void {
     const mode = this.mode;
+    if (this.passDeposits.delete(e.parcel)) {
+      if (mode.m === "idle") this.flash([`Stored in ${e.compartment}`, "Recipient notified", "Thank you"], "ok", mode);
+      return;
+    }
     if (mode.m !== "depositing" || mode.parcel !== e.parcel) return;
     if (mode.outbound) {
       this.armIdle();
@@ -601,6 +676,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     switch (e.code) {
       case ErrorCode.InvalidCredential: {
         const ms = Number(e.context.lockedForMs ?? 0);
+        if (e.context.kind === "finger") return ms ? ["Finger not known", "Too many tries:", `wait ${Math.ceil(ms / 1000)} s`] : ["Finger not known", "Try again or use", "your code"];
+        if (e.context.kind === "pass") return [...passLines(String(e.context.reason)), ...(ms ? [`Too many tries: wait ${Math.ceil(ms / 1000)} s`] : [])];
         return ms ? ["Code not valid", "Too many tries:", `wait ${Math.ceil(ms / 1000)} s`] : ["Code not valid", "Try again"];
       }
       case ErrorCode.LockedOut:
@@ -657,6 +734,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   private render(): void {
     if (this.message) return;
+    if (this.enrollLines) return this.show(this.enrollLines);
     const mode = this.mode;
     const mask = (b: string) => "*".repeat(b.length);
     const sizes = this.sizes.map((s, i) => `${i + 1}=${s}`).join(" ");
@@ -702,5 +780,28 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private show(lines: string[]): void {
     const { displayLines, displayWidth } = this.deps.options;
     this.deps.display.show(lines.slice(0, displayLines).map((l) => l.slice(0, displayWidth)));
+  }
+}
+
+/** What the display says for each refused pass (docs/asyncapi.yaml, App passes). */
+function passLines(reason: string): string[] {
+  switch (reason) {
+    case "expired":
+      return ["Pass expired", "Ask for a new one"];
+    case "not_yet_valid":
+      return ["Pass not valid yet"];
+    case "wrong_site":
+    case "wrong_device":
+      return ["Pass is for", "another locker"];
+    case "already_used":
+      return ["Pass already used"];
+    case "parcel_not_stored":
+      return ["No parcel here", "for this pass"];
+    case "parcel_not_reserved":
+      return ["No reservation", "for this pass"];
+    case "no_key":
+      return ["Passes not accepted", "here: use your code"];
+    default:
+      return ["Pass not valid"];
   }
 }

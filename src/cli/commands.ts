@@ -6,13 +6,13 @@
 // `request` (its arguments; default none) and `render` (print the answer). `offline` makes it work
 // without the daemon; `streams` keeps the connection open; `run` takes the connection over (watch).
 import { z } from "zod";
-import { CompartmentRow, LedgerEventView, ReloadResult, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus } from "../admin/protocol.js";
+import { CompartmentRow, LedgerEventView, ReloadResult, RelayTestResult, SelftestResult, SensorsResult, StatusResult, SyncStatus, type StreamItem } from "../admin/protocol.js";
 import { formatStats, StatsResult } from "../admin/stats.js";
 import type { ReadOnlyLedger } from "../ledger/read-ledger.js";
 import type { AdminClient } from "./client.js";
 import { formatCompartments, formatEvent, formatOpenReports, formatSelftest, formatSensors, formatStatus, formatSync, type Style } from "./format.js";
 import { offlineCompartments, offlineEvents, offlineSelftest, offlineStats } from "./offline.js";
-import { BACKUP_HELP, formatBackup, PEOPLE_HELP, PeopleUsage, peopleRequest, readPinTwice, renderPeople, runBackup, type PeopleOptions } from "./people.js";
+import { BACKUP_HELP, fingerStep, formatBackup, PEOPLE_HELP, PeopleUsage, peopleRequest, readPinTwice, renderPeople, runBackup, type PeopleOptions } from "./people.js";
 import { runWatch } from "./watch.js";
 
 /** A mistake on the command line (exit 2); `command` points the hint at that command's help. */
@@ -259,17 +259,19 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "people",
-    summary: "the people directory: list, add, set-pin, set-badge, disable, enable",
-    usage: "list | add | set-pin | set-badge | disable | enable ...",
+    summary: "the people directory: list, add, set-pin, set-badge, disable, enable, enroll-finger, remove-finger",
+    usage: "list | add | set-pin | set-badge | disable | enable | enroll-finger | remove-finger ...",
     about: PEOPLE_HELP.split("\n").slice(2, -1),
     options: [
       { name: "name", type: "string", value: "NAME", help: "add: the person's name" },
       { name: "roles", type: "string", value: "R[,R]", help: "add: recipient, courier, staff, technician" },
       { name: "number", type: "string", value: "N", help: "add: the recipient number a courier types" },
       { name: "none", type: "boolean", help: "set-pin: remove the PIN" },
+      { name: "captures", type: "string", value: "2|3", help: "enroll-finger: touches (default 2)" },
+      { name: "slot", type: "string", value: "N", help: "remove-finger: only this slot" },
       REASON,
     ],
-    examples: ['lockerctl people add courier-2 --name "Dana Driver" --roles courier', "lockerctl people set-pin courier-2", "lockerctl people disable courier-2 --reason left"],
+    examples: ['lockerctl people add courier-2 --name "Dana Driver" --roles courier', "lockerctl people set-pin courier-2", "lockerctl people disable courier-2 --reason left", "lockerctl people enroll-finger courier-2"],
     request: (rest, o) => {
       try {
         return peopleRequest(rest, o as PeopleOptions);
@@ -286,7 +288,12 @@ export const COMMANDS: Command[] = [
           throw e instanceof PeopleUsage ? new Usage(e.message, "people") : e;
         }
       }
-      const result = await client.request(cmd as never, args, c.user);
+      const onStep = (item: StreamItem) => {
+        const line = fingerStep(item);
+        if (line && !c.io.json) c.io.out(line);
+      };
+      if (cmd === "people-enroll-finger" && !c.io.json) c.io.out("enrolling: watch the bank's display");
+      const result = await client.request(cmd as never, args, c.user, onStep);
       client.close();
       if (c.io.json) c.io.emit(result);
       else c.io.out(renderPeople(cmd, result, c.style));

@@ -3,7 +3,7 @@
 // lines on stdin by a script), never on the command line, where `ps` and the shell history see it.
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { BackupResult, PeopleResult, PersonRow, type StreamItem } from "../admin/protocol.js";
+import { BackupResult, FingerEnrolled, FingersRemoved, PeopleResult, PersonRow, type StreamItem } from "../admin/protocol.js";
 import type { AdminClient } from "./client.js";
 import { paint, type Style } from "./format.js";
 
@@ -16,8 +16,10 @@ Usage:
   lockerctl people add ID --name "NAME" --roles ROLE[,ROLE] [--number N]
   lockerctl people set-pin ID [--none]       type the PIN twice (no echo); --none removes it
   lockerctl people set-badge ID [HEX...]     the person's badges (none: every badge removed)
-  lockerctl people disable ID [--reason TEXT]  a leaver: every PIN and badge revoked at once
+  lockerctl people disable ID [--reason TEXT]  a leaver: every PIN, badge and finger revoked at once
   lockerctl people enable ID [--reason TEXT]
+  lockerctl people enroll-finger ID [--captures 2|3]   the person touches the bank's sensor
+  lockerctl people remove-finger ID [--slot N]         one finger, or all of the person's
 
 Roles: recipient, courier, staff, technician. A recipient number is what a courier types.
 Changes are allowed when lockerctl owns the directory (config people.owner "lockerctl", the
@@ -25,9 +27,15 @@ default without sync); with "server" they are made on the server and lockerctl o
 Each change is a ledger event naming you. A script may give the PIN as two lines on stdin:
   printf '%s\\n%s\\n' "$PIN" "$PIN" | lockerctl people set-pin courier-2
 
+Fingerprints: the template stays on the bank's module; the ledger keeps only which slot is
+whose. enroll-finger shows each step here and on the bank's display (place, lift, place again).
+A disabled person's fingers are withdrawn at once and deleted from the module (retried while it
+does not answer). Enrolling works whoever owns the directory: it needs the person at the bank.
+
 Example:
   lockerctl people add courier-2 --name "Dana Driver" --roles courier
   lockerctl people set-pin courier-2
+  lockerctl people enroll-finger courier-2
 `;
 
 export interface PeopleOptions {
@@ -36,6 +44,8 @@ export interface PeopleOptions {
   number?: string | undefined;
   reason?: string | undefined;
   none?: boolean | undefined;
+  captures?: string | undefined;
+  slot?: string | undefined;
 }
 
 /** The admin request for `people SUB ...` (without the PIN: `pin` says one must be read). Throws PeopleUsage. */
@@ -74,25 +84,49 @@ export function peopleRequest(rest: string[], o: PeopleOptions): { cmd: string; 
       const person = id();
       return { cmd: "people-set-badge", args: { person, badges: more.slice(1) }, pin: false };
     }
+    case "enroll-finger": {
+      const person = id();
+      noMore(1);
+      const captures = o.captures === undefined ? 2 : Number(o.captures);
+      if (captures !== 2 && captures !== 3) throw new PeopleUsage("people enroll-finger: --captures is 2 or 3");
+      return { cmd: "people-enroll-finger", args: { person, captures }, pin: false };
+    }
+    case "remove-finger": {
+      const person = id();
+      noMore(1);
+      const slot = o.slot === undefined ? undefined : Number(o.slot);
+      if (slot !== undefined && (!Number.isInteger(slot) || slot < 0)) throw new PeopleUsage("people remove-finger: --slot is a slot number (lockerctl people list)");
+      return { cmd: "people-remove-finger", args: { person, ...(slot !== undefined ? { slot } : {}) }, pin: false };
+    }
     case undefined:
-      throw new PeopleUsage("people needs a subcommand: list, add, set-pin, set-badge, disable, enable");
+      throw new PeopleUsage("people needs a subcommand: list, add, set-pin, set-badge, disable, enable, enroll-finger, remove-finger");
     default:
-      throw new PeopleUsage(`people: unknown subcommand "${sub}" (list, add, set-pin, set-badge, disable, enable)`);
+      throw new PeopleUsage(`people: unknown subcommand "${sub}" (list, add, set-pin, set-badge, disable, enable, enroll-finger, remove-finger)`);
   }
 }
 
 export function formatPeople(r: { owner: string; people: PersonRow[] }, style: Style): string {
   const head = `people directory (owner: ${r.owner === "server" ? "the server: change people there" : "lockerctl"}), ${r.people.length} people`;
   if (!r.people.length) return `${head}\n  nobody yet: lockerctl people add ID --name "NAME" --roles ROLE`;
-  const rows = r.people.map((p) => [p.id, p.name, p.roles.join(","), p.number ?? "", p.pin ? "yes" : "", p.badges ? String(p.badges) : "", p.active ? "active" : "disabled"]);
-  const header = ["ID", "NAME", "ROLES", "NUMBER", "PIN", "BADGES", "STATE"];
+  const rows = r.people.map((p) => [p.id, p.name, p.roles.join(","), p.number ?? "", p.pin ? "yes" : "", p.badges ? String(p.badges) : "", p.fingers ? String(p.fingers) : "", p.active ? "active" : "disabled"]);
+  const header = ["ID", "NAME", "ROLES", "NUMBER", "PIN", "BADGES", "FINGERS", "STATE"];
   const width = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i]!)).join("  ").trimEnd();
-  return [head, paint(style, "bold", line(header)), ...rows.map((row) => (row[6] === "disabled" ? paint(style, "dim", line(row)) : line(row)))].join("\n");
+  return [head, paint(style, "bold", line(header)), ...rows.map((row) => (row[7] === "disabled" ? paint(style, "dim", line(row)) : line(row)))].join("\n");
 }
 
 export function renderPeople(cmd: string, result: unknown, style: Style): string {
   if (cmd === "people-list") return formatPeople(PeopleResult.parse(result), style);
+  if (cmd === "people-enroll-finger") {
+    const r = FingerEnrolled.parse(result);
+    return `${r.person}: finger enrolled in slot ${r.slot} of ${r.reader} (${r.fingers} finger(s) now)`;
+  }
+  if (cmd === "people-remove-finger") {
+    const r = FingersRemoved.parse(result);
+    if (!r.withdrawn) return `${r.person}: no fingers to remove`;
+    const waiting = r.withdrawn - r.deleted;
+    return `${r.person}: ${r.withdrawn} finger(s) withdrawn (they open nothing); ${r.deleted} deleted from the module${waiting ? `, ${waiting} to delete when it answers again` : ""}`;
+  }
   const p = PersonRow.parse(result);
   return `${p.id} (${p.name}): ${p.active ? "active" : "disabled"}, roles ${p.roles.join(",")}${p.number ? `, number ${p.number}` : ""}, PIN ${p.pin ? "set" : "none"}, ${p.badges} badge(s)`;
 }
@@ -231,4 +265,19 @@ export function formatBackup(file: string, r: BackupResult): string {
     `  sha256 ${r.sha256}`,
     "  restore with: lockerd restore FILE --data DIR (lockerd stopped)",
   ].join("\n");
+}
+
+/** An enrolment's step, as the technician's terminal shows it. */
+export function fingerStep(item: StreamItem): string | undefined {
+  if (item.kind !== "finger") return undefined;
+  switch (item.step) {
+    case "place":
+      return `  touch ${item.n}/${item.of}: the person puts the finger on the sensor`;
+    case "again":
+      return `  again (${item.why ?? "unclear image"}): touch ${item.n}/${item.of}`;
+    case "lift":
+      return "  lift the finger";
+    case "stored":
+      return `  stored in slot ${item.slot}`;
+  }
 }

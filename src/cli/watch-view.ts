@@ -60,7 +60,8 @@ export function applyStream(model: WatchModel, item: StreamItem): WatchModel {
       if (!model.compartments.some((c) => c.id === item.compartment)) return model;
       return { ...model, compartments: model.compartments.map((c) => (c.id === item.compartment ? { ...c, door: item.door } : c)) };
     case "chunk":
-      return model; // a backup's, never on a watch stream
+    case "finger":
+      return model; // a backup's or an enrolment's, never on a watch stream
   }
 }
 

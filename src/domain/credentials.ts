@@ -1,7 +1,7 @@
 // Pickup codes and secrets at rest. Pure apart from the CSPRNG, which is injectable.
 import { createHmac, randomInt } from "node:crypto";
 
-export type SecretKind = "code" | "pin" | "badge";
+export type SecretKind = "code" | "pin" | "badge" | "pass";
 
 /**
  * Codes a person might try first, or that a shoulder-surfer remembers: one repeated digit

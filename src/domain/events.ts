@@ -57,6 +57,9 @@ export const EVENT_TYPES = [
   "person.disabled",
   "person.pin_set",
   "person.badge_set",
+  "person.finger_enrolled",
+  "person.finger_removed",
+  "person.finger_deleted",
   "compartment.resized",
   // The config's layout applied (bank/layout.ts): a compartment added, retired (kept for its
   // history, never served again), changed (data {from, to}: size, refrigerated, accessible, lock),

@@ -57,6 +57,32 @@ export interface DeviceEvents {
   recovered: [device: string];
 }
 
+/** What a fingerprint module asks of the person during an enrolment. */
+export type FingerEnrollStep = { step: "place"; n: number; of: number } | { step: "lift" } | { step: "again"; n: number; of: number; why: string };
+
+export interface FingerprintEvents {
+  /** A finger matched the template in `slot` with at least the threshold score. Once per touch. */
+  finger: [match: { slot: number; score: number }];
+  /** A touch that identified nobody (no_match, low_score, bad_image). Once per touch. */
+  rejected: [rejection: { reason: string; slot?: number; score?: number }];
+}
+
+/**
+ * A fingerprint module (R30x / R503 / AS608 class: drivers/readers/fingerprint): templates live on
+ * the module, in numbered slots; the ledger keeps only which slot is whose (bank/fingers.ts).
+ */
+export interface FingerprintReader extends EventEmitter<FingerprintEvents> {
+  /** Names the module in the ledger's slot table and in status, e.g. "fingerprint /dev/serial0". */
+  readonly name: string;
+  /** The keypad dialogue it belongs to (config `terminal`), if it names one. */
+  readonly terminal: string | undefined;
+  readonly ready: boolean;
+  /** Enrol a finger into a slot ("free": the lowest empty one); rejects with a LockerError (context.reason). */
+  enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts?: { captures?: 2 | 3; timeoutMs?: number }): Promise<{ slot: number }>;
+  deleteSlots(slots: readonly number[]): Promise<void>;
+  usedSlots(): Promise<number[]>;
+}
+
 /** One bank's devices, as a hardware profile builds them. */
 export interface Hardware {
   /** Each device and whether it answers (status, selftest). */
@@ -76,6 +102,8 @@ export interface Hardware {
   lockChannelsOf?(device: string): number[];
   /** fault / recovered of the devices that can fail on their own. */
   readonly devices?: EventEmitter<DeviceEvents>;
+  /** Fingerprint modules (a `fingerprint` reader in the real profile; the simulator's `:finger N`). */
+  readonly fingerprints?: readonly FingerprintReader[];
   start(): Promise<void>;
   stop(): Promise<void>;
 }

@@ -150,6 +150,26 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE compartments ADD COLUMN retired_at INTEGER;
   `,
+  // 8: the enterprise tier's access methods (issue 16).
+  //  - An app pass's nonce is a credential of kind 'pass' (HMAC of the nonce under the device key),
+  //    for its parcel, written used in the transaction that opens the door: a pass opens once, and a
+  //    flow rolled back (the door never opened) makes it live again, as a code. Looked up whatever
+  //    its status (a used one is refused), so it has its own index.
+  //  - A fingerprint template lives on its module only; the ledger keeps which slot of which module
+  //    is whose. 'deleting': the person was disabled and the module has not yet confirmed the slot's
+  //    deletion (it was down): the slot opens nothing meanwhile, and the deletion is retried.
+  `
+  CREATE INDEX credentials_pass ON credentials(hash) WHERE kind = 'pass';
+  CREATE TABLE finger_slots (
+    reader      TEXT NOT NULL,
+    slot        INTEGER NOT NULL,
+    person_id   TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'live', -- live | deleting
+    enrolled_at INTEGER NOT NULL,
+    PRIMARY KEY (reader, slot)
+  ) STRICT;
+  CREATE INDEX finger_slots_person ON finger_slots(person_id);
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

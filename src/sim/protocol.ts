@@ -19,6 +19,8 @@ export const SimRequest = z.discriminatedUnion("op", [
   }),
   z.strictObject({ op: z.literal("badge"), id: z.string().regex(/^[0-9A-Fa-f]{4,32}$/, "expected 4-32 hex digits") }),
   z.strictObject({ op: z.literal("scan"), text: z.string().min(1).max(512) }),
+  /** A finger on the simulated fingerprint module (and lifted): names like "7"; enrolment takes its touches from these. */
+  z.strictObject({ op: z.literal("finger"), finger: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, "a finger is 1-16 letters or digits") }),
   z.strictObject({ op: z.literal("door"), compartment, state: z.enum(["open", "closed"]) }),
   z.strictObject({ op: z.literal("jam"), compartment, jammed: z.boolean() }),
   z.strictObject({ op: z.literal("state") }),

@@ -101,6 +101,8 @@ export class SimSocket {
           return hardware.keypad.badge(req.id);
         case "scan":
           return hardware.keypad.scan(req.text);
+        case "finger":
+          return hardware.finger.place(req.finger);
         case "door":
           return hardware.doors.set(this.channel(req.compartment), req.state);
         case "jam": {

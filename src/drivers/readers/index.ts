@@ -4,14 +4,16 @@
 //   { "type": "hid", "vendorId": 2303, "productId": 9, "emits": "badge" }
 //   { "type": "rdm6300", "port": "/dev/ttyAMA0" }
 //   { "type": "wiegand-serial", "port": "/dev/ttyUSB1", "format": "bits" }
+//   { "type": "fingerprint", "port": "/dev/serial0", "threshold": 50 }   (not an input part: fingerprint/module.ts)
 import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { InputPart } from "../parts.js";
 import { HidReader, HidReaderConfig, type HidApi } from "./hid.js";
 import type { ReaderOutput } from "./output.js";
 import { Rdm6300Config, SerialKeypadConfig, SerialReader, SerialScannerConfig, WiegandSerialConfig } from "./serial.js";
+import { FingerprintReaderConfig } from "./fingerprint/module.js";
 
-export const ReaderConfig = z.discriminatedUnion("type", [HidReaderConfig, SerialKeypadConfig, SerialScannerConfig, Rdm6300Config, WiegandSerialConfig]);
+export const ReaderConfig = z.discriminatedUnion("type", [HidReaderConfig, SerialKeypadConfig, SerialScannerConfig, Rdm6300Config, WiegandSerialConfig, FingerprintReaderConfig]);
 export type ReaderConfig = z.infer<typeof ReaderConfig>;
 
 export interface ReaderDeps {
@@ -29,7 +31,9 @@ export interface ReaderDeps {
 /** An input part that also tells what it read and threw away (status, tests). */
 export type Reader = InputPart & { readonly output: ReaderOutput };
 
+/** A keypad, badge or code reader (a fingerprint module is not an input part: real/build.ts makes it). */
 export function createReader(config: ReaderConfig, deps: ReaderDeps): Reader {
+  if (config.type === "fingerprint") throw new TypeError("a fingerprint reader is a FingerprintModule, not an input part");
   return config.type === "hid" ? new HidReader(config, deps) : new SerialReader(config, deps);
 }
 

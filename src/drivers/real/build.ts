@@ -13,6 +13,7 @@ import { createSht3x, type Sht3xPart } from "../i2c/sht3x.js";
 import type { DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
 import { createRs485Boards } from "../rs485/boards.js";
 import { createReader } from "../readers/index.js";
+import { FingerprintModule } from "../readers/fingerprint/module.js";
 import { RealHardware } from "./hardware.js";
 import type { RealProfile } from "./profile.js";
 
@@ -60,8 +61,13 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
       }
     }
   }
-  const inputs: InputPart[] = profile.readers.map((r) => createReader(r, { log, terminal: deps.terminal }));
-  all.push(...inputs);
+  const inputs: InputPart[] = [];
+  const fingerprints: FingerprintModule[] = [];
+  for (const r of profile.readers) {
+    if (r.type === "fingerprint") fingerprints.push(new FingerprintModule(r, { log }));
+    else inputs.push(createReader(r, { log, terminal: deps.terminal }));
+  }
+  all.push(...inputs, ...fingerprints);
   const display = profile.display ? createLcd(profile.display, { log }) : undefined;
   if (display) all.push(display);
   // optional: a buzzer/LED that cannot start is reported and skipped, never fatal
@@ -73,5 +79,5 @@ export function buildRealHardware(profile: RealProfile, deps: { log: Logger; ter
     thermometers.set(t.compartment, p);
     all.push(p);
   }
-  return new RealHardware({ locks, doors, items, inputs, display, buzzer, thermometers, all, optional: new Set(buzzer ? [buzzer] : []) }, log);
+  return new RealHardware({ locks, doors, items, inputs, fingerprints, display, buzzer, thermometers, all, optional: new Set(buzzer ? [buzzer] : []) }, log);
 }

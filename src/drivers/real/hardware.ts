@@ -10,13 +10,15 @@ import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, BuzzerPart, DisplayPart, DoorPart, InputPart, ItemPart, LockPart, Part } from "../parts.js";
 import type { TemperatureSensor } from "../temperature.js";
-import type { Buzzer, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, LockDriver } from "../types.js";
+import type { Buzzer, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, FingerprintReader, Hardware, LockDriver } from "../types.js";
 
 export interface RealParts {
   locks: readonly LockPart[];
   doors: readonly DoorPart[];
   items: readonly ItemPart[];
   inputs: readonly InputPart[];
+  /** Fingerprint modules (also in `all`). */
+  fingerprints?: readonly FingerprintReader[] | undefined;
   display?: DisplayPart | undefined;
   buzzer?: BuzzerPart | undefined;
   /** By compartment id. */
@@ -75,6 +77,7 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
   readonly locks: RoutedLocks;
   readonly doors: MergedDoors;
   readonly inputs: readonly InputPart[];
+  readonly fingerprints: readonly FingerprintReader[];
   readonly display: Display;
   readonly buzzer: Buzzer;
   readonly thermometers: ReadonlyMap<string, TemperatureSensor>;
@@ -93,6 +96,7 @@ export class RealHardware extends EventEmitter<DeviceEvents> implements Hardware
     this.locks = new RoutedLocks(parts.locks);
     this.doors = new MergedDoors(parts.doors);
     this.inputs = parts.inputs;
+    this.fingerprints = parts.fingerprints ?? [];
     this.display = parts.display ?? NO_DISPLAY;
     this.buzzer = parts.buzzer ?? NO_BUZZER;
     this.thermometers = parts.thermometers;

@@ -3,7 +3,7 @@
 import { EventEmitter } from "node:events";
 import { ErrorCode, LockerError } from "../../errors.js";
 import { SimTemperatureSensor } from "./temperature.js";
-import type { Buzzer, BuzzerPattern, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, Hardware, InputEvents, LockDriver } from "../types.js";
+import type { Buzzer, BuzzerPattern, DeviceEvents, DeviceHealth, Display, DoorEvents, DoorSensors, DoorState, FingerEnrollStep, FingerprintEvents, FingerprintReader, Hardware, InputEvents, LockDriver } from "../types.js";
 
 export interface SimEvents {
   unlock: [channel: number, pulseMs: number];
@@ -130,6 +130,67 @@ export class SimInput extends EventEmitter<InputEvents> {
   }
 }
 
+/**
+ * A fingerprint module as the simulator has it: fingers are names ("7"), a slot holds the finger
+ * enrolled into it, a finger on the sensor matches its slot (score 120) or nothing. Enrolment takes
+ * its touches from place(), as the real module takes them from the sensor.
+ */
+export class SimFingerprint extends EventEmitter<FingerprintEvents> implements FingerprintReader {
+  readonly name = "fingerprint sim";
+  readonly terminal = undefined;
+  readonly ready = true;
+  readonly librarySize = 200;
+  /** slot → finger */
+  readonly slots = new Map<number, string>();
+  private capture: ((finger: string) => void) | undefined;
+
+  /** A finger on the sensor, then lifted. */
+  place(finger: string): void {
+    if (this.capture) return this.capture(finger);
+    const slot = [...this.slots].find(([, f]) => f === finger)?.[0];
+    if (slot === undefined) this.emit("rejected", { reason: "no_match" });
+    else this.emit("finger", { slot, score: 120 });
+  }
+
+  async enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts: { captures?: 2 | 3; timeoutMs?: number } = {}): Promise<{ slot: number }> {
+    if (this.capture) throw new LockerError(ErrorCode.Busy, `${this.name} is already enrolling`, { reason: "busy" });
+    const of = opts.captures ?? 2;
+    const touches: string[] = [];
+    try {
+      for (let n = 1; n <= of; n++) {
+        onStep({ step: "place", n, of });
+        touches.push(
+          await new Promise<string>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new LockerError(ErrorCode.Expired, "no finger on the sensor in time", { reason: "timeout" })), opts.timeoutMs ?? 20_000);
+            this.capture = (f) => {
+              clearTimeout(timer);
+              resolve(f);
+            };
+          }),
+        );
+        this.capture = undefined;
+        if (n < of) onStep({ step: "lift" });
+      }
+    } finally {
+      this.capture = undefined;
+    }
+    if (new Set(touches).size !== 1) throw new LockerError(ErrorCode.InvalidCredential, "the touches are not the same finger", { reason: "combine_failed" });
+    let slot = target === "free" ? -1 : target;
+    if (target === "free") for (slot = 0; this.slots.has(slot); slot++);
+    if (slot >= this.librarySize) throw new LockerError(ErrorCode.NoFit, "the module's library is full", { reason: "no_free_slot" });
+    this.slots.set(slot, touches[0]!);
+    return { slot };
+  }
+
+  async deleteSlots(slots: readonly number[]): Promise<void> {
+    for (const s of slots) this.slots.delete(s);
+  }
+
+  async usedSlots(): Promise<number[]> {
+    return [...this.slots.keys()].sort((a, b) => a - b);
+  }
+}
+
 export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly doors: SimDoors;
   readonly locks: SimLockBoard;
@@ -142,6 +203,9 @@ export class SimHardware extends EventEmitter<SimEvents> implements Hardware {
   readonly items = new Map<number, boolean>();
   /** fault / recovered of the simulated lock board (setBoard). */
   readonly devices = new EventEmitter<DeviceEvents>();
+  /** The simulated fingerprint module: `finger.place("7")` is finger 7 on the sensor (`:finger 7`). */
+  readonly finger = new SimFingerprint();
+  readonly fingerprints: readonly FingerprintReader[] = [this.finger];
   /** Lock channels wired: options.channels, and any added later (addChannels). */
   private readonly channels: number[];
 

@@ -81,7 +81,7 @@ describe("Ledger: storage", () => {
     const tables = (l.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map(
       (r) => r.name,
     );
-    expect(tables).toEqual(["commands", "compartments", "credentials", "deadlines", "events", "meta", "parcels", "people", "terminals"]);
+    expect(tables).toEqual(["commands", "compartments", "credentials", "deadlines", "events", "finger_slots", "meta", "parcels", "people", "terminals"]);
   });
 
   it("upgrades a version-1 ledger in place, keeping its data", () => {
