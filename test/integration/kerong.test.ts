@@ -2,20 +2,18 @@
 // end of a socat pseudo-terminal pair with the real serialport binding; a Kerong-board emulator
 // process (scripts/kerong-emulator.ts) serves two boards on the other end. What the daemon puts on
 // the wire is checked byte for byte; door states come back through its status polls.
-import { spawn, type ChildProcess } from "node:child_process";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../helpers/socat.js";
+import { startEmulator, type Emulator } from "../helpers/kerong.js";
 import { generateKeyPairSync } from "node:crypto";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { TestServer } from "../helpers/server.js";
 
-const EMULATOR = join(ROOT, "dist/scripts/kerong-emulator.js");
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,52 +23,6 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
     if (Date.now() > end) throw new Error("condition not met in time");
     await sleep(20);
   }
-}
-
-interface Emulator {
-  child: ChildProcess;
-  frames: { rx: string; command?: string; board?: number; lock?: number }[];
-  control: (cmd: Record<string, unknown>) => Promise<unknown>;
-}
-
-async function startEmulator(port: string, control: string): Promise<Emulator> {
-  const child = spawn(process.execPath, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
-  const frames: Emulator["frames"] = [];
-  let buf = "";
-  let err = "";
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
-  const ready = new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`emulator not ready: ${err}`)), 10_000);
-    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      buf += d;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl)) as { ready?: boolean; rx?: string };
-        buf = buf.slice(nl + 1);
-        if (line.ready) {
-          clearTimeout(t);
-          resolve();
-        }
-        if (line.rx) frames.push(line as Emulator["frames"][number]);
-      }
-    });
-  });
-  await ready;
-  const controlFn = (cmd: Record<string, unknown>) =>
-    new Promise<unknown>((resolve, reject) => {
-      const sock = connect(control);
-      let out = "";
-      sock.setEncoding("utf8").on("data", (d: string) => {
-        out += d;
-        if (out.includes("\n")) {
-          sock.end();
-          resolve(JSON.parse(out.slice(0, out.indexOf("\n"))));
-        }
-      });
-      sock.on("error", reject);
-      sock.write(`${JSON.stringify(cmd)}\n`);
-    });
-  return { child, frames, control: controlFn };
 }
 
 const cleanup: (() => Promise<unknown>)[] = [];
