@@ -22,6 +22,7 @@ import { CommandRouter, type ReplyEnvelope } from "../../src/sync/commands.js";
 import { REPLIES, topics, type CommandName } from "../../src/sync/contract.js";
 import { admitCommand, replyTopic, retainedRefusal } from "../../src/sync/link.js";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
+import { encodePass, parsePass } from "../../src/domain/pass.js";
 import { testBank, type TestBank } from "../helpers/bank.js";
 import type { SimBoardState } from "../../src/drivers/sim/hardware.js";
 import type { SessionChange } from "../../src/bank/terminal.js";
@@ -73,7 +74,15 @@ export type Command =
    * page fails with SQLITE_FULL, as on a full SD card), or space returns (then the storage
    * monitor's next look finds the ledger writable again).
    */
-  | { kind: "disk"; full: boolean };
+  | { kind: "disk"; full: boolean }
+  /** A finger on the bank's fingerprint sensor: Ada's and Casey's are enrolled at start, the stranger's never. */
+  | { kind: "finger"; finger: "ada" | "casey" | "stranger" }
+  /**
+   * An app pass at the scanner for a stored parcel (pick counts back from the newest): valid, or
+   * expired, for another bank, not yet valid, signed by another key, one character changed; or
+   * the last pass scanned, scanned again (a screenshot).
+   */
+  | { kind: "pass"; pick: number; how: "valid" | "expired" | "otherDevice" | "early" | "forged" | "tampered" | "replay" };
 
 /**
  * What a hostile or quirky broker or server does to a command: delivers it as a stored retained
@@ -99,8 +108,11 @@ export type ServerCmd =
   | { name: "snapshot" };
 
 export const COURIER_PIN = "*2468#";
+/** The server's signing key: the bank verifies app passes with its public half. */
+const PASS_KEY = generateKeyPairSync("ed25519");
+const OTHER_KEY = generateKeyPairSync("ed25519");
 const withSealKey = (cfg: Record<string, any>) => {
-  cfg.sync = { ...cfg.sync, sealKey: publicKeyB64(SEAL.publicKey) };
+  cfg.sync = { ...cfg.sync, sealKey: publicKeyB64(SEAL.publicKey), serverPublicKey: publicKeyB64(PASS_KEY.publicKey) };
   cfg.people = { owner: "server" }; // the generated directory commands are the server's
 };
 export const STAFF_PIN = "*8642#";
@@ -331,6 +343,20 @@ const flow: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 5, arbitrary: deposit },
   // recipient with a code
   { weight: 3, arbitrary: fc.tuple(code, fc.boolean()).map(([c, hurried]) => [c, hurried ? pull("unloading") : wait(200), close("unloading")]) },
+  // recipient with the app: a pass for a stored parcel, the door closed, the screenshot scanned again later
+  {
+    weight: 3,
+    arbitrary: fc.record({ dep: deposit, pick: fc.constantFrom(0, 0, 1), replay: fc.boolean() }).map(({ dep, pick, replay }): Command[] => [
+      ...dep,
+      wait(31_000),
+      { kind: "pass", pick, how: "valid" },
+      wait(300),
+      close("unloading"),
+      ...(replay ? [wait(2000), { kind: "pass" as const, pick, how: "replay" as const }, wait(300)] : []),
+    ]),
+  },
+  // recipient with a finger (Ada's), or a courier's finger then a deposit
+  { weight: 2, arbitrary: fc.constant<Command[]>([wait(31_000), { kind: "finger", finger: "ada" }, wait(1000), close("unloading"), close("unloading")]) },
   // recipient with a badge: every compartment of theirs opens in turn
   {
     weight: 2,
@@ -404,7 +430,16 @@ const flows: fc.Arbitrary<Command[]> = fc
   .record({ fresh: fc.constantFrom(true, true, false), busy: fc.constantFrom(false, false, true), tech: techOpen, f: flow })
   .map(({ fresh, busy, tech, f }) => [...(fresh ? [wait(31_000)] : []), ...(busy ? [tech] : []), ...f]);
 
+const finger: fc.Arbitrary<Command> = fc.constantFrom("ada" as const, "ada" as const, "casey" as const, "stranger" as const).map((f) => ({ kind: "finger", finger: f }));
+const pass: fc.Arbitrary<Command> = fc.record({
+  kind: fc.constant("pass" as const),
+  pick: fc.nat(3),
+  how: fc.constantFrom("valid" as const, "valid" as const, "replay" as const, "replay" as const, "expired" as const, "otherDevice" as const, "early" as const, "forged" as const, "tampered" as const),
+});
+
 const step: fc.Arbitrary<Command[]> = fc.oneof(
+  { weight: 2, arbitrary: finger.map((c) => [c]) },
+  { weight: 3, arbitrary: pass.map((c) => [c]) },
   { weight: 5, arbitrary: keys.map((c) => [c]) },
   { weight: 4, arbitrary: code.map((c) => [c]) },
   { weight: 2, arbitrary: badge.map((c) => [c]) },
@@ -460,6 +495,8 @@ interface Pulse {
 /** What a run exercised, summed over runs to show the property is not vacuous. */
 export interface Coverage {
   commands: number;
+  /** App passes that opened a door. */
+  passOpens?: number;
   pulses: number;
   codesIssued: number;
   codePickups: number;
@@ -590,7 +627,67 @@ export class Scenario {
   }
 
   static async start(coverage: Coverage): Promise<Scenario> {
-    return new Scenario(await testBank(withSealKey), coverage);
+    const s = new Scenario(await testBank(withSealKey), coverage);
+    // Ada (a recipient) and Casey (a courier) enrol a finger each, as a technician has them do.
+    for (const [person, f] of [["p-1001", "ada"], ["courier-1", "casey"]] as const) {
+      await s.bank.rt.fingers.enroll(person, { actor: "tech" }, (st) => {
+        if (st.step === "place") queueMicrotask(() => s.bank.hw.finger.place(f));
+      });
+    }
+    s.events.push(...s.bank.rt.ledger.eventsFrom(1, 1_000_000).filter((e) => !s.events.some((x) => x.seq === e.seq)));
+    return s;
+  }
+
+  /** Every pass scanned so far, by nonce: its parcel and how many times it opened a door. */
+  private readonly passes = new Map<string, { parcel: string; opens: number; token: string }>();
+  private lastPass: string | undefined;
+
+  private scanPass(cmd: Extract<Command, { kind: "pass" }>): void {
+    const { rt, hw } = this.bank;
+    let token: string | undefined;
+    if (cmd.how === "replay") token = this.lastPass;
+    else {
+      const stored = rt.ledger.compartments().flatMap((c) => (c.state === "occupied" && c.parcelId ? [c.parcelId] : []));
+      const parcel = stored[stored.length - 1 - (cmd.pick % Math.max(1, stored.length))] ?? "nothing-stored";
+      const now = Math.floor(Date.now() / 1000) * 1000;
+      const base = { kind: "pickup" as const, parcelId: parcel, site: "hq", device: "bank-01", notBefore: now - 60_000, expiresAt: now + 3_600_000 };
+      const f =
+        cmd.how === "expired"
+          ? { ...base, notBefore: now - 7_200_000, expiresAt: now - 3_600_000 }
+          : cmd.how === "early"
+            ? { ...base, notBefore: now + 3_600_000, expiresAt: now + 7_200_000 }
+            : cmd.how === "otherDevice"
+              ? { ...base, device: "bank-02" }
+              : base;
+      token = encodePass(f, cmd.how === "forged" ? OTHER_KEY.privateKey : PASS_KEY.privateKey);
+      if (cmd.how === "tampered") token = token.slice(0, 30) + (token[30] === "A" ? "B" : "A") + token.slice(31);
+      const nonce = parsePass(token);
+      if (nonce.ok) this.passes.set(nonce.pass.nonce, { parcel, opens: 0, token });
+      if (cmd.how === "valid") this.lastPass = token;
+    }
+    if (!token) return;
+    const before = rt.ledger.headSeq;
+    hw.keypad.scan(token);
+    const opened = rt.ledger.eventsFrom(before + 1, 1000).filter((e) => e.type === "pickup.started" && e.data.via === "app");
+    const parsed = parsePass(token);
+    const valid = cmd.how === "valid" || cmd.how === "replay";
+    if (opened.length && !valid) throw new InvariantViolation("1 (authorized)", `a ${cmd.how} pass opened ${opened.map((e) => e.compartment).join(", ")}`);
+    if (!opened.length || !parsed.ok) return;
+    const p = this.passes.get(parsed.pass.nonce)!;
+    p.opens++;
+    this.coverage.passOpens = (this.coverage.passOpens ?? 0) + 1;
+    // A pass opens once; a flow whose door never opened gives it back (pickup.aborted for its parcel).
+    const aborted = rt.ledger.eventsFrom(1, 1_000_000).filter((e) => e.type === "pickup.aborted" && e.parcel === p.parcel).length;
+    if (p.opens - 1 > aborted) throw new InvariantViolation("9 (a pass opens once)", `pass for ${p.parcel} opened ${p.opens} times, ${aborted} pickups of it rolled back`);
+  }
+
+  private touch(f: "ada" | "casey" | "stranger"): void {
+    const { rt, hw } = this.bank;
+    const before = rt.ledger.headSeq;
+    hw.finger.place(f);
+    const opened = rt.ledger.eventsFrom(before + 1, 1000).filter((e) => e.type === "pickup.started" && e.data.via === "finger");
+    if (f === "stranger" && opened.length) throw new InvariantViolation("1 (authorized)", `a stranger's finger opened ${opened.map((e) => e.compartment).join(", ")}`);
+    if (opened.some((e) => e.actor !== "p-1001" && f === "ada")) throw new InvariantViolation("1 (authorized)", "Ada's finger opened somebody else's parcel");
   }
 
   private get epoch(): number {
@@ -646,6 +743,10 @@ export class Scenario {
         return this.typeCode(cmd);
       case "badge":
         return hw.keypad.badge(cmd.id);
+      case "finger":
+        return this.touch(cmd.finger);
+      case "pass":
+        return this.scanPass(cmd);
       case "door": {
         const c = this.resolve(cmd.target);
         if (c) hw.doors.set(rt.bank.layoutOf(c.id).lock, cmd.state);
@@ -701,11 +802,13 @@ export class Scenario {
         // The lock board is physical: a jammed lock stays jammed. The sim doors start closed.
         const jammed = [...hw.locks.jammed];
         const boardState = hw.locks.state;
+        const templates = new Map(hw.finger.slots); // the module keeps its templates
         this.stopped = true;
         await rt.stop();
         this.bank = await testBank(withSealKey, this.bank.dir);
         this.stopped = false;
         for (const lock of jammed) this.bank.hw.locks.jammed.add(lock);
+        for (const [slot, f] of templates) this.bank.hw.finger.slots.set(slot, f);
         this.bank.hw.setBoard(boardState);
         this.applyDisk(); // the disk is as full as it was
         this.epochStart.push(this.bank.rt.ledger.headSeq);
