@@ -79,8 +79,16 @@ export function brokerMatrix(engine: Engine, opts: MatrixOptions): void {
     return dir;
   }
 
-  async function online(b: TestBank, timeoutMs = 30_000): Promise<void> {
-    await until("the link online", () => b.rt.link?.info().state === "online", timeoutMs).catch((e: Error) => {
+  /**
+   * The link online, on a connection made after the `after`th (info().connects): after a kill, the
+   * link may not have seen its connection die yet when the test looks, and still says "online".
+   */
+  async function online(b: TestBank, timeoutMs = 30_000, after = 0): Promise<void> {
+    const ready = () => {
+      const i = b.rt.link?.info();
+      return i?.state === "online" && i.connects > after;
+    };
+    await until(after ? `the link online on a connection made after the kill (connection ${after + 1} on)` : "the link online", ready, timeoutMs).catch((e: Error) => {
       throw new Error(`${e.message}: ${b.rt.link?.info().lastError ?? "no error"}`);
     });
   }
@@ -183,19 +191,24 @@ export function brokerMatrix(engine: Engine, opts: MatrixOptions): void {
       await until("part of the backlog at the server", () => srv.events.size >= 300, 30_000);
       const unseen = head - srv.events.size;
       expect(unseen).toBeGreaterThan(0);
-      const t0 = Date.now();
-      await engine.kill(0); // the last test of the file: the node stays dead until close()
       let replayed = 0;
       let duplicates = srv.duplicates;
       let onlineAfter = 0;
+      const t0 = Date.now();
       try {
+        // The node killed is the bank's: online there on its nth connection as the signal leaves.
+        const before = b.rt.link!.info();
+        expect({ state: before.state, broker: before.broker }).toEqual({ state: "online", broker: engine.urls[0] });
+        await engine.kill(0); // the last test of the file: the node stays dead until close()
+        // The node has exited, but the link may not have seen its connection close yet: "online"
+        // counts only on a connection made after the kill.
         if (opts.singleNode) {
           // One node: the server goes down with it too, and comes back.
           await engine.restart(0);
           srv.client.end(true);
           const resumed = await server(device, 0);
           for (const [seq, e] of srv.events) resumed.events.set(seq, e);
-          await online(b);
+          await online(b, 30_000, before.connects);
           onlineAfter = Date.now() - t0;
           await b.rt.link!.outbox.drained();
           replayed = await fillGaps(resumed, head);
@@ -204,7 +217,7 @@ export function brokerMatrix(engine: Engine, opts: MatrixOptions): void {
         } else {
           // A cluster under load may take its time: NATS elects new JetStream leaders for the MQTT
           // streams first (until then it closes the bank's connection at status online).
-          await online(b, 90_000);
+          await online(b, 90_000, before.connects);
           onlineAfter = Date.now() - t0;
           expect(b.rt.link!.info().broker).not.toBe(engine.urls[0]);
           await srv.waitForEvents(head, 60_000);

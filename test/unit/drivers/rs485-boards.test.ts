@@ -2,7 +2,8 @@
 // through serialport, the emulated boards serve the other. Exact unlock frames, door and item state
 // from status polls, a board that stops mid-reply (fault, fast-failing pulses, recovery), noise on
 // the bus (a lost or corrupt answer is asked again, not a fault; a lost unlock answer is resent
-// once), and the adapter vanishing and coming back. Timings are small so this runs in seconds.
+// once), and the adapter vanishing and coming back, also at the instant a frame is written (either
+// side's write meets the dead line: EIO). Timings are small so this runs in seconds.
 import { once } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
@@ -16,7 +17,7 @@ import { Cu8aEmulator, KerongEmulator, type BoardFault, type RxRecord } from "..
 import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
 import { ErrorCode } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
-import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
+import { closeSerial, lineErrors, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
 import { requireTools } from "../../helpers/tools.js";
 
 // socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
@@ -143,6 +144,37 @@ describe("the bus over a pseudo-terminal", () => {
     await expect(absent).rejects.toMatchObject({ code: ErrorCode.HardwareTimeout, message: "no answer from kerong #5 read status within 43 ms" });
     await expect(present).resolves.toMatchObject({ kind: "status", board: 1 });
     expect(bus.stats.timeouts).toBe(1);
+  });
+
+  it("a frame written as the adapter vanishes (EIO) fails as not sent, the port goes down, and is reopened once the adapter is back", async () => {
+    const kerong = kerongProtocol({ timeoutMs: 60 });
+    const down = next(bus, "down");
+    // The adapter is gone before the event loop runs again: the port has not seen the hangup, so
+    // the write below reaches the dead line and fails (EIO), the error the port then emits included.
+    r.pair.yank();
+    const lost = bus.request(kerong.readStatus(0));
+    await expect(lost).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable, message: expect.stringMatching(/write failed: EIO/) });
+    await down;
+    expect(bus.isOpen).toBe(false);
+    await expect(bus.request(kerong.readStatus(1))).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable, message: expect.stringMatching(/not open/) });
+
+    const open = next(bus, "open");
+    await r.pair.unplug();
+    await r.pair.replug();
+    r.detach();
+    r.device = await openSerial(r.pair.device, 19200);
+    r.detach = r.emu.attach(r.device);
+    await open;
+    await expect(bus.request(kerong.readStatus(0))).resolves.toMatchObject({ kind: "status", board: 0 });
+    expect(bus.stats).toMatchObject({ opens: 2, written: 1 });
+  });
+
+  it("the emulated boards answering a poll as the adapter vanishes: their write meets the dead line (EIO), which the harness takes", async () => {
+    // A poll read just before the unplug, answered just after (the race the adapter test above can
+    // meet on a loaded machine): the device end's write fails and its port emits the error.
+    r.pair.yank();
+    r.emu.input(kerongProtocol({ timeoutMs: 60 }).readStatus(0).frame);
+    await vi.waitFor(() => expect(lineErrors(r.device)).toEqual([expect.objectContaining({ code: "EIO", syscall: "write" })]), WAIT);
   });
 
   it("rejects at once when stopped", async () => {
