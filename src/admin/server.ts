@@ -298,13 +298,13 @@ export class AdminServer {
     const screen = (s: EnrollProgress): string[] => {
       switch (s.step) {
         case "place":
-          return [`Enrolling ${who}`, `Place finger (${s.n}/${s.of})`];
+          return ["Enrol finger:", who, `Place finger ${s.n}/${s.of}`];
         case "again":
-          return [`Enrolling ${who}`, `Again: ${s.why}`, `Place finger (${s.n}/${s.of})`];
+          return ["Enrol finger:", who, `Again: place ${s.n}/${s.of}`];
         case "lift":
-          return [`Enrolling ${who}`, "Lift finger"];
+          return ["Enrol finger:", who, "Lift finger"];
         case "stored":
-          return [`Enrolling ${who}`, "Stored"];
+          return ["Enrol finger:", who, "Stored"];
       }
     };
     try {

@@ -628,7 +628,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       if (open.length) return this.go({ ...mode, open });
       return this.another(mode.person, ["Outbound collected"]);
     }
-    if (mode.m === "idle" && (e.via === "code" || e.via === "badge")) this.flash(["Thank you"], undefined, mode);
+    if (mode.m === "idle" && (e.via === "code" || e.via === "badge" || e.via === "finger" || e.via === "app")) this.flash(["Thank you"], undefined, mode);
   }
 
   /** A door that did not open: jammed (the lock fired, the door stayed shut) or unavailable (its board did not take the pulse). */
