@@ -53,3 +53,15 @@ export async function startEmulator(port: string, control: string): Promise<Emul
   return { child, frames, control: controlFn };
 }
 
+
+/** Two Kerong boards on `port`: lock channels 0-15 (address 0) and 16-31 (address 1), polled every 100 ms. */
+export function twoKerongBoards(port: string) {
+  return { type: "kerong", port, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 };
+}
+
+/** The emulator's (board, lock) of a compartment A01..B12 (lock channels 0..23) on twoKerongBoards. */
+export function kerongLockOf(compartment: string): { board: number; lock: number } {
+  const n = Number(compartment.slice(1));
+  const channel = compartment.startsWith("A") ? n - 1 : 11 + n;
+  return channel < 16 ? { board: 0, lock: channel + 1 } : { board: 1, lock: channel - 15 };
+}

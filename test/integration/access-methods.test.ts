@@ -10,33 +10,22 @@ import { promisify } from "node:util";
 import { generateKeyPairSync } from "node:crypto";
 import { join } from "node:path";
 import type { SerialPort } from "serialport";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FingerprintEmulator } from "../../src/drivers/readers/fingerprint/emulator.js";
 import { encodePass } from "../../src/domain/pass.js";
 import { publicKeyB64 } from "../../src/sync/seal.js";
 import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
-import { startEmulator, type Emulator } from "../helpers/kerong.js";
+import { kerongLockOf, startEmulator, twoKerongBoards, type Emulator } from "../helpers/kerong.js";
 import { closeSerial, makePtyPair, openSerial } from "../helpers/socat.js";
+import { cleanups, until } from "../helpers/wait.js";
 
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const server = generateKeyPairSync("ed25519");
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f().catch(() => undefined);
-});
-
+const cleanup = cleanups();
 /** Polls `f` (lockerctl runs asynchronously: the emulated module lives in this process and must keep answering). */
-async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not in ${ms} ms`);
-    await sleep(20);
-  }
-}
+const within = <T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000) => until(what, f, ms, 20);
 
 interface Rig {
   d: Daemon;
@@ -71,7 +60,7 @@ async function rig(): Promise<Rig> {
     patch: (cfg) => {
       cfg.hardware = {
         profile: "real",
-        boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
+        boards: [twoKerongBoards(bus.host)],
         readers: [
           { type: "serial-keypad", port: kp.host },
           { type: "serial-scanner", port: qr.host },
@@ -100,7 +89,7 @@ async function rig(): Promise<Rig> {
     if (r.code !== 0) throw new Error(`lockerctl people ${args.join(" ")}: ${r.err}`);
   }
   expect(ctl(["people", "set-pin", "courier-1"], "2468\n2468\n").code).toBe(0);
-  await until("the module's handshake", () => (finger.served.get("VfyPwd") ?? 0) > 0 && (finger.served.get("GenImg") ?? 0) > 0);
+  await within("the module's handshake", () => (finger.served.get("VfyPwd") ?? 0) > 0 && (finger.served.get("GenImg") ?? 0) > 0);
   return { d, kerong, finger, keypad, scanner, ctl, events };
 }
 
@@ -114,22 +103,20 @@ async function type(r: Rig, line: string): Promise<void> {
 async function deposit(r: Rig): Promise<{ compartment: string; parcel: string }> {
   await type(r, "*2468#");
   await type(r, "1");
-  const started = await until("deposit.started", async () => (await r.events("deposit.started")).at(-1));
+  const started = await within("deposit.started", async () => (await r.events("deposit.started")).at(-1));
   // The emulated board's door springs open on the unlock; the courier shuts it.
-  await until("door.opened", async () => (await r.events("door.opened")).find((e) => e.compartment === started.compartment));
+  await within("door.opened", async () => (await r.events("door.opened")).find((e) => e.compartment === started.compartment));
   await shut(r, started.compartment!);
   await type(r, "1001#");
   await type(r, "*");
-  await until("parcel.deposited", async () => (await r.events("parcel.deposited")).find((e) => e.parcel === started.parcel));
+  await within("parcel.deposited", async () => (await r.events("parcel.deposited")).find((e) => e.parcel === started.parcel));
   return { compartment: started.compartment!, parcel: started.parcel! };
 }
 
-/** A compartment's door shut on the emulated boards: A01..B12 are lock channels 0..23; board 0 has channels 0-15 as locks 1-16, board 1 the rest. */
+/** A compartment's door shut on the emulated boards. */
 async function shut(r: Rig, compartment: string): Promise<void> {
-  const n = Number(compartment.slice(1));
-  const channel = compartment.startsWith("A") ? n - 1 : 11 + n;
-  await r.kerong.control({ cmd: "door", board: channel < 16 ? 0 : 1, lock: channel < 16 ? channel + 1 : channel - 15, state: "closed" });
-  await until(`${compartment} closed`, async () => (await r.events("door.closed")).some((e) => e.compartment === compartment && e.data.origin !== "start"));
+  await r.kerong.control({ cmd: "door", ...kerongLockOf(compartment), state: "closed" });
+  await within(`${compartment} closed`, async () => (await r.events("door.closed")).some((e) => e.compartment === compartment && e.data.origin !== "start"));
 }
 
 describe("fingerprints and app passes, compiled daemon, emulated module and boards", () => {
@@ -141,13 +128,13 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
     child.stderr.setEncoding("utf8").on("data", (s: string) => (out += s));
     const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-    await until("touch 1/2", () => out.includes("touch 1/2"));
+    await within("touch 1/2", () => out.includes("touch 1/2"));
     r.finger.place("ada-right-index");
-    await until("lift", () => out.includes("lift the finger"));
+    await within("lift", () => out.includes("lift the finger"));
     r.finger.lift();
-    await until("touch 2/2", () => out.includes("touch 2/2"));
+    await within("touch 2/2", () => out.includes("touch 2/2"));
     r.finger.place("ada-right-index");
-    await until("lift again", () => out.split("lift the finger").length === 3);
+    await within("lift again", () => out.split("lift the finger").length === 3);
     r.finger.lift();
     expect(await exited, out).toBe(0);
     expect(out).toMatch(/p-1001: finger enrolled in slot 0 of fingerprint \S+ \(1 finger\(s\) now\)/);
@@ -158,20 +145,20 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     const d = await deposit(r);
     await sleep(500); // idle: nobody at the keypad
     r.finger.place("ada-right-index");
-    const started = await until("pickup by finger", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
+    const started = await within("pickup by finger", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
     expect(started.data.via).toBe("finger");
     r.finger.lift();
     await shut(r, d.compartment);
-    await until("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
+    await within("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
 
     // A stranger's finger opens nothing, and is on record.
     r.finger.place("mallory");
-    await until("refused", async () => (await r.events("code.rejected")).find((e) => e.data.kind === "finger" && e.data.reason === "no_match"));
+    await within("refused", async () => (await r.events("code.rejected")).find((e) => e.data.kind === "finger" && e.data.reason === "no_match"));
     r.finger.lift();
 
     // Ada leaves: disabled, her template goes from the module.
     expect(r.ctl(["people", "disable", "p-1001", "--reason", "moved away"]).code).toBe(0);
-    await until("deleted", async () => (await r.events("person.finger_deleted")).length === 1);
+    await within("deleted", async () => (await r.events("person.finger_deleted")).length === 1);
     expect(r.finger.templates().size).toBe(0);
   });
 
@@ -182,13 +169,13 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     const token = encodePass({ kind: "pickup", parcelId: d.parcel, site: "hq", device: "bank-01", notBefore: now - 60_000, expiresAt: now + 3_600_000 }, server.privateKey);
     await sleep(500);
     r.scanner.write(`${token}\r`); // the scanner sends the QR code's text as a line
-    const started = await until("pickup by pass", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
+    const started = await within("pickup by pass", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
     expect(started.data.via).toBe("app");
     await shut(r, d.compartment);
-    await until("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
+    await within("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
     await sleep(2000); // later (a reader passes the same code on once within its repeat window, 1.5 s)
     r.scanner.write(`${token}\r`);
-    await until("refused", async () => (await r.events("code.rejected")).find((e) => e.data.kind === "pass" && e.data.reason === "already_used"));
+    await within("refused", async () => (await r.events("code.rejected")).find((e) => e.data.kind === "pass" && e.data.reason === "already_used"));
     expect((await r.events("pickup.started")).filter((e) => e.parcel === d.parcel)).toHaveLength(1);
   });
 });

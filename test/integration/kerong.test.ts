@@ -8,7 +8,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../helpers/socat.js";
-import { startEmulator, type Emulator } from "../helpers/kerong.js";
+import { startEmulator, twoKerongBoards, type Emulator } from "../helpers/kerong.js";
 import { generateKeyPairSync } from "node:crypto";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
@@ -43,7 +43,7 @@ async function kerongBank(extra: (cfg: Record<string, any>) => void = () => {}):
     patch: (cfg) => {
       cfg.hardware = {
         profile: "real",
-        boards: [{ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }, { address: 1, firstChannel: 16 }], pollMs: 100 }],
+        boards: [twoKerongBoards(bus.host)],
       };
       delete cfg.seed; // a real bank has no demo people: its technician adds them, as below
       cfg.people = { owner: "lockerctl" };

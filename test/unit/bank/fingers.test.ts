@@ -2,21 +2,11 @@
 // technician with each step on the display, a finger as a credential like a badge, an unknown
 // finger refused like an unknown badge (lockout included), a leaver's fingers withdrawn in the
 // transaction that disables them and deleted from the module, retried while it does not answer.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { describe, expect, it } from "vitest";
+import { fakeClockBanks, keypadDeposit, type TestBank } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+const { open: testBank, advance } = fakeClockBanks();
 const tech = { actor: "tech", data: { via: "lockerctl" } };
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
 
 /** Enrol `finger` for `person`, touching the simulated sensor whenever the module asks. */
 async function enroll(b: TestBank, person: string, finger: string, touches: string[] = [finger, finger]) {
@@ -37,7 +27,7 @@ async function enroll(b: TestBank, person: string, finger: string, touches: stri
 
 describe("fingerprints", () => {
   it("a technician enrols a finger (two touches, each step on the display); it opens the person's parcels like a badge", async () => {
-    const b = (bank = await testBank());
+    const b = (await testBank());
     const d = await keypadDeposit(b, advance); // for Ada (p-1001)
     const { result, steps } = await enroll(b, "p-1001", "ada-index");
     expect(steps).toEqual(["place", "lift", "place", "stored"]);
@@ -57,7 +47,7 @@ describe("fingerprints", () => {
   });
 
   it("shows the enrolment on the bank's display and ignores the keypad meanwhile", async () => {
-    const b = (bank = await testBank());
+    const b = (await testBank());
     const screens: string[] = [];
     const done = b.rt.fingers.enroll("courier-1", tech, () => screens.push(b.screen()));
     // The admin server puts each step on the display (runtime wiring): as it does.
@@ -77,14 +67,14 @@ describe("fingerprints", () => {
   });
 
   it("two touches of different fingers enrol nothing", async () => {
-    const b = (bank = await testBank());
+    const b = (await testBank());
     await expect(enroll(b, "p-1001", "a", ["a", "b"])).rejects.toMatchObject({ context: { reason: "combine_failed" } });
     expect(b.hw.finger.slots.size).toBe(0);
     expect(b.events("person.finger_enrolled")).toHaveLength(0);
   });
 
   it("an unknown finger is refused like an unknown badge, and counts toward the lockout", async () => {
-    const b = (bank = await testBank((cfg) => (cfg.lockout = { ...cfg.lockout, threshold: 3 })));
+    const b = (await testBank((cfg) => (cfg.lockout = { ...cfg.lockout, threshold: 3 })));
     b.hw.finger.place("stranger");
     expect(b.screen()).toContain("Finger not known");
     expect(b.events("code.rejected").at(-1)!.data).toMatchObject({ kind: "finger", reason: "no_match" });
@@ -95,7 +85,7 @@ describe("fingerprints", () => {
   });
 
   it("a leaver disabled by lockerctl: fingers withdrawn in the same transaction, deleted from the module, open nothing", async () => {
-    const b = (bank = await testBank((cfg) => (cfg.people = { owner: "lockerctl" })));
+    const b = (await testBank((cfg) => (cfg.people = { owner: "lockerctl" })));
     const { result } = await enroll(b, "courier-1", "casey");
     b.rt.people.setActive("courier-1", false, tech, "left");
     const disabled = b.events("person.disabled").at(-1)!;
@@ -111,7 +101,7 @@ describe("fingerprints", () => {
   });
 
   it("a module that does not answer keeps the withdrawn slot on record, opening nothing, and deletes it once it answers", async () => {
-    const b = (bank = await testBank());
+    const b = (await testBank());
     const { result } = await enroll(b, "p-1002", "bo");
     const realDelete = b.hw.finger.deleteSlots.bind(b.hw.finger);
     let down = true;

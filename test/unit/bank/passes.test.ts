@@ -3,26 +3,16 @@
 // bank, a tampered one, or one for a parcel already picked up is refused with its own message and
 // a code.rejected, and counts toward the keypad's lockout like a wrong code.
 import { generateKeyPairSync } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodePass, type PassFields } from "../../../src/domain/pass.js";
 import { publicKeyB64 } from "../../../src/sync/seal.js";
-import { keypadDeposit, testBank, type TestBank } from "../../helpers/bank.js";
+import { fakeClockBanks, keypadDeposit, type TestBank } from "../../helpers/bank.js";
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+const { open: testBank, advance } = fakeClockBanks();
 const keys = generateKeyPairSync("ed25519");
-let bank: TestBank | undefined;
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: new Date("2026-11-25T09:00:00Z") });
-});
-afterEach(async () => {
-  await bank?.close();
-  bank = undefined;
-  vi.useRealTimers();
-});
 
 async function passBank(patch?: (cfg: Record<string, any>) => void): Promise<TestBank> {
-  return (bank = await testBank((cfg) => {
+  return (await testBank((cfg) => {
     cfg.sync = { ...cfg.sync, serverPublicKey: publicKeyB64(keys.publicKey) };
     patch?.(cfg);
   }));
@@ -165,7 +155,7 @@ describe("app passes", () => {
   });
 
   it("a bank without the server's key refuses every pass and says to use the code", async () => {
-    const b = (bank = await testBank());
+    const b = (await testBank());
     const d = await keypadDeposit(b, advance);
     b.hw.keypad.scan(pass(b, { parcelId: d.parcel }));
     await advance(300);

@@ -4,7 +4,7 @@
 // silence, garbled answers, another address, a port that is not there, a module restarted). Small
 // timeouts and polls; waits poll for what must happen, so each test takes well under a second or two.
 import type { SerialPort } from "serialport";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { applyCommand, parseCli } from "../../../scripts/fingerprint-emulator.js";
 import { ErrorCode } from "../../../src/errors.js";
 import { FingerprintEmulator, type FingerprintEmulatorOptions } from "../../../src/drivers/readers/fingerprint/emulator.js";
@@ -18,23 +18,14 @@ import {
 import { silentLogger } from "../../../src/log.js";
 import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
 import { requireTools } from "../../helpers/tools.js";
+import { cleanups, until } from "../../helpers/wait.js";
 
 // socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
 beforeAll(() => requireTools("socat"));
 
 const log = silentLogger();
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
+const cleanup = cleanups();
 
-async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 interface Rig {
   pair: PtyPair;

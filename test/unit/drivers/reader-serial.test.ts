@@ -2,30 +2,20 @@
 // frames with garbage, bad checksums and truncated frames between them; a serial keypad; a
 // scanner's lines; a Wiegand converter's bits; the port vanishing and coming back. The repeat
 // window runs on an injected clock; the pty waits poll for what must arrive, with small timeouts.
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createReader, ReaderConfig, type Reader } from "../../../src/drivers/readers/index.js";
 import { rdm6300Frame } from "../../../src/drivers/readers/rdm6300.js";
 import type { Input } from "../../../src/drivers/types.js";
 import { silentLogger } from "../../../src/log.js";
 import { makePtyPair, type PtyPair } from "../../helpers/pty-pair.js";
 import { requireTools } from "../../helpers/tools.js";
+import { cleanups, until } from "../../helpers/wait.js";
 
 const log = silentLogger();
 // socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
 beforeAll(() => requireTools("socat"));
-const cleanup: (() => Promise<unknown>)[] = [];
+const cleanup = cleanups();
 
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
-
-async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** A pty pair and a started reader on it, both torn down after the test. */
 async function setup(config: Record<string, unknown>, now?: () => number): Promise<{ pty: PtyPair; r: Reader; got: Input[] }> {
