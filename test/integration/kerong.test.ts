@@ -148,7 +148,8 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await waitFor(() => unlocks().length === 1);
     expect(unlocks()[0]!.rx).toBe("0201310337");
     await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" }); // parcel in, door shut
-    await sleep(400);
+    // The keypad asks for the recipient once a poll has seen the door shut (on record: door.closed).
+    await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"door.closed"') && m.text.includes('"A02"') && !m.text.includes('"origin":"start"'), 10_000, "A02 door.closed");
     await press("1001#"); // for Ada
     const deposited = await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.deposited"'), 10_000);
     const event = JSON.parse(deposited.text) as { parcel: string; compartment: string; data: { sealedCode: SealedBox } };
@@ -200,12 +201,15 @@ describe("a Kerong board that goes silent and comes back, compiled daemon", () =
     /** A courier deposit for Ada into the next S compartment (board 0); returns its code from the sealed event. */
     const deposit = async (lock: number): Promise<{ code: string; parcel: string }> => {
       const n = unlocks().length;
+      const since = new Set(srv.received);
       await press("*2468#");
       await press("1");
+      const door = (state: "opened" | "closed") =>
+        srv.waitFor((x) => !since.has(x) && x.topic === srv.t.events && x.text.includes(`"door.${state}"`) && x.text.includes(`"A0${lock}"`), 10_000, `A0${lock} door.${state}`);
       await waitFor(() => unlocks().length === n + 1);
-      await sleep(300); // a poll or two: the bank sees the door open
+      await door("opened"); // a poll has seen the door spring open
       await emu.control({ cmd: "door", board: 0, lock, state: "closed" });
-      await sleep(400);
+      await door("closed");
       const old = new Set(srv.received);
       await press("1001#");
       const ev = await srv.waitFor((x) => !old.has(x) && x.topic === srv.t.events && x.text.includes('"parcel.deposited"'), 10_000, "parcel.deposited");

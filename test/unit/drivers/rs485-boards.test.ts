@@ -491,7 +491,9 @@ describe("0x8A boards over a pseudo-terminal", () => {
     await vi.waitFor(() => expect(changes).toEqual([[0, "open"], [0, "closed"]]), WAIT);
     expect(board.itemChannels).toEqual([]);
     expect(board.itemPresent(0)).toBeNull();
-    expect(set.bus.stats.unsolicited).toBe(0);
+    // Nothing unasked for: a frame that came unsolicited can only be the late answer of a poll that
+    // timed out (timeoutMs 60 here; a loaded CI machine sometimes answers later than that).
+    expect(set.bus.stats.unsolicited).toBeLessThanOrEqual(set.bus.stats.timeouts);
   });
 
   it("times out an unanswered unlock when an answer is expected, and not when it is not", async () => {
