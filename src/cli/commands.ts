@@ -259,7 +259,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "people",
-    summary: "the people directory: list, add, set-pin, set-badge, disable, enable, enroll-finger, remove-finger",
+    summary: "who may use the bank: people, their PINs, badges and fingers",
     usage: "list | add | set-pin | set-badge | disable | enable | enroll-finger | remove-finger ...",
     about: PEOPLE_HELP.split("\n").slice(2, -1),
     options: [
