@@ -345,7 +345,7 @@ const flow: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(code, fc.boolean()).map(([c, hurried]) => [c, hurried ? pull("unloading") : wait(200), close("unloading")]) },
   // recipient with the app: a pass for a stored parcel, the door closed, the screenshot scanned again later
   {
-    weight: 3,
+    weight: 4,
     arbitrary: fc.record({ dep: deposit, pick: fc.constantFrom(0, 0, 1), replay: fc.boolean() }).map(({ dep, pick, replay }): Command[] => [
       ...dep,
       wait(31_000),

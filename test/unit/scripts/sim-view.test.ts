@@ -61,6 +61,9 @@ group("parseCommand / parseLine", () => {
     expect(parseCommand("jam A01")).toEqual({ t: "send", reqs: [{ op: "jam", compartment: "A01", jammed: true }] });
     expect(parseCommand("unjam A01")).toEqual({ t: "send", reqs: [{ op: "jam", compartment: "A01", jammed: false }] });
     expect(parseCommand("badge 04A1B2C3")).toEqual({ t: "send", reqs: [{ op: "badge", id: "04A1B2C3" }] });
+    expect(parseCommand("finger 7")).toEqual({ t: "send", reqs: [{ op: "finger", finger: "7" }] });
+    expect(parseCommand("finger")).toMatchObject({ t: "error", message: "usage: finger 7" });
+    expect(parseCommand("finger a b")).toMatchObject({ t: "error" });
     expect(parseCommand("scan L:123456 x")).toEqual({ t: "send", reqs: [{ op: "scan", text: "L:123456 x" }] });
     expect(parseCommand("state")).toEqual({ t: "send", reqs: [{ op: "state" }] });
     expect(parseCommand("wait 500")).toEqual({ t: "wait", ms: 500 });
