@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { NatsCluster } from "../../scripts/brokers.js";
 import { testBank } from "../helpers/bank.js";
 import { brokerMatrix } from "../helpers/matrix.js";
+import { slow } from "../helpers/slow.js";
 
 const nats = new NatsCluster({ nodes: 3, replicas: 3 });
 // NATS takes ~1,600 QoS 1 messages a second here: 3,000 events are plenty to kill it under.
@@ -12,7 +13,7 @@ brokerMatrix(nats, { retainedAcrossNodes: true, auto: "3.1.1", backlog: 3000 });
 
 describe("nats without JetStream quorum", () => {
   // After the matrix (its last test killed node 0): node 1 goes too, node 2 is alone.
-  it("the node left closes every connection 4 s after CONNECT: lastError says what was happening", { timeout: 30_000 }, async () => {
+  it("the node left closes every connection 4 s after CONNECT: lastError says what was happening", { timeout: slow(30_000) }, async () => {
     await nats.kill(1);
     const b = await testBank((cfg) => {
       cfg.device = { ...cfg.device, id: "nats-no-quorum" };

@@ -6,6 +6,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SimEvent } from "../../src/sim/protocol.js";
+import { slow } from "./slow.js";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const MAIN = join(ROOT, "dist/src/main.js");
@@ -45,7 +46,7 @@ export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<str
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon not ready:\n${out}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`daemon not ready:\n${out}`)), slow(15_000));
     const check = () => {
       if (out.includes('"ready')) {
         clearTimeout(timer);
@@ -63,7 +64,7 @@ export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<str
 
 /** Resolves once the daemon's output (its log lines) matches. */
 export async function waitForOutput(d: Daemon, re: RegExp, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + slow(timeoutMs);
   while (!re.test(d.output())) {
     if (Date.now() > until) throw new Error(`daemon output never matched ${re}:\n${d.output().slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -118,7 +119,7 @@ export class SimClient {
     const seen = this.events.slice(opts.from ?? 0).find(pred);
     if (seen) return Promise.resolve(seen as Extract<SimEvent, { ev: T }>);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting; last events: ${JSON.stringify(this.events.slice(-5))}`)), opts.timeoutMs ?? 5000);
+      const timer = setTimeout(() => reject(new Error(`timed out waiting; last events: ${JSON.stringify(this.events.slice(-5))}`)), slow(opts.timeoutMs ?? 5000));
       this.waiters.push({
         pred,
         resolve: (e) => {

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { FakeGpioKernel, type FakeChipSpec } from "../../scripts/gpiod-emulator/kernel.js";
 import type { GpiodOptions } from "../../src/drivers/gpio/gpiod.js";
 import { ROOT } from "./daemon.js";
+import { slow } from "./slow.js";
 
 export { FakeGpioKernel, PI4_CHARDEV_CHIPS, PI5_CHARDEV_CHIPS } from "../../scripts/gpiod-emulator/kernel.js";
 
@@ -82,7 +83,7 @@ export async function fakeGpiod(opts: {
 
 /** Polls `pred` every 10 ms until it holds, or fails after `ms` with `what`. */
 export async function until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + slow(ms);
   while (!pred()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));

@@ -13,6 +13,7 @@ import { StatusMessage } from "../../src/sync/contract.js";
 import { testBank, type TestBank } from "./bank.js";
 import { removeDir, tempDir } from "./daemon.js";
 import { TestServer, type Received } from "./server.js";
+import { slow } from "./slow.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -169,7 +170,7 @@ export function brokerMatrix(engine: Engine, opts: MatrixOptions): void {
       expect((await srv.command("snapshot", {}, {}, 10_000)).ok).toBe(true);
     });
 
-    it("kill -9 of the bank's node under a backlog: every seq arrives, gap-free", { timeout: 180_000 }, async () => {
+    it("kill -9 of the bank's node under a backlog: every seq arrives, gap-free", { timeout: slow(180_000) }, async () => {
       const device = nextDevice();
       const srv = await server(device, last());
       const b = await bank(device, 0, newDir());

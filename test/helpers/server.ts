@@ -6,6 +6,7 @@ import type { LedgerEvent } from "../../src/domain/events.js";
 import { topics, type Topics } from "../../src/sync/contract.js";
 import type { ReplyEnvelope } from "../../src/sync/commands.js";
 import type { Engine } from "../../scripts/broker.js";
+import { slow } from "./slow.js";
 
 export interface Received {
   topic: string;
@@ -55,7 +56,7 @@ export class TestServer {
     const seen = this.received.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`no ${what} within ${slow(timeoutMs)} ms`)), slow(timeoutMs));
       this.waiters.push({
         pred,
         resolve: (m) => {

@@ -18,6 +18,7 @@ import { ROOT, removeDir, startDaemon, stopDaemon, tempDir, type Daemon } from "
 import { kerongLockOf, startEmulator, twoKerongBoards, type Emulator } from "../helpers/kerong.js";
 import { closeSerial, makePtyPair, openSerial } from "../helpers/socat.js";
 import { cleanups, until } from "../helpers/wait.js";
+import { slow } from "../helpers/slow.js";
 
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const run = promisify(execFile);
@@ -120,7 +121,7 @@ async function shut(r: Rig, compartment: string): Promise<void> {
 }
 
 describe("fingerprints and app passes, compiled daemon, emulated module and boards", () => {
-  it("enrol with lockerctl, deposit at the keypad, the finger opens the parcel; a leaver's finger is deleted from the module", { timeout: 90_000 }, async () => {
+  it("enrol with lockerctl, deposit at the keypad, the finger opens the parcel; a leaver's finger is deleted from the module", { timeout: slow(90_000) }, async () => {
     const r = await rig();
     // The technician starts the enrolment; Ada touches the sensor as each step asks.
     const child = spawn(process.execPath, [LOCKERCTL, "--socket", join(r.d.dataDir, "admin.sock"), "people", "enroll-finger", "p-1001"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -162,7 +163,7 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     expect(r.finger.templates().size).toBe(0);
   });
 
-  it("an app pass opens its parcel once, offline; the screenshot scanned again opens nothing", { timeout: 90_000 }, async () => {
+  it("an app pass opens its parcel once, offline; the screenshot scanned again opens nothing", { timeout: slow(90_000) }, async () => {
     const r = await rig();
     const d = await deposit(r);
     const now = Math.floor(Date.now() / 1000) * 1000;

@@ -22,6 +22,7 @@ import {
 } from "../helpers/asyncapi.js";
 import { displayHas, removeDir, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
+import { slow } from "../helpers/slow.js";
 
 const doc = loadContract();
 const param = (name: string) => doc.components.parameters[name]!;
@@ -88,7 +89,7 @@ describe("a server built from docs/asyncapi.yaml alone", () => {
     expect(signCommand(exampleSigningKey(doc), { site: bank.site, device: bank.device, name: "reserve" }, example)).toBe(example.sig);
   });
 
-  it("reserve → courier deposit → unseal the code → recipient pickup, against the daemon", { timeout: 40_000 }, async () => {
+  it("reserve → courier deposit → unseal the code → recipient pickup, against the daemon", { timeout: slow(40_000) }, async () => {
     const server = await Server.connect(broker.url);
     const dir = tempDir();
     let d: Daemon | undefined;

@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from "n
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { courierDeposit, displayHas, ROOT, SimClient, startDaemon, stopDaemon, tempDir, removeDir } from "../helpers/daemon.js";
+import { slow } from "../helpers/slow.js";
 
 const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const base = tempDir();
@@ -51,7 +52,7 @@ function fill(file: string, leaveBytes: number): void {
 }
 
 describe("a full disk under the data directory", () => {
-  it("warns early, stays up with every door shut, restarts on a full disk, and resumes when space returns", { timeout: 60_000 }, async (ctx) => {
+  it("warns early, stays up with every door shut, restarts on a full disk, and resumes when space returns", { timeout: slow(60_000) }, async (ctx) => {
     // mount(2) is a privilege, not a package: where it is missing the test says so and is skipped.
     if (!mounted) return ctx.skip(process.getuid?.() === 0 ? "mount(2) is not allowed here (a container without CAP_SYS_ADMIN?)" : "needs root to mount a tmpfs: run the suite as root, as CI does");
     const dir = join(mnt, "bank");

@@ -13,6 +13,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { openSealed, publicKeyB64, type SealedBox } from "../../src/sync/seal.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { TestServer } from "../helpers/server.js";
+import { slow } from "../helpers/slow.js";
 
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
 const run = promisify(execFile);
@@ -63,7 +64,7 @@ async function kerongBank(extra: (cfg: Record<string, any>) => void = () => {}):
 }
 
 describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
-  it("an open sends the exact unlock frame for that compartment; polls bring the door back; selftest lists the boards", { timeout: 40_000 }, async () => {
+  it("an open sends the exact unlock frame for that compartment; polls bring the door back; selftest lists the boards", { timeout: slow(40_000) }, async () => {
     const { d, emu } = await kerongBank();
     const ctl = async (...args: string[]) => JSON.parse((await run(process.execPath, [LOCKERCTL, "--socket", join(d.dataDir, "admin.sock"), "--json", ...args])).stdout) as unknown;
     // A07 is lock channel 6: board 0, lock 7, ADDR 0x06; SUM = 02 + 06 + 31 + 03 = 3C.
@@ -96,7 +97,7 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     expect(events.map((e) => e.type)).toEqual(["device.fault", "device.recovered"]);
   });
 
-  it("a lock bit set the wrong way round reads every shut door open: selftest fails naming the polarity", { timeout: 40_000 }, async () => {
+  it("a lock bit set the wrong way round reads every shut door open: selftest fails naming the polarity", { timeout: slow(40_000) }, async () => {
     // The emulated boards say 1 for a closed latch (their default lockBitOpen 0); the daemon is told 1 means open.
     const { d } = await kerongBank((cfg) => (cfg.hardware.boards[0].lockBitOpen = 1));
     const ctl = async (...args: string[]) => {
@@ -119,7 +120,7 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     });
   });
 
-  it("a courier deposit and a pickup by code at a serial keypad: the code reaches the server sealed, and the pickup sends that compartment's exact unlock frame", { timeout: 40_000 }, async () => {
+  it("a courier deposit and a pickup by code at a serial keypad: the code reaches the server sealed, and the pickup sends that compartment's exact unlock frame", { timeout: slow(40_000) }, async () => {
     const broker = new Mosquitto();
     await broker.start();
     cleanup.push(() => broker.close());
@@ -173,7 +174,7 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
 });
 
 describe("a Kerong board that goes silent and comes back, compiled daemon", () => {
-  it("a code at a board declared down sends nothing and faults nothing, and opens once it answers; an unlock lost in an outage is settled from the door, never opened twice", { timeout: 90_000 }, async () => {
+  it("a code at a board declared down sends nothing and faults nothing, and opens once it answers; an unlock lost in an outage is settled from the door, never opened twice", { timeout: slow(90_000) }, async () => {
     const broker = new Mosquitto();
     await broker.start();
     cleanup.push(() => broker.close());

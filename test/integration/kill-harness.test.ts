@@ -67,11 +67,12 @@ import { runKillHarness } from "../../scripts/kill-harness.js";
 import { Model } from "../../scripts/kill-model.js";
 import { checkAfterKill } from "../../scripts/kill-oracle.js";
 import { removeDir, tempDir } from "../helpers/daemon.js";
+import { slow } from "../helpers/slow.js";
 
 const KILLS = Number(process.env.KILL_HARNESS_KILLS ?? 8);
 
 describe("SIGKILL harness", () => {
-  it(`${KILLS} kills under keypad and command load: sound file, nothing acknowledged lost, no code valid twice, relays quiet`, { timeout: 120_000 }, async () => {
+  it(`${KILLS} kills under keypad and command load: sound file, nothing acknowledged lost, no code valid twice, relays quiet`, { timeout: slow(120_000) }, async () => {
     const r = await runKillHarness({ kills: KILLS, killAfterMs: [200, 2000] });
     const repeat = `KILL_SEED=${r.seed}; kills landed in ${JSON.stringify(r.phases)}`;
     expect(r.violations, repeat).toEqual([]);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAIN, ROOT, SimClient, displayHas, exampleConfig, removeDir, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
 import { hasSocat, makePtyPair } from "../helpers/socat.js";
+import { slow } from "../helpers/slow.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
@@ -31,7 +32,7 @@ async function linesWhileIdle(d: Daemon, settleMs: number, ms: number): Promise<
 }
 
 describe("nothing per poll", () => {
-  it("sim bank: idle for 6 s with a temperature read every 5 s and a disk check every second, the log does not grow", { timeout: 30_000 }, async () => {
+  it("sim bank: idle for 6 s with a temperature read every 5 s and a disk check every second, the log does not grow", { timeout: slow(30_000) }, async () => {
     const d = await startDaemon({
       patch: (cfg) => {
         cfg.policies = { ...cfg.policies, temperatureReadS: 5 };
@@ -43,7 +44,7 @@ describe("nothing per poll", () => {
     expect(await linesWhileIdle(d, 1000, 6000)).toEqual([]);
   });
 
-  it("a temperature sensor that stops answering: warned once (then the alarm), not at every read", { timeout: 40_000 }, async () => {
+  it("a temperature sensor that stops answering: warned once (then the alarm), not at every read", { timeout: slow(40_000) }, async () => {
     const d = await startDaemon({ patch: (cfg) => (cfg.policies = { ...cfg.policies, temperatureReadS: 5 }) });
     cleanup.push(async () => removeDir(d.dir));
     cleanup.push(() => stopDaemon(d));
@@ -93,7 +94,7 @@ describe("under systemd (JOURNAL_STREAM)", () => {
     return { child, out: () => readFileSync(file, "utf8"), exited };
   }
 
-  it("every line starts with its priority: info <6>, an alarm <4> with its next step; a bad config on stderr <3>", { timeout: 30_000 }, async () => {
+  it("every line starts with its priority: info <6>, an alarm <4> with its next step; a bad config on stderr <3>", { timeout: slow(30_000) }, async () => {
     const dir = tempDir();
     cleanup.push(async () => removeDir(dir));
     const cfg = exampleConfig() as Record<string, any>;
@@ -130,7 +131,7 @@ describe("under systemd (JOURNAL_STREAM)", () => {
 });
 
 describe("secrets never reach the log", () => {
-  it("PINs, codes, badge ids, the broker password and the device key: not even at trace level", { timeout: 40_000 }, async () => {
+  it("PINs, codes, badge ids, the broker password and the device key: not even at trace level", { timeout: slow(40_000) }, async () => {
     const PIN = "739184";
     const NEW_PIN = "902817";
     const STAFF_PIN = "615243";

@@ -15,6 +15,7 @@ import { publicKeyB64 } from "../../src/sync/seal.js";
 import { removeDir, ROOT, SimClient, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { TestServer, type Received } from "../helpers/server.js";
+import { slow } from "../helpers/slow.js";
 
 const broker = new Mosquitto({ persistence: true });
 beforeAll(() => broker.start());
@@ -219,7 +220,7 @@ describe("the bank under attack through the broker", () => {
     expect(d.output()).toMatch(/response topic/);
   });
 
-  it("two banks with one identity: both notice, back off, say so in status; the one left becomes stable", { timeout: 60_000 }, async () => {
+  it("two banks with one identity: both notice, back off, say so in status; the one left becomes stable", { timeout: slow(60_000) }, async () => {
     const device = "bank-14";
     const srv = await server(device);
     const a = await daemon(device);

@@ -9,6 +9,7 @@ import { Ledger } from "../../src/ledger/ledger.js";
 import { removeDir, startDaemon, stopDaemon, tempDir } from "../helpers/daemon.js";
 import { Mosquitto } from "../helpers/mosquitto.js";
 import { TestServer } from "../helpers/server.js";
+import { slow } from "../helpers/slow.js";
 
 const BACKLOG = 20_000;
 const broker = new Mosquitto();
@@ -16,7 +17,7 @@ beforeAll(() => broker.start());
 afterAll(() => broker.close());
 
 describe("SIGKILL during a backlog drain", () => {
-  it("loses no event and executes no command twice", { timeout: 60_000 }, async () => {
+  it("loses no event and executes no command twice", { timeout: slow(60_000) }, async () => {
     const dir = tempDir();
     const dataDir = join(dir, "data");
     // A week offline: a backlog in the ledger before the daemon ever reaches the broker.

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../helpers/daemon.js";
 import { openNotifySocket, type NotifySocket } from "../helpers/notify-socket.js";
 import { requireTools } from "../helpers/tools.js";
+import { slow } from "../helpers/slow.js";
 
 const NOTIFY = join(ROOT, "dist/src/systemd/notify.js");
 let dir: string;
@@ -34,7 +35,7 @@ const alive = (pid: number) => {
 };
 
 describe("a process with a notifier", () => {
-  it("sends READY=1 and watchdog pings, exits by itself without close(), and its helper goes with it", { timeout: 20_000 }, async () => {
+  it("sends READY=1 and watchdog pings, exits by itself without close(), and its helper goes with it", { timeout: slow(20_000) }, async () => {
     // Ready, the watchdog started, 400 ms of work on timers, then nothing left to do: it must exit.
     const script = `
       import { createNotifier } from ${JSON.stringify(NOTIFY)};
@@ -74,7 +75,7 @@ describe("a process with a notifier", () => {
 });
 
 describe("lockerd under a notify socket", () => {
-  it("says READY=1 only once ready, feeds the watchdog, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 at SIGTERM", { timeout: 30_000 }, async () => {
+  it("says READY=1 only once ready, feeds the watchdog, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 at SIGTERM", { timeout: slow(30_000) }, async () => {
     const bank = mkdtempSync(join(tmpdir(), "lockerd-notify-bank-"));
     const from = sock.received.length;
     const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js"), "--config", join(ROOT, "config.example.json"), "--data", join(bank, "data")], {

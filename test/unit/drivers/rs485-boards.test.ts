@@ -19,11 +19,12 @@ import { ErrorCode } from "../../../src/errors.js";
 import { createLogger } from "../../../src/log.js";
 import { closeSerial, lineErrors, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
 import { requireTools } from "../../helpers/tools.js";
+import { slow } from "../../helpers/slow.js";
 
 // socat makes the pseudo-terminal pairs; scripts/test-deps.sh installs it. Missing, the tests fail saying so.
 beforeAll(() => requireTools("socat"));
 
-const WAIT = { timeout: 3000, interval: 5 };
+const WAIT = { timeout: slow(3000), interval: 5 };
 
 function captureLog() {
   const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
@@ -389,7 +390,7 @@ describe("kerong boards on a noisy line", () => {
 
   // 16 boards share the bus, so 2,000 polls take seconds, not the 40 s one board polled every 20 ms
   // would. Old behaviour (no retry, 2 misses fault) expects p² × 2000 ≈ 7 faults here.
-  it("6% of answers corrupted over 2,000 polls with the default config: no board faults, an unlock meanwhile is sent and succeeds", { timeout: 60_000 }, async () => {
+  it("6% of answers corrupted over 2,000 polls with the default config: no board faults, an unlock meanwhile is sent and succeeds", { timeout: slow(60_000) }, async () => {
     const addresses = Array.from({ length: 16 }, (_, i) => i);
     const draw = seeded(0x10cce5);
     let corrupted = 0;
@@ -416,7 +417,7 @@ describe("kerong boards on a noisy line", () => {
     for (const p of set.parts) p.availability.on("fault", (d) => faults.push(`${p.name}: ${d}`));
     for (const p of set.parts) await p.start();
     const polls = () => r.rx.filter((x) => "command" in x && x.command === "read-status").length;
-    const LONG = { timeout: 50_000, interval: 20 };
+    const LONG = { timeout: slow(50_000), interval: 20 };
 
     await vi.waitFor(() => expect(polls()).toBeGreaterThanOrEqual(1000), LONG);
     const board5 = set.parts[5]!;

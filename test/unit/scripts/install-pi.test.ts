@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hasTool, requireTools } from "../../helpers/tools.js";
+import { slow } from "../../helpers/slow.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 const SCRIPT = join(ROOT, "scripts/install-pi.sh");
@@ -189,7 +190,7 @@ describe("scripts/install-pi.sh", () => {
   // that change the machine itself stubbed (apt, users, systemd, udev, chown), and npm standing in
   // for the build by copying this checkout's dist/ and node_modules/ (a real `npm ci` needs the
   // registry and minutes). What is checked is what the script itself does with the files.
-  it("a real run into a temporary root installs a release, is idempotent, and an upgrade keeps the previous one", { timeout: 60_000 }, () => {
+  it("a real run into a temporary root installs a release, is idempotent, and an upgrade keeps the previous one", { timeout: slow(60_000) }, () => {
     requireTools("rsync");
     const root = join(base, "real");
     const bin = join(base, "real-bin");

@@ -11,6 +11,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createNotifier, isSupportedSocket, watchdogMsFrom, type Notifier } from "../../../src/systemd/notify.js";
 import { monotonicMs, openNotifySocket, type NotifySocket } from "../../helpers/notify-socket.js";
 import { requireTools } from "../../helpers/tools.js";
+import { slow } from "../../helpers/slow.js";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -109,7 +110,7 @@ describe.each([
 });
 
 describe("the watchdog", () => {
-  it("pings at half of WATCHDOG_USEC from the event loop, and stops while the loop is blocked", { timeout: 15_000 }, async () => {
+  it("pings at half of WATCHDOG_USEC from the event loop, and stops while the loop is blocked", { timeout: slow(15_000) }, async () => {
     const sock = await pathSocket();
     const n = notifier({ NOTIFY_SOCKET: sock.address, WATCHDOG_USEC: "200000" }); // 200 ms: a ping every 100 ms
     expect(n.watchdogMs).toBe(200);
@@ -153,7 +154,7 @@ describe("the watchdog", () => {
 });
 
 describe("the helper process", () => {
-  it("is one long-lived process; killed, it is logged once and started again, and messages flow again", { timeout: 15_000 }, async () => {
+  it("is one long-lived process; killed, it is logged once and started again, and messages flow again", { timeout: slow(15_000) }, async () => {
     const sock = await pathSocket();
     const { lines, log } = captureLog();
     const n = notifier({ NOTIFY_SOCKET: sock.address }, { log, retry: { baseMs: 50, capMs: 200 } });
