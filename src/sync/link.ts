@@ -65,6 +65,8 @@ export type LinkState = "connecting" | "online" | "offline";
 const CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp";
 /** Replies made while the link is down wait for it; beyond this many the oldest is dropped (its command id is answered from the ledger when the server sends it again). */
 const HELD_REPLIES = 100;
+/** The same connection failure again is logged at warn at most this often (noConnection). */
+const QUIET_REPEAT_MS = 600_000;
 /** The ledger meta key of this bank's instance id (status.instance). */
 const INSTANCE_KEY = "sync.instance";
 /** The ledger meta key of a duplicate identity whose alarm is open (JSON; empty once cleared). */
@@ -232,6 +234,8 @@ export class SyncLink extends EventEmitter<LinkEvents> {
   private unsubscribe: (() => void) | undefined;
   private lastConnectedAt: number | null = null;
   private lastError: string | null = null;
+  /** Per endpoint, the failure last logged at warn: the same one again is logged at debug (and at warn every QUIET_REPEAT_MS). */
+  private readonly quiet = new Map<string, { why: string; attempts: number; since: number; loggedAt: number }>();
   private connects = 0;
 
   constructor(private readonly deps: SyncLinkDeps) {
@@ -570,6 +574,7 @@ export class SyncLink extends EventEmitter<LinkEvents> {
         session.onlineAt = this.deps.now();
         if (!this.takeovers.duplicate) this.lastError = null;
         this.state = "online";
+        this.quiet.clear();
         this.emit("online");
         this.sendHeld();
         this.publishState();
@@ -661,12 +666,31 @@ export class SyncLink extends EventEmitter<LinkEvents> {
       return;
     }
     if (wasOnline) this.log.warn(fields, `broker connection lost; events are kept until it returns: ${why}`);
-    else this.log.warn(fields, `no connection: ${why}`);
+    else this.noConnection(session.endpoint, why, fields);
     const wait = this.nextWait(this.takeoverOf(session));
     // Every new attempt goes to the next endpoint: a dead node costs one attempt, not a backoff series.
     this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
-    if (this.endpoints.length > 1) this.log.info({ broker: this.endpoints[this.endpointIndex], waitMs: wait }, "next attempt on the next endpoint");
+    if (this.endpoints.length > 1) this.log.debug({ broker: this.endpoints[this.endpointIndex], waitMs: wait }, "next attempt on the next endpoint");
     this.reconnectTimer = setTimeout(() => this.connect(), wait);
+  }
+
+  /**
+   * A connection attempt that failed. Said at warn when the reason is new for that endpoint (or
+   * every QUIET_REPEAT_MS while it lasts, with the attempts since); the same failure again at debug:
+   * a broker down for a night is not 10,000 warnings.
+   */
+  private noConnection(endpoint: string, why: string, fields: Record<string, unknown>): void {
+    const now = this.deps.now();
+    const q = this.quiet.get(endpoint);
+    if (q?.why !== why) {
+      this.quiet.set(endpoint, { why, attempts: 1, since: now, loggedAt: now });
+      this.log.warn(fields, `no connection: ${why}`);
+      return;
+    }
+    q.attempts++;
+    if (now - q.loggedAt < QUIET_REPEAT_MS) return this.log.debug({ ...fields, attempts: q.attempts }, `no connection: ${why}`);
+    q.loggedAt = now;
+    this.log.warn({ ...fields, attempts: q.attempts, sinceMs: now - q.since }, `still no connection after ${q.attempts} attempts: ${why}`);
   }
 
   /** What "auto" learnt at this CONNACK, kept in the ledger when it is news. */

@@ -5,8 +5,9 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { MAIN, ROOT, SimClient, displayHas, exampleConfig, removeDir, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
+import { MAIN, ROOT, SimClient, displayHas, exampleConfig, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { hasSocat, makePtyPair } from "../helpers/socat.js";
 import { slow } from "../helpers/slow.js";
 
@@ -32,6 +33,26 @@ async function linesWhileIdle(d: Daemon, settleMs: number, ms: number): Promise<
 }
 
 describe("nothing per poll", () => {
+  it("a broker that is not there: one warning, not one per attempt (the same failure again is debug)", { timeout: slow(30_000) }, async () => {
+    const free = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = srv.address() as AddressInfo;
+        srv.close(() => resolve(port));
+      });
+    });
+    const d = await startDaemon({
+      patch: (cfg) => {
+        cfg.sync = { enabled: true, url: `mqtt://127.0.0.1:${free}`, reconnectBaseMs: 100, reconnectCapMs: 200 };
+      },
+    });
+    cleanup.push(async () => removeDir(d.dir));
+    cleanup.push(() => stopDaemon(d));
+    await waitForOutput(d, /no connection/, 10_000);
+    const lines = await linesWhileIdle(d, 500, 3000); // some 15 more attempts
+    expect(lines.filter((l) => l.includes("no connection"))).toEqual([]);
+    expect(d.output().match(/no connection/g)).toHaveLength(1);
+  });
+
   it("sim bank: idle for 6 s with a temperature read every 5 s and a disk check every second, the log does not grow", { timeout: slow(30_000) }, async () => {
     const d = await startDaemon({
       patch: (cfg) => {
