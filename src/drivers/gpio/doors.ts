@@ -65,6 +65,8 @@ class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
   private readonly log: Logger;
   private pins: GpioPins | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
+  /** Channels whose last reconciliation read failed (logged once until they read again). */
+  private readonly failing = new Set<number>();
   /** A chardev helper is down: nothing to read until it is back (its fault is reported once). */
   private helperDown = false;
   private state: DeviceHealth["health"] = "absent";
@@ -158,10 +160,13 @@ class GpioDoors extends EventEmitter<DoorEvents> implements DoorPart {
       } catch (e) {
         this.state = "faulted";
         this.detail = `GPIO ${d.pin}: ${describeError(e)}`;
-        this.log.error({ channel, pin: d.pin, err: e }, "door input read failed");
+        // On change: a read failing every reconcileMs is one error, not one a second.
+        if (!this.failing.has(channel)) this.log.error({ channel, pin: d.pin, err: e }, "door input read failed; reads again every reconciliation");
+        this.failing.add(channel);
         failed = true;
         continue;
       }
+      if (this.failing.delete(channel)) this.log.info({ channel, pin: d.pin }, "door input reads again");
       const state = this.toState(d, level);
       const known = this.states.read(channel);
       if (known !== "unknown" && known !== state && !this.states.settling(channel)) {

@@ -35,6 +35,11 @@ export class GpioEmulator implements GpioLineOpener {
     return p;
   }
 
+  /** Another process unexports line `n` (reads and writes fail with ENOENT), or exports it again. */
+  setExported(n: number, exported: boolean): void {
+    this.pin(n).exported = exported;
+  }
+
   /** Make export of line `n` (or of any line) fail with an errno code, as sysfs does. */
   failExport(n: number | "any", code = "EACCES"): void {
     this.exportErrors.set(n, code);

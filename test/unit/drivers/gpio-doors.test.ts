@@ -55,6 +55,17 @@ afterEach(async () => {
 });
 
 describe("gpio doors", () => {
+  it("an input that cannot be read: faulted, one error however many reconciliation reads fail, and a note when it reads again", async () => {
+    gpio.setExported(BASE + 6, false); // another process took the line
+    await vi.advanceTimersByTimeAsync(RECONCILE * 5);
+    expect(doors.health()).toMatchObject({ health: "faulted", detail: expect.stringMatching(/^GPIO 6: /) });
+    expect(logLines.filter((l) => l.includes("door input read failed"))).toHaveLength(1);
+    gpio.setExported(BASE + 6, true);
+    await vi.advanceTimersByTimeAsync(RECONCILE);
+    expect(doors.health().health).toBe("ok");
+    expect(doors.read(2)).toBe("open");
+  });
+
   it("reads the initial states at start without reporting them as changes", () => {
     expect([doors.read(1), doors.read(2), doors.read(3)]).toEqual(["closed", "open", "closed"]);
     expect(doors.read(99)).toBe("unknown");
