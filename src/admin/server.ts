@@ -243,8 +243,12 @@ export class AdminServer {
         return people.setActive(req.args.person, req.cmd === "people-enable", this.changedBy(req), req.args.reason);
       case "people-set-pin":
         return people.setPin(req.args.person, req.args.pin, this.changedBy(req));
-      case "people-enroll-finger":
-        return this.enrollFinger(req, stream);
+      case "people-enroll-finger": {
+        // lockerctl interrupted (the connection closes): the enrolment ends at once, the display is the public's again.
+        const cancel = new AbortController();
+        onClose(() => cancel.abort());
+        return this.enrollFinger(req, stream, cancel.signal);
+      }
       case "people-remove-finger": {
         if (!this.deps.fingers) throw new LockerError(ErrorCode.HardwareUnavailable, "this bank has no fingerprint reader");
         const r = await this.deps.fingers.remove(req.args.person, this.changedBy(req), req.args.slot);
@@ -290,7 +294,7 @@ export class AdminServer {
    * The module's enrolment sequence with the person at the sensor: each step on the bank's display
    * and streamed to lockerctl; the slot and person.finger_enrolled in one transaction at the end.
    */
-  private async enrollFinger(req: Extract<AdminCall, { cmd: "people-enroll-finger" }>, stream: (item: StreamItem) => void): Promise<unknown> {
+  private async enrollFinger(req: Extract<AdminCall, { cmd: "people-enroll-finger" }>, stream: (item: StreamItem) => void, signal: AbortSignal): Promise<unknown> {
     const { fingers, enrollScreen } = this.deps;
     if (!fingers) throw new LockerError(ErrorCode.HardwareUnavailable, "this bank has no fingerprint reader (a reader of type \"fingerprint\" in the hardware profile)");
     const person = this.deps.ledger.person(req.args.person);
@@ -311,12 +315,14 @@ export class AdminServer {
       const slot = await fingers.enroll(req.args.person, this.changedBy(req), (s) => {
         enrollScreen?.(screen(s));
         stream({ kind: "finger", ...s });
-      }, { captures: req.args.captures, ...(req.args.reader ? { reader: req.args.reader } : {}) });
+      }, { captures: req.args.captures, signal, ...(req.args.reader ? { reader: req.args.reader } : {}) });
       enrollScreen?.(null, { lines: ["Finger enrolled", who], ok: true });
       this.log.info({ user: req.user, person: req.args.person, slot: slot.slot }, "fingerprint enrolled");
       return { person: req.args.person, reader: slot.reader, slot: slot.slot, fingers: fingers.slotsOf(req.args.person).filter((f) => f.status === "live").length };
     } catch (e) {
-      enrollScreen?.(null, { lines: ["Enrolment failed", isLockerError(e) ? String(e.context.reason ?? e.code) : "error"], ok: false });
+      const reason = isLockerError(e) ? String(e.context.reason ?? e.code) : "error";
+      this.log.info({ user: req.user, person: req.args.person, reason }, `fingerprint not enrolled: ${(e as Error).message}`);
+      enrollScreen?.(null, { lines: ["Enrolment failed", reason], ok: false });
       throw e;
     }
   }

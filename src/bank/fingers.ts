@@ -123,7 +123,7 @@ export class Fingers {
    * Enrol one of `person`'s fingers on the module (the only one, or `readerName`). Resolves with the
    * slot once stored and on record; rejects with a LockerError saying why (context.reason).
    */
-  async enroll(personId: string, by: ChangedBy, onStep: (s: EnrollProgress) => void, opts: { captures?: 2 | 3; reader?: string; timeoutMs?: number } = {}): Promise<FingerSlot> {
+  async enroll(personId: string, by: ChangedBy, onStep: (s: EnrollProgress) => void, opts: { captures?: 2 | 3; reader?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<FingerSlot> {
     const person = this.deps.ledger.person(personId);
     if (!person) throw new LockerError(ErrorCode.UnknownPerson, `no person ${personId}`, { person: personId });
     if (!person.active) throw new LockerError(ErrorCode.IllegalTransition, `${personId} is disabled: enable them first`, { person: personId });
@@ -131,7 +131,16 @@ export class Fingers {
     if (this.enrolling) throw new LockerError(ErrorCode.Busy, "an enrolment is under way: try again when it is done");
     this.enrolling = true;
     try {
-      const { slot } = await reader.enroll("free", onStep, { ...(opts.captures ? { captures: opts.captures } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) });
+      const { slot } = await reader.enroll("free", onStep, {
+        ...(opts.captures ? { captures: opts.captures } : {}),
+        ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      // The technician gave up (lockerctl interrupted) as the last touch was stored: not on record, so not kept.
+      if (opts.signal?.aborted) {
+        await reader.deleteSlots([slot]).catch((err: unknown) => this.log.warn({ err, slot }, "could not delete a cancelled enrolment"));
+        throw new LockerError(ErrorCode.BadInput, "enrolment cancelled", { reason: "cancelled" });
+      }
       const now = this.deps.now();
       try {
         this.deps.ledger.transact((tx) => {

@@ -78,7 +78,7 @@ export interface FingerprintReader extends EventEmitter<FingerprintEvents> {
   readonly terminal: string | undefined;
   readonly ready: boolean;
   /** Enrol a finger into a slot ("free": the lowest empty one); rejects with a LockerError (context.reason). */
-  enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts?: { captures?: 2 | 3; timeoutMs?: number }): Promise<{ slot: number }>;
+  enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts?: { captures?: 2 | 3; timeoutMs?: number; signal?: AbortSignal }): Promise<{ slot: number }>;
   deleteSlots(slots: readonly number[]): Promise<void>;
   usedSlots(): Promise<number[]>;
 }

@@ -123,7 +123,15 @@ async function shut(r: Rig, compartment: string): Promise<void> {
 describe("fingerprints and app passes, compiled daemon, emulated module and boards", () => {
   it("enrol with lockerctl, deposit at the keypad, the finger opens the parcel; a leaver's finger is deleted from the module", { timeout: slow(90_000) }, async () => {
     const r = await rig();
-    // The technician starts the enrolment; Ada touches the sensor as each step asks.
+    // An enrolment the technician interrupts (Ctrl-C) ends at once: the next one is not "busy".
+    const first = spawn(process.execPath, [LOCKERCTL, "--socket", join(r.d.dataDir, "admin.sock"), "people", "enroll-finger", "p-1001"], { stdio: ["ignore", "pipe", "pipe"] });
+    let firstOut = "";
+    first.stdout.setEncoding("utf8").on("data", (s: string) => (firstOut += s));
+    await within("touch 1/2", () => firstOut.includes("touch 1/2"));
+    first.kill("SIGINT");
+    await new Promise((resolve) => first.on("close", resolve));
+    await within("cancelled", () => r.d.output().includes("enrolment cancelled"));
+    // The technician starts the enrolment again; Ada touches the sensor as each step asks.
     const child = spawn(process.execPath, [LOCKERCTL, "--socket", join(r.d.dataDir, "admin.sock"), "people", "enroll-finger", "p-1001"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));

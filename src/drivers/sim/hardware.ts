@@ -152,7 +152,7 @@ export class SimFingerprint extends EventEmitter<FingerprintEvents> implements F
     else this.emit("finger", { slot, score: 120 });
   }
 
-  async enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts: { captures?: 2 | 3; timeoutMs?: number } = {}): Promise<{ slot: number }> {
+  async enroll(target: number | "free", onStep: (s: FingerEnrollStep) => void, opts: { captures?: 2 | 3; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<{ slot: number }> {
     if (this.capture) throw new LockerError(ErrorCode.Busy, `${this.name} is already enrolling`, { reason: "busy" });
     const of = opts.captures ?? 2;
     const touches: string[] = [];
@@ -161,9 +161,19 @@ export class SimFingerprint extends EventEmitter<FingerprintEvents> implements F
         onStep({ step: "place", n, of });
         touches.push(
           await new Promise<string>((resolve, reject) => {
-            const timer = setTimeout(() => reject(new LockerError(ErrorCode.Expired, "no finger on the sensor in time", { reason: "timeout" })), opts.timeoutMs ?? 20_000);
+            const cancel = () => {
+              clearTimeout(timer);
+              reject(new LockerError(ErrorCode.BadInput, "enrolment cancelled", { reason: "cancelled" }));
+            };
+            const timer = setTimeout(() => {
+              opts.signal?.removeEventListener("abort", cancel);
+              reject(new LockerError(ErrorCode.Expired, "no finger on the sensor in time", { reason: "timeout" }));
+            }, opts.timeoutMs ?? 20_000);
+            if (opts.signal?.aborted) return cancel();
+            opts.signal?.addEventListener("abort", cancel, { once: true });
             this.capture = (f) => {
               clearTimeout(timer);
+              opts.signal?.removeEventListener("abort", cancel);
               resolve(f);
             };
           }),

@@ -66,6 +66,23 @@ describe("fingerprints", () => {
     expect(b.screen()).toContain("Parcel size?");
   });
 
+  it("an enrolment the technician abandons (lockerctl interrupted) ends at once and enrols nothing", async () => {
+    const b = await testBank();
+    const cancel = new AbortController();
+    const done = b.rt.fingers.enroll("p-1001", tech, () => undefined, { signal: cancel.signal });
+    const settled = done.then(() => "enrolled", (e: { context?: { reason?: string } }) => e.context?.reason);
+    await advance(100);
+    cancel.abort();
+    expect(await settled).toBe("cancelled");
+    expect(b.hw.finger.slots.size).toBe(0);
+    expect(b.events("person.finger_enrolled")).toHaveLength(0);
+    // Not busy: the next enrolment starts.
+    const next = b.rt.fingers.enroll("p-1001", tech, (s) => {
+      if (s.step === "place") queueMicrotask(() => b.hw.finger.place("ada"));
+    });
+    await expect(next).resolves.toMatchObject({ person: "p-1001" });
+  });
+
   it("two touches of different fingers enrol nothing", async () => {
     const b = (await testBank());
     await expect(enroll(b, "p-1001", "a", ["a", "b"])).rejects.toMatchObject({ context: { reason: "combine_failed" } });

@@ -76,9 +76,11 @@ export interface EnrollOptions {
   captures?: 2 | 3;
   /** Longest wait for each step (a finger placed, a finger lifted), ms. */
   timeoutMs?: number;
+  /** Aborted: the enrolment ends at the next look at the sensor (EnrollError "cancelled"). */
+  signal?: AbortSignal;
 }
 
-export type EnrollFailure = "bad_input" | "no_free_slot" | "bad_slot" | "timeout" | "combine_failed" | "bad_image" | "module_fault" | "busy" | "stopped";
+export type EnrollFailure = "bad_input" | "no_free_slot" | "bad_slot" | "timeout" | "combine_failed" | "bad_image" | "module_fault" | "busy" | "stopped" | "cancelled";
 
 const ENROLL_CODES: Record<EnrollFailure, ErrorCode> = {
   bad_input: ErrorCode.BadInput,
@@ -90,6 +92,7 @@ const ENROLL_CODES: Record<EnrollFailure, ErrorCode> = {
   module_fault: ErrorCode.HardwareUnavailable,
   busy: ErrorCode.Busy,
   stopped: ErrorCode.ShuttingDown,
+  cancelled: ErrorCode.BadInput,
 };
 
 /** Why an enrolment failed: `reason` says exactly, `code` is the usual LockerError code for it. */
@@ -274,10 +277,10 @@ export class FingerprintModule extends EventEmitter<FingerprintEvents> implement
       this.fingerDown = first.code !== Confirm.NoFinger;
       if (this.fingerDown) {
         step({ step: "lift" });
-        await this.waitFor("lifted", deadline());
+        await this.waitFor("lifted", deadline(), opts.signal);
       }
       for (let n = 1; n <= captures; n++) {
-        await this.capture(n, captures, n === 1 ? 1 : 2, step, stepMs);
+        await this.capture(n, captures, n === 1 ? 1 : 2, step, stepMs, opts.signal);
         if (n === 2) {
           const r = await this.call(commands.regModel());
           if (r.code === Confirm.CombineFail) throw new EnrollError("combine_failed", "the two touches are not the same finger (RegModel 0A)");
@@ -339,10 +342,10 @@ export class FingerprintModule extends EventEmitter<FingerprintEvents> implement
 
   // ---- enrolment steps ----
 
-  private async capture(n: number, of: number, buffer: number, step: (s: EnrollStep) => void, stepMs: number): Promise<void> {
+  private async capture(n: number, of: number, buffer: number, step: (s: EnrollStep) => void, stepMs: number, signal?: AbortSignal): Promise<void> {
     for (let bad = 0; ; ) {
       step({ step: "place", n, of });
-      let code = await this.waitFor("finger", performance.now() + stepMs);
+      let code = await this.waitFor("finger", performance.now() + stepMs, signal);
       if (code === Confirm.Ok) code = (await this.call(commands.img2Tz(buffer))).code;
       if (code !== Confirm.Ok && !BAD_IMAGE_CODES.has(code)) throw this.enrollModuleError("GenImg/Img2Tz", { code, data: Buffer.alloc(0) });
       if (code !== Confirm.Ok) {
@@ -350,14 +353,15 @@ export class FingerprintModule extends EventEmitter<FingerprintEvents> implement
         step({ step: "again", n, of, why: confirmText(code) });
       }
       step({ step: "lift" });
-      await this.waitFor("lifted", performance.now() + stepMs);
+      await this.waitFor("lifted", performance.now() + stepMs, signal);
       if (code === Confirm.Ok) return;
     }
   }
 
   /** GenImg until a finger is on ("finger": its GenImg code, 00 or an image failure) or off ("lifted"). */
-  private async waitFor(what: "finger" | "lifted", deadline: number): Promise<number> {
+  private async waitFor(what: "finger" | "lifted", deadline: number, signal?: AbortSignal): Promise<number> {
     for (;;) {
+      if (signal?.aborted) throw new EnrollError("cancelled", "enrolment cancelled");
       const { code } = await this.call(commands.genImg());
       // What the identify loop will find when it resumes: a finger left on is not a new touch.
       this.fingerDown = code !== Confirm.NoFinger;
