@@ -16,11 +16,7 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
-import { emit, median, pct, round, tmp, type Line } from "./bench-common.js";
-import { killHarness } from "./bench-kill.js";
-import { fuzz } from "./fuzz.js";
-import { soak } from "./soak.js";
-import { command, drain, fleet } from "./bench-sync.js";
+import { emit, median, memoryBreakdown, pct, round, tmp, type Line } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
@@ -167,12 +163,18 @@ async function startup(): Promise<void> {
   }
 }
 
-/** RSS after 10,000 deposit + pickup cycles through the keypad, against node with the dependencies loaded. */
+/**
+ * RSS after 10,000 deposit + pickup cycles through the keypad, against node with the dependencies
+ * loaded, and where it is: V8 heap, code (file-backed: node, libraries, addons), native (malloc:
+ * SQLite's page cache, statements, libuv; thread stacks), each beside the floor's.
+ */
 async function rss(): Promise<void> {
   const dir = tmp();
   const PICKUPS = Number(process.env.BENCH_PICKUPS ?? 10_000);
   try {
     const { rt, hw, deposit, opened } = await benchBank(dir, () => {}, "NORMAL");
+    globalThis.gc?.();
+    const started = await memoryBreakdown();
     for (let i = 0; i < PICKUPS; i++) {
       const { code, compartment } = await deposit();
       hw.keypad.keys(`${code}#`);
@@ -181,17 +183,28 @@ async function rss(): Promise<void> {
     }
     const picked = rt.ledger.counts().events;
     globalThis.gc?.();
-    const mem = process.memoryUsage();
-    const value = mem.rss / 2 ** 20;
-    if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify(mem)}\n`);
+    const mem = await memoryBreakdown();
+    if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify({ started, after: mem, usage: process.memoryUsage() })}\n`);
     await rt.stop();
     const floorRun = spawnSync(
       process.execPath,
-      ["--expose-gc", "--input-type=module", "-e", "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); const D = (await import('better-sqlite3')).default; new D(':memory:'); gc(); console.log(process.memoryUsage().rss)"],
+      [
+        "--expose-gc",
+        ...DAEMON_FLAGS,
+        "--input-type=module",
+        "-e",
+        "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); const D = (await import('better-sqlite3')).default; new D(':memory:'); gc(); const { memoryBreakdown } = await import('./dist/scripts/bench-common.js'); console.log(JSON.stringify(await memoryBreakdown()))",
+      ],
       { cwd: ROOT, encoding: "utf8" },
     );
-    const floor = Number(floorRun.stdout.trim()) / 2 ** 20;
-    emit({ metric: "rss_after_10k_pickups", value: round(value, 1), unit: "MB", floor: round(floor, 1), target: 75, note: `${PICKUPS} pickups, ${picked} ledger events; floor: node with the dependencies loaded` });
+    const floor = JSON.parse(floorRun.stdout.trim()) as typeof mem;
+    const note = `${PICKUPS} pickups, ${picked} ledger events, daemon flags ${DAEMON_FLAGS.join(" ")}; floor: node with the dependencies loaded, same flags`;
+    emit({ metric: "rss_after_10k_pickups", value: round(mem.rss, 1), unit: "MB", floor: round(floor.rss, 1), target: 75, note });
+    emit({ metric: "rss_at_ready", value: round(started.rss, 1), unit: "MB", floor: round(floor.rss, 1), target: null, note: "the same bank before its first pickup" });
+    const parts = "part of rss_after_10k_pickups (MiB), from /proc/self/smaps";
+    emit({ metric: "rss_part_v8_heap", value: round(mem.v8Heap, 1), unit: "MB", floor: round(floor.v8Heap, 1), target: null, note: `${parts}: V8 heap spaces, ${round(mem.v8Live, 1)} MB of it live (floor ${round(floor.v8Live, 1)}): lockerd's modules, schemas and objects` });
+    emit({ metric: "rss_part_code", value: round(mem.code, 1), unit: "MB", floor: round(floor.code, 1), target: null, note: `${parts}: file-backed pages: node's binary, libraries, addons` });
+    emit({ metric: "rss_part_native", value: round(mem.native, 1), unit: "MB", floor: round(floor.native, 1), target: null, note: `${parts}: anonymous memory outside the V8 heap: malloc (SQLite page cache ≤ 2 MiB, statements, libuv), thread stacks` });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -255,12 +268,15 @@ const MODES: Record<string, () => Promise<void>> = {
   latency,
   startup,
   rss,
-  drain: () => drain(exampleConfig, emit),
-  command: () => command(exampleConfig, emit),
-  fleet: () => fleet(exampleConfig, emit),
-  kill: () => killHarness((o) => emit(o as unknown as Line), { kills: Number(process.env.BENCH_KILLS ?? 50) }),
-  fuzz: () => fuzz((o) => emit(o as unknown as Line), { inputs: Number(process.env.BENCH_FUZZ_INPUTS ?? 100_000), seed: Number(process.env.BENCH_SEED ?? 20261125) }),
-  soak: () => soak((o) => emit(o as unknown as Line), { operations: Number(process.env.BENCH_SOAK_OPS ?? 200_000) }),
+  // The other modes' modules (mqtt.js, the brokers, the fuzzers) load only for their own mode: a
+  // static import put them in every mode's process, 8 MB of heap and code the rss figure charged
+  // to lockerd, which never loads them on a bank without a server.
+  drain: async () => (await import("./bench-sync.js")).drain(exampleConfig, emit),
+  command: async () => (await import("./bench-sync.js")).command(exampleConfig, emit),
+  fleet: async () => (await import("./bench-sync.js")).fleet(exampleConfig, emit),
+  kill: async () => (await import("./bench-kill.js")).killHarness((o) => emit(o as unknown as Line), { kills: Number(process.env.BENCH_KILLS ?? 50) }),
+  fuzz: async () => (await import("./fuzz.js")).fuzz((o) => emit(o as unknown as Line), { inputs: Number(process.env.BENCH_FUZZ_INPUTS ?? 100_000), seed: Number(process.env.BENCH_SEED ?? 20261125) }),
+  soak: async () => (await import("./soak.js")).soak((o) => emit(o as unknown as Line), { operations: Number(process.env.BENCH_SOAK_OPS ?? 200_000) }),
 };
 
 async function main(): Promise<void> {
