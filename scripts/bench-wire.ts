@@ -78,7 +78,8 @@ interface Daemon {
 }
 
 async function startDaemon(configFile: string, dataDir: string): Promise<Daemon> {
-  const child = spawn(process.execPath, ["--max-semi-space-size=1", "--optimize-for-size", MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+  const extra = process.env.BENCH_DAEMON_ARGS ? process.env.BENCH_DAEMON_ARGS.split(" ") : [];
+  const child = spawn(process.execPath, ["--max-semi-space-size=1", "--optimize-for-size", ...extra, MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));

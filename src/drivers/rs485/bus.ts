@@ -223,13 +223,13 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     try {
       try {
         job.sent = true;
-        await this.write(port, x.frame, wire);
+        await this.write(port, x.frame, wire, !x.reply);
       } catch (e) {
         unsent.abort(e);
         throw e;
       }
       this.counters.written++;
-      this.log.trace({ tx: hex(x.frame), what: x.what }, "tx");
+      if (this.log.isLevelEnabled("trace")) this.log.trace({ tx: hex(x.frame), what: x.what }, "tx");
       if (!reply) {
         // The board takes it without a word: it may still be reading it, hold the line.
         await delay(wire + this.opts.gapMs);
@@ -249,8 +249,14 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     return false;
   }
 
-  /** Write and drain; a write that has not drained within a second is a stalled port. */
-  private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
+  /**
+   * Write, and drain when `drain`; a write that has not drained within a second is a stalled port.
+   * Only a command the board does not answer is drained: the line is held from when it left. An
+   * answered exchange needs no drain (a tcdrain in libuv's thread pool, a quarter of the bus's idle
+   * CPU at 8 polls a second): its answer proves the frame left, its timeout counts the frame's wire
+   * time, and a frame stuck in the adapter is a timeout, "sent, not answered", as a stalled drain is.
+   */
+  private write(port: SerialPort, frame: Buffer, wireMs: number, drain: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       // A stalled write may still leave the port later: "sent, not answered", not "not sent".
       const stall = setTimeout(() => reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })), WRITE_STALL_MS + wireMs);
@@ -261,6 +267,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
       };
       port.write(frame, (err) => {
         if (err) return done(this.unavailable(`write failed: ${err.message}`));
+        if (!drain) return done();
         port.drain((e) => done(e ? this.unavailable(`drain failed: ${e.message}`) : undefined));
       });
     });
@@ -276,7 +283,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
         this.discarded(p.bytes, p.reason);
         continue;
       }
-      this.log.trace({ rx: hex(p.raw), frame: this.opts.describe(p.frame) }, "rx");
+      // Only at trace: the hex and the description are made for the log line alone (8 a second at idle).
+      if (this.log.isLevelEnabled("trace")) this.log.trace({ rx: hex(p.raw), frame: this.opts.describe(p.frame) }, "rx");
       if (this.matcher.offer(p.frame)) continue;
       this.counters.unsolicited++;
       this.emit("unsolicited", p.frame);
