@@ -299,6 +299,7 @@ const MODES: Record<string, () => Promise<void>> = {
   fleet: async () => (await import("./bench-sync.js")).fleet(exampleConfig, emit),
   kill: async () => (await import("./bench-kill.js")).killHarness((o) => emit(o as unknown as Line), { kills: Number(process.env.BENCH_KILLS ?? 50) }),
   fuzz: async () => (await import("./fuzz.js")).fuzz((o) => emit(o as unknown as Line), { inputs: Number(process.env.BENCH_FUZZ_INPUTS ?? 100_000), seed: Number(process.env.BENCH_SEED ?? 20261125) }),
+  scale: async () => (await import("./bench-scale.js")).scale(exampleConfig, emit),
   keywire: async () => (await import("./bench-wire.js")).keyToWire(exampleConfig, emit),
   idle: async () => (await import("./bench-wire.js")).idle(exampleConfig, emit),
   soak: async () => (await import("./soak.js")).soak((o) => emit(o as unknown as Line), { operations: Number(process.env.BENCH_SOAK_OPS ?? 200_000) }),
