@@ -3,7 +3,7 @@
 // so one does not inflate another's memory or warm another's caches.
 //
 //   node dist/scripts/bench.js            all of them
-//   node dist/scripts/bench.js latency    one (growth | latency | startup | rss | drain | command | fleet | kill | fuzz | soak)
+//   node dist/scripts/bench.js latency    one (growth | latency | latency-cpu | startup | rss | drain | command | fleet | scale | keywire | idle | kill | fuzz | soak)
 //   latency-cpu (or BENCH_SYNC=NORMAL … latency)  the decision path without its fsync: the CPU part alone
 //   BENCH_BROKERS=nats,rabbitmq … drain     drain and command on those engines only (bench-sync.ts)
 import { spawn, spawnSync } from "node:child_process";
