@@ -23,3 +23,34 @@ export const median = (xs: number[]) => pct([...xs].sort((a, b) => a - b), 50);
 export function tmp(): string {
   return mkdtempSync(join(tmpdir(), "lockerd-bench-"));
 }
+
+/**
+ * Where a process's resident memory is, in MiB: the V8 heap (its spaces' physical size, and the
+ * live part of it), the file-backed pages (node's own code and libraries, the addons), and the
+ * rest of the anonymous memory: malloc (SQLite's page cache and statements, libuv, addons),
+ * thread stacks, and V8's own bookkeeping outside its heap spaces. From /proc/self/smaps.
+ */
+export async function memoryBreakdown(): Promise<{ rss: number; v8Heap: number; v8Live: number; code: number; native: number }> {
+  const { readFileSync } = await import("node:fs");
+  const v8 = await import("node:v8");
+  let file = 0;
+  let anon = 0;
+  let named = "";
+  for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      named = head[1] ?? "";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) {
+      if (named.startsWith("/")) file += Number(rss[1]);
+      else anon += Number(rss[1]);
+    }
+  }
+  const spaces = v8.getHeapSpaceStatistics();
+  const MiB = 2 ** 20;
+  const v8Heap = spaces.reduce((s, x) => s + x.physical_space_size, 0) / MiB;
+  const v8Live = spaces.reduce((s, x) => s + x.space_used_size, 0) / MiB;
+  return { rss: process.memoryUsage().rss / MiB, v8Heap, v8Live, code: file / 1024, native: anon / 1024 - v8Heap };
+}

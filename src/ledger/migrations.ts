@@ -170,6 +170,12 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX finger_slots_person ON finger_slots(person_id);
   `,
+  // 9: the start restores open temperature and sensor alarms (bank/temperature.ts) without reading
+  // the whole event log (1M events: 150 ms at every start). Partial: only alarm events are in it,
+  // so the events an unlock writes touch no page of it. Built once, at the first start after it.
+  `
+  CREATE INDEX events_alarms ON events(compartment, type) WHERE type IN ('alarm.temperature', 'alarm.sensor_fault', 'alarm.cleared');
+  `,
 ];
 
 export function migrate(db: Database.Database): { from: number; to: number } {

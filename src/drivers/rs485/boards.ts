@@ -184,10 +184,12 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     if (this.faulted) {
       throw new LockerError(ErrorCode.HardwareUnavailable, `${this.name} is not answering (${this.lastProblem})`, { channel, board: this.name });
     }
+    // Queued first, logged after: the log line's write is not on the way to the wire.
+    const sending = this.unlock(lock);
     this.log.info({ channel, lock }, "unlock");
     let snap: Snapshot | null;
     try {
-      snap = await this.unlock(lock);
+      snap = await sending;
     } catch (e) {
       if (this.running) this.miss(e);
       throw e;
@@ -334,7 +336,7 @@ export interface Rs485Boards {
   readonly parts: readonly Rs485Board[];
 }
 
-type CommonConfig = Pick<KerongConfig, "port" | "baudRate" | "pollMs" | "timeoutMs" | "pulseMs" | "missesToFault" | "retryMaxMs" | "gapMs" | "lockBitOpen">;
+type CommonConfig = Pick<KerongConfig, "port" | "baudRate" | "pollMs" | "timeoutMs" | "pulseMs" | "missesToFault" | "retryMaxMs" | "gapMs" | "turnaroundMs" | "lockBitOpen">;
 
 function assemble<F>(
   config: CommonConfig,
@@ -349,6 +351,7 @@ function assemble<F>(
     parser: protocol.parser,
     describe: (f) => protocol.describe(f),
     gapMs: config.gapMs,
+    turnaroundMs: config.turnaroundMs,
     reopen: { baseMs: Math.min(config.pollMs, config.retryMaxMs), capMs: config.retryMaxMs, random: deps.random },
     log: deps.log,
   });

@@ -4,6 +4,12 @@
 // the frame's wire time plus a gap. When the port disappears (adapter unplugged) every waiting
 // exchange fails fast and the port is reopened with backoff.
 //
+// An urgent exchange (an unlock: someone stands at the door) goes ahead of every queued status
+// poll, and after an exchange it waits only the line's turnaround (turnaroundMs), not the quiet gap
+// polls keep between them (gapMs): the board that answered has let go of the line. A frame on the
+// wire, or a poll waiting for its answer, is never interrupted. So an unlock waits at most one
+// poll exchange and the turnaround (bench: key_to_unlock_frame).
+//
 //   request() ─▶ queue ─▶ write ─▶ serial ─▶ boards
 //                  ▲                  │
 //   reply ◀─ matcher ◀─ FrameParser ◀─┘──▶ unsolicited / discarded events
@@ -35,6 +41,11 @@ export interface BusOptions<F> {
   describe: (frame: F) => string;
   /** Quiet time after every exchange, and after the wire time of an unanswered command. */
   gapMs: number;
+  /**
+   * Quiet time before an urgent exchange after an answered one (the answering board has released
+   * the line); at most gapMs. After an unanswered command the full gap holds for every exchange.
+   */
+  turnaroundMs?: number;
   /** Reopening the port after it vanished or failed to open. */
   reopen: BackoffOptions;
   log: Logger;
@@ -78,6 +89,11 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private reopenTimer: NodeJS.Timeout | null = null;
   /** The exchange on the bus now. */
   private current: Job<F> | null = null;
+  /** When the quiet gap after the last exchange ends (performance.now), and when its turnaround does. */
+  private quietAt = 0;
+  private turnaroundAt = 0;
+  /** Wakes the queue when the gap (or the turnaround, for an urgent job) is over. */
+  private gapTimer: NodeJS.Timeout | null = null;
   private running = false;
   private up = false;
   private lastProblem = "not started";
@@ -124,6 +140,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     this.running = false;
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     this.reopenTimer = null;
+    this.clearGapTimer();
     const e = new LockerError(ErrorCode.HardwareUnavailable, `rs485 ${this.opts.path} stopped`, { port: this.opts.path });
     this.failAll(e);
     const port = this.port;
@@ -162,18 +179,41 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
 
   private pump(): void {
     if (this.current || !this.port) return;
-    const job = this.queue.shift();
-    if (!job) return;
+    const head = this.queue[0];
+    if (!head) return;
+    // The quiet time after the last exchange: the whole gap before a poll, the turnaround before an
+    // unlock. An unlock queued while a poll waits out the gap goes as soon as the turnaround is over.
+    const now = performance.now();
+    const at = head.x.urgent ? this.turnaroundAt : this.quietAt;
+    if (at > now) {
+      this.clearGapTimer();
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = null;
+        this.pump();
+      }, Math.ceil(at - now));
+      return;
+    }
+    this.clearGapTimer();
+    const job = this.queue.shift()!;
     this.current = job;
-    void this.run(job, this.port).finally(() => {
+    void this.run(job, this.port).then((answered) => {
       // When the port closed meanwhile, onClose already failed this job and freed the bus.
       if (this.current !== job) return;
       this.current = null;
+      const end = performance.now();
+      this.quietAt = end + this.opts.gapMs;
+      this.turnaroundAt = answered ? end + Math.min(this.opts.turnaroundMs ?? this.opts.gapMs, this.opts.gapMs) : this.quietAt;
       this.pump();
     });
   }
 
-  private async run(job: Job<F>, port: SerialPort): Promise<void> {
+  private clearGapTimer(): void {
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    this.gapTimer = null;
+  }
+
+  /** One exchange; true when its board answered it (the line is free after a turnaround). Never rejects. */
+  private async run(job: Job<F>, port: SerialPort): Promise<boolean> {
     const { x } = job;
     const wire = this.wireMs(x.frame.length);
     const unsent = new AbortController();
@@ -183,19 +223,21 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     try {
       try {
         job.sent = true;
-        await this.write(port, x.frame, wire);
+        await this.write(port, x.frame, wire, !x.reply);
       } catch (e) {
         unsent.abort(e);
         throw e;
       }
       this.counters.written++;
-      this.log.trace({ tx: hex(x.frame), what: x.what }, "tx");
+      if (this.log.isLevelEnabled("trace")) this.log.trace({ tx: hex(x.frame), what: x.what }, "tx");
       if (!reply) {
+        // The board takes it without a word: it may still be reading it, hold the line.
         await delay(wire + this.opts.gapMs);
         job.resolve(null);
-        return;
+        return false;
       }
       job.resolve(await reply);
+      return true;
     } catch (e) {
       if (isLockerError(e, ErrorCode.HardwareTimeout)) {
         this.counters.timeouts++;
@@ -204,11 +246,17 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
       }
       job.reject(e);
     }
-    await delay(this.opts.gapMs);
+    return false;
   }
 
-  /** Write and drain; a write that has not drained within a second is a stalled port. */
-  private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
+  /**
+   * Write, and drain when `drain`; a write that has not drained within a second is a stalled port.
+   * Only a command the board does not answer is drained: the line is held from when it left. An
+   * answered exchange needs no drain (a tcdrain in libuv's thread pool, a quarter of the bus's idle
+   * CPU at 8 polls a second): its answer proves the frame left, its timeout counts the frame's wire
+   * time, and a frame stuck in the adapter is a timeout, "sent, not answered", as a stalled drain is.
+   */
+  private write(port: SerialPort, frame: Buffer, wireMs: number, drain: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       // A stalled write may still leave the port later: "sent, not answered", not "not sent".
       const stall = setTimeout(() => reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })), WRITE_STALL_MS + wireMs);
@@ -219,6 +267,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
       };
       port.write(frame, (err) => {
         if (err) return done(this.unavailable(`write failed: ${err.message}`));
+        if (!drain) return done();
         port.drain((e) => done(e ? this.unavailable(`drain failed: ${e.message}`) : undefined));
       });
     });
@@ -234,7 +283,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
         this.discarded(p.bytes, p.reason);
         continue;
       }
-      this.log.trace({ rx: hex(p.raw), frame: this.opts.describe(p.frame) }, "rx");
+      // Only at trace: the hex and the description are made for the log line alone (8 a second at idle).
+      if (this.log.isLevelEnabled("trace")) this.log.trace({ rx: hex(p.raw), frame: this.opts.describe(p.frame) }, "rx");
       if (this.matcher.offer(p.frame)) continue;
       this.counters.unsolicited++;
       this.emit("unsolicited", p.frame);
@@ -289,6 +339,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private failAll(e: LockerError): void {
     // The exchange on the wire may have reached its board (an unlock may have fired): it failed
     // as "not answered", never as "not sent" (the bank rolls back only what was never sent).
+    this.clearGapTimer();
     const current = this.current;
     if (current?.sent) current.reject(new LockerError(ErrorCode.HardwareTimeout, `${e.message}: ${current.x.what} sent, no answer`, { ...e.context, what: current.x.what }));
     this.matcher.cancelAll(e);

@@ -31,6 +31,12 @@ const timing = {
   missesToFault: z.int().min(1).max(10).default(MISSES_TO_FAULT).describe("polls missed in a row (each retried once at once) before a board is faulted"),
   retryMaxMs: z.int().min(50).max(60_000).default(5000).describe("longest wait between retries of a faulted board or a vanished port"),
   gapMs: z.int().min(0).max(200).default(10).describe("quiet time on the bus after each exchange"),
+  turnaroundMs: z
+    .int()
+    .min(0)
+    .max(200)
+    .default(1)
+    .describe("quiet time before an unlock after an answered exchange (the board that answered has released the line); at most gapMs"),
 };
 
 const port = z.string().min(1).max(4096).describe("serial device; prefer /dev/serial/by-id/... so it survives replugging");

@@ -56,6 +56,13 @@ interface EmulatedBoard {
 export interface NoiseOptions {
   /** 0..1 random source for setNoise() (default Math.random; tests pass a seeded one). */
   random?: () => number;
+  /**
+   * Model the wire at this baud rate (8N1): a pseudo-terminal moves bytes at once whatever the
+   * baud, so without it an exchange takes no time. With it a frame is acted on once its last byte
+   * would have arrived, and an answer reaches the host once its last byte would have left; one
+   * frame on the line at a time. "rx" still fires when the host's bytes arrive (the frame's start).
+   */
+  wireBaud?: number;
 }
 
 export interface ByteStream {
@@ -74,6 +81,9 @@ export interface BoardState {
 abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
   protected readonly boards = new Map<number, EmulatedBoard>();
   private readonly random: () => number;
+  private readonly msPerByte: number;
+  /** When the modelled line is free again (performance.now). */
+  private lineFreeAt = 0;
 
   constructor(
     addresses: readonly number[],
@@ -83,6 +93,7 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
   ) {
     super();
     this.random = opts.random ?? Math.random;
+    this.msPerByte = opts.wireBaud ? 10_000 / opts.wireBaud : 0;
     for (const a of addresses) {
       this.boards.set(a, { open: new Array<boolean>(locksPerBoard).fill(false), items: new Array<boolean>(locksPerBoard).fill(false), fault: "none", noise: 0 });
     }
@@ -94,7 +105,9 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
       if (p.kind === "discarded") this.emit("rx", { discarded: hex(p.bytes), reason: p.reason });
       else {
         this.emit("rx", { rx: hex(p.raw), ...this.summary(p.frame) });
-        this.handle(p.frame);
+        const frame = p.frame;
+        if (this.msPerByte) this.onWire(p.raw.length, () => this.handle(frame));
+        else this.handle(frame);
       }
     }
   }
@@ -175,6 +188,19 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
     return fn(b, lock - 1);
   }
 
+  /** Run `then` once `bytes` bytes more would have crossed the modelled line. */
+  private onWire(bytes: number, then: () => void): void {
+    const now = performance.now();
+    this.lineFreeAt = Math.max(now, this.lineFreeAt) + bytes * this.msPerByte;
+    setTimeout(then, this.lineFreeAt - now);
+  }
+
+  /** Bytes the boards put on the bus: at once, or after their wire time. */
+  private transmit(bytes: Buffer): void {
+    if (this.msPerByte) this.onWire(bytes.length, () => this.emit("tx", bytes));
+    else this.emit("tx", bytes);
+  }
+
   /** An answer from `board`, through its fault, or its noise when it has none. */
   protected send(board: number, bytes: Buffer): void {
     const b = this.board(board);
@@ -183,19 +209,19 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
       case "silent":
         return;
       case "truncate":
-        this.emit("tx", Buffer.from(bytes.subarray(0, Math.ceil(bytes.length / 2))));
+        this.transmit(Buffer.from(bytes.subarray(0, Math.ceil(bytes.length / 2))));
         return;
       case "garbage":
-        this.emit("tx", Buffer.concat([GARBAGE, bytes]));
+        this.transmit(Buffer.concat([GARBAGE, bytes]));
         return;
       case "bad-checksum": {
         const bad = Buffer.from(bytes);
         bad[bad.length - 1] = (bad[bad.length - 1] ?? 0) ^ 0xff;
-        this.emit("tx", bad);
+        this.transmit(bad);
         return;
       }
       case "none":
-        this.emit("tx", bytes);
+        this.transmit(bytes);
     }
   }
 }

@@ -138,6 +138,41 @@ describe("the bus over a pseudo-terminal", () => {
     expect(bus.stats).toMatchObject({ written: 3, frames: 2, timeouts: 0, discardedBytes: 0, opens: 1 });
   });
 
+  it("sends an unlock queued behind pending polls next, a turnaround after the answer in flight, not a poll's gap later", async () => {
+    // A long gap between polls makes the difference plain: 150 ms of quiet after each exchange for
+    // the polls, 1 ms of turnaround for an unlock once the board that answered let go of the line.
+    await bus.stop();
+    const gapped = new Rs485Bus({ path: r.pair.host, baudRate: 19200, parser: createKerongParser(), describe: describeKerong, gapMs: 150, turnaroundMs: 1, reopen: { baseMs: 20, capMs: 100 }, log: captureLog().log });
+    await gapped.start();
+    try {
+      const kerong = kerongProtocol({ timeoutMs: 60 });
+      const seen: { frame: string; at: number }[] = [];
+      r.emu.on("rx", (x) => {
+        if ("rx" in x) seen.push({ frame: `${x.command} ${x.board}`, at: performance.now() });
+      });
+      // A poll on the wire, two more queued; the unlock comes while the first waits for its answer.
+      const first = gapped.request(kerong.readStatus(0));
+      const queued = [gapped.request(kerong.readStatus(1)), gapped.request(kerong.readStatus(0))];
+      const unlock = gapped.request(kerong.unlock(1, 3));
+      await first;
+      const answered = performance.now();
+      await unlock;
+      // Then one more while the bus keeps the poll gap after that unlock's hold and the next poll.
+      await queued[0];
+      const polled = performance.now();
+      const second = gapped.request(kerong.unlock(0, 5));
+      await Promise.all([second, queued[1]]);
+      expect(seen.map((s) => s.frame)).toEqual(["read-status 0", "unlock 1", "read-status 1", "unlock 0", "read-status 0"]);
+      // Each unlock left within a few ms of the answer before it, where a poll waits the 150 ms gap.
+      expect(seen[1]!.at - answered).toBeLessThan(60);
+      expect(seen[3]!.at - polled).toBeLessThan(60);
+      expect(seen[2]!.at - seen[1]!.at).toBeGreaterThanOrEqual(150);
+      expect(seen[4]!.at - seen[3]!.at).toBeGreaterThanOrEqual(150);
+    } finally {
+      await gapped.stop();
+    }
+  });
+
   it("times out a board that is not there (timeout + wire time) and carries on with the next", async () => {
     const kerong = kerongProtocol({ timeoutMs: 40 });
     const absent = bus.request(kerong.readStatus(5));

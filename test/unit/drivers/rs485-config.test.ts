@@ -32,6 +32,7 @@ describe("rs485 config", () => {
       missesToFault: 3,
       retryMaxMs: 5000,
       gapMs: 10,
+      turnaroundMs: 1,
     });
   });
 
