@@ -23,6 +23,7 @@ import {
 } from "./cu8a-codec.js";
 import { KERONG_LOCKS, KerongCommand, createKerongParser, encodeKerong, type KerongFrame } from "./kerong-codec.js";
 import { hex, type FrameParser } from "./parser.js";
+import { serveStream, type ByteStream } from "../byte-stream.js";
 
 export const BOARD_FAULTS = ["none", "silent", "truncate", "garbage", "bad-checksum"] as const;
 /**
@@ -65,11 +66,7 @@ export interface NoiseOptions {
   wireBaud?: number;
 }
 
-export interface ByteStream {
-  write(bytes: Buffer): unknown;
-  on(event: "data", listener: (chunk: Buffer) => void): unknown;
-  off(event: "data", listener: (chunk: Buffer) => void): unknown;
-}
+export type { ByteStream } from "../byte-stream.js";
 
 export interface BoardState {
   board: number;
@@ -114,14 +111,7 @@ abstract class EmulatedBoards<F> extends EventEmitter<EmulatorEvents> {
 
   /** Serve a stream (a serial port): its data in, answers out. Returns a detach function. */
   attach(stream: ByteStream): () => void {
-    const onData = (chunk: Buffer) => this.input(chunk);
-    const onTx = (bytes: Buffer) => void stream.write(bytes);
-    stream.on("data", onData);
-    this.on("tx", onTx);
-    return () => {
-      stream.off("data", onData);
-      this.off("tx", onTx);
-    };
+    return serveStream(this, stream);
   }
 
   isOpen(board: number, lock: number): boolean {

@@ -30,6 +30,7 @@ import {
   instructionName,
   type DecodedCommand,
 } from "./codec.js";
+import { serveStream, type ByteStream } from "../../byte-stream.js";
 
 export const FINGERPRINT_FAULTS = ["none", "silent", "checksum", "garbage", "wrong-address"] as const;
 /**
@@ -64,11 +65,7 @@ export interface FingerprintEmulatorOptions {
   defaultScore?: number;
 }
 
-export interface ByteStream {
-  write(bytes: Buffer): unknown;
-  on(event: "data", listener: (chunk: Buffer) => void): unknown;
-  off(event: "data", listener: (chunk: Buffer) => void): unknown;
-}
+export type { ByteStream } from "../../byte-stream.js";
 
 /** A character buffer: a character file (one image's features) or a template (after RegModel). */
 interface CharFile {
@@ -138,14 +135,7 @@ export class FingerprintEmulator extends EventEmitter<FingerprintEmulatorEvents>
 
   /** Serve a stream (a serial port): its data in, answers out. Returns a detach function. */
   attach(stream: ByteStream): () => void {
-    const onData = (chunk: Buffer) => this.input(chunk);
-    const onTx = (bytes: Buffer) => void stream.write(bytes);
-    stream.on("data", onData);
-    this.on("tx", onTx);
-    return () => {
-      stream.off("data", onData);
-      this.off("tx", onTx);
-    };
+    return serveStream(this, stream);
   }
 
   // ---- the person at the sensor ----
