@@ -98,6 +98,7 @@ export interface LoggerOptions {
 
 export function createLogger(level: string, destination?: DestinationStream, opts: LoggerOptions = {}): Logger {
   const format = opts.format ?? (destination ? "json" : detectLogFormat());
+  destination ??= stdoutDestination();
   const color = opts.color ?? !process.env.NO_COLOR;
   const redact = (o: Record<string, unknown>) => redactSecrets(o) as Record<string, unknown>;
   const streamWrite =
@@ -119,6 +120,30 @@ export function createLogger(level: string, destination?: DestinationStream, opt
     return child.call(this, redact(bindings), options);
   } as Logger["child"];
   return logger;
+}
+
+/**
+ * stdout for the log, written synchronously, that survives its reader going away (a closed pipe:
+ * journald restarted, the terminal closed, a supervisor gone). Without this the write error is an
+ * uncaught exception whose own log line fails again, and a SIGTERM then never ends the process.
+ * Once the line is gone, lines are dropped: the bank goes on, and stops when told to.
+ */
+function stdoutDestination(): DestinationStream {
+  const sonic = pino.destination({ dest: 1, sync: true });
+  let gone = false;
+  sonic.on("error", () => {
+    gone = true;
+  });
+  return {
+    write(line: string) {
+      if (gone) return;
+      try {
+        sonic.write(line);
+      } catch {
+        gone = true;
+      }
+    },
+  };
 }
 
 /** pino writes the level first: `{"level":30,...`. */

@@ -14,6 +14,9 @@ import { Runtime } from "./runtime.js";
 
 export const EXIT = { ok: 0, usage: 64, software: 70, cantCreate: 73, tempFail: 75, config: 78 } as const;
 
+/** Longest a stop may take before the process ends anyway (under systemd's TimeoutStopSec=20s). */
+const STOP_DEADLINE_MS = 15_000;
+
 const HELP = `lockerd — smart parcel locker bank daemon
 
 Usage: lockerd [--config FILE] [--data DIR] [--check-config] [--init]
@@ -112,12 +115,20 @@ async function main(argv: string[]): Promise<number> {
     notifier?.stopping();
     notifier?.status(`stopping: ${reason}`);
     log.info({ reason }, "stopping");
+    // A stop that cannot finish (a device that never answers its release) still ends the process,
+    // before systemd's TimeoutStopSec (20 s) kills it with no word.
+    setTimeout(() => {
+      quietly(() => log.error({ ms: STOP_DEADLINE_MS }, "stop did not finish in time: exiting"));
+      process.exit(code === EXIT.ok ? EXIT.software : code);
+    }, STOP_DEADLINE_MS).unref();
     runtime
       .stop(reason)
-      .catch((e: unknown) => log.error({ err: e }, "stop failed"))
+      .catch((e: unknown) => quietly(() => log.error({ err: e }, "stop failed")))
       .finally(() => {
-        log.info({ exitCode: code }, "stopped");
-        log.flush();
+        quietly(() => {
+          log.info({ exitCode: code }, "stopped");
+          log.flush();
+        });
         process.exitCode = code;
         setImmediate(() => process.exit(code));
       });
@@ -192,3 +203,12 @@ main(process.argv.slice(2)).then(
     process.exit(EXIT.software);
   },
 );
+
+/** A log line at shutdown must never keep the process from ending (its reader may be gone). */
+function quietly(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // nothing left to tell it to
+  }
+}

@@ -104,6 +104,36 @@ describe("nothing per poll", () => {
   });
 });
 
+describe("a log reader that goes away", () => {
+  // The daemon's parent here is a plain node process (as a supervisor or a shell pipeline is): it
+  // reads the log until ready, closes its end of the pipes, and sends SIGTERM. (Spawned from this
+  // vitest worker directly, the old daemon happened to exit; from a plain parent it never did.)
+  const PARENT = `
+    const { spawn } = require("node:child_process");
+    const [main, cfg, data] = process.argv.slice(1);
+    const child = spawn(process.execPath, [main, "--config", cfg, "--data", data], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", done = false;
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      out += d;
+      if (done || !out.includes('"msg":"ready')) return;
+      done = true;
+      child.stdout.destroy();
+      child.stderr.destroy();
+      setTimeout(() => child.kill("SIGTERM"), 1500);
+    });
+    child.on("exit", (code) => { console.log(JSON.stringify({ exit: code })); process.exit(0); });
+    setTimeout(() => { console.log(JSON.stringify({ exit: "still running 10 s after SIGTERM" })); child.kill("SIGKILL"); process.exit(0); }, 20000);
+  `;
+
+  it("a SIGTERM still stops the bank (exit 0): it never did, stuck writing its log to the closed pipe", { timeout: slow(30_000) }, () => {
+    const dir = tempDir();
+    cleanup.push(async () => removeDir(dir));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...exampleConfig(), log: { level: "info" } }));
+    const r = spawnSync(process.execPath, ["-e", PARENT, MAIN, join(dir, "config.json"), join(dir, "data")], { encoding: "utf8", timeout: slow(25_000) });
+    expect(JSON.parse(r.stdout.trim() || "{}"), r.stderr).toEqual({ exit: 0 });
+  });
+});
+
 describe("under systemd (JOURNAL_STREAM)", () => {
   /** The daemon with stdout and stderr on one file that JOURNAL_STREAM names, as systemd's journal socket would be. */
   function spawnJournaled(file: string, args: string[]): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
