@@ -147,7 +147,7 @@ export class Runtime {
     const deviceKey = loadDeviceKey(dataDir, fresh);
     const ledgerFile = join(dataDir, "ledger.db");
     if (!fresh) {
-      const check = Ledger.checkForStart(ledgerFile);
+      const check = Ledger.check(ledgerFile);
       if (check !== "ok") throw this.refuse(new LockerError(ErrorCode.Storage, `${ledgerFile} is damaged (quick_check: ${check}): restore ledger.db and device.key from a backup, or start a new, empty bank deliberately with \`lockerd --init\``));
     }
     this.ledger = new Ledger(ledgerFile, { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });

@@ -711,34 +711,6 @@ export class Ledger {
     }
   }
 
-  /**
-   * The check a start makes, on a read-only connection: PRAGMA quick_check of every table and its
-   * indexes except the event log, whose tail the start verifies by its hash chain instead
-   * (verifyTail: the last 1,000 events read, linked and hashed). A whole-file quick_check grows with
-   * the history (1M events: 0.43 s here, 10M: seconds, more on a Pi's SD card) and the start with
-   * it; the tables that decide a door (compartments, parcels, credentials, people, terminals) are
-   * checked whole whatever their size. The whole file, event log included, is checked by
-   * `lockerctl selftest` (integrity_check) and before a backup is restored. Never throws.
-   */
-  static checkForStart(file: string): string {
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(file, { readonly: true, fileMustExist: true });
-      const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'events' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-      const problems: string[] = [];
-      for (const t of tables) {
-        const rows = db.pragma(`quick_check("${t.replaceAll('"', '""')}")`) as { quick_check: string }[];
-        const lines = rows.map((r) => r.quick_check);
-        if (!(lines.length === 1 && lines[0] === "ok")) problems.push(...lines);
-      }
-      return problems.length ? problems.slice(0, 20).join("; ") : "ok";
-    } catch (e) {
-      return (e as Error).message;
-    } finally {
-      db?.close();
-    }
-  }
-
   /** The same check on this ledger's own connection (selftest; lockerctl reading a ledger it must not touch). */
   integrity(full = true): string {
     try {
