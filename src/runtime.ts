@@ -24,6 +24,7 @@ import {
   loadDeviceKey,
   META_BANK,
   META_KEY,
+  META_RESTORED,
   setAside,
   takeDataDirLock,
   tightenLedgerFiles,
@@ -37,7 +38,6 @@ import type { CompartmentView } from "./sim/protocol.js";
 import { SimSocket } from "./sim/socket.js";
 import { People, peopleOwner } from "./bank/people.js";
 import { loadConfig } from "./config/load.js";
-import { META_RESTORED } from "./ledger/backup.js";
 import { applyPolicy, RemoteOps, storedPolicy } from "./bank/remote.js";
 import { applyLayout, layoutChanges, liveLayout, planLayout, planSummary, readLayoutState, refusalMessage, specOf, type LayoutPlan } from "./bank/layout.js";
 import { configDifferences, sensorWarnings, temperatureDifferences } from "./config/checks.js";

@@ -18,16 +18,15 @@ import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, isLockerError, LockerError, toErrorBody } from "../errors.js";
 import type { ChangedBy, People } from "../bank/people.js";
 import { describePlan } from "../bank/layout.js";
-import { backupTemp, writeBackup } from "../ledger/backup.js";
 import type { EnrollProgress, Fingers } from "../bank/fingers.js";
 import type { ReloadReport } from "../runtime.js";
 import type { Ledger } from "../ledger/ledger.js";
 import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
 import { compartmentRows, eventMatcher, eventView, findEvents, ledgerChecks, type SelftestCheck } from "./queries.js";
-import { computeStats } from "./stats.js";
 import { ConnectionIdentity, ProofDir, ProofError } from "./identity.js";
-import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest, type Alarm, type BackupResult, type ReloadResult, type ClockStatus, type CompartmentRow, type StatusResult, type StorageStatus, type StreamItem } from "./protocol.js";
+import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest } from "./requests.js";
+import type { Alarm, BackupResult, ReloadResult, ClockStatus, CompartmentRow, StatusResult, StorageStatus, StreamItem } from "./protocol.js";
 
 /** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
 export type LinkInfo = ReturnType<SyncLink["info"]>;
@@ -233,7 +232,8 @@ export class AdminServer {
       case "sync":
         return this.sync();
       case "stats":
-        return computeStats(ledger, { now: this.deps.now(), days: req.args.days });
+        // stats.ts and ledger/backup.ts are loaded on first use: not on the way to ready
+        return (await import("./stats.js")).computeStats(ledger, { now: this.deps.now(), days: req.args.days });
       case "people-list":
         return { owner: people.owner, people: people.list() };
       case "people-add":
@@ -339,6 +339,7 @@ export class AdminServer {
    */
   private async backup(req: AdminCall, stream: (item: StreamItem) => void, drained: () => Promise<void>): Promise<BackupResult> {
     const { ledger, deviceKey, dataDir, now } = this.deps;
+    const { backupTemp, writeBackup } = await import("../ledger/backup.js"); // before the busy check: that and the flag stay one step
     if (this.backingUp) throw new LockerError(ErrorCode.Busy, "a backup is being made: try again when it is done");
     this.backingUp = true;
     const tmp = backupTemp(dataDir);

@@ -191,7 +191,7 @@ export class RemoteOps {
 /** The config's policies with a patch applied, checked by the config's own schema (ranges, cross-field rules). */
 export function applyPolicy(config: Config, patch: PolicyPatch): { policies: Config["policies"]; lockout: Config["lockout"] } {
   const candidate = { ...config, policies: { ...config.policies, ...patch.policies }, lockout: { ...config.lockout, ...patch.lockout } };
-  const parsed = ConfigSchema.safeParse(stripDefaults(candidate));
+  const parsed = ConfigSchema.safeParse(stripDefaults(candidate), { jitless: true }); // one parse: no fast path compiled (config/load.ts)
   if (!parsed.success) {
     const msg = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     throw new LockerError(ErrorCode.BadInput, `policy rejected: ${msg}`);

@@ -24,12 +24,12 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, statfsSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode, LockerError } from "../errors.js";
-import { type BankIdentity, ensureDataDir, keyFingerprint, META_BANK, META_KEY, setAside, writeMarker } from "./datadir.js";
+import { type BankIdentity, ensureDataDir, keyFingerprint, META_BANK, META_KEY, META_RESTORED, setAside, writeMarker } from "./datadir.js";
 import { Ledger } from "./ledger.js";
 
+export { META_RESTORED };
+
 export const BACKUP_TABLE = "lockerd_backup";
-/** Ledger meta: a restore happened; the next start records system.restored with this JSON, then clears it. */
-export const META_RESTORED = "restored.pending";
 const INSTANCE_KEY = "sync.instance";
 
 export interface BackupInfo {

@@ -56,6 +56,8 @@ export const MARKER = "bank.json";
 /** Ledger meta keys holding the same facts, so ledger, key and directory must agree. */
 export const META_BANK = "bank.id";
 export const META_KEY = "bank.keyFingerprint";
+/** Ledger meta: a restore happened; the next start records system.restored with this JSON, then clears it (backup.ts). */
+export const META_RESTORED = "restored.pending";
 
 export interface BankIdentity {
   bank: string;

@@ -4,25 +4,9 @@
 //
 //   one nibble = 3 PCF8574 bytes:  data, E low (setup) │ data, E high │ data, E low (latched on fall)
 //   one byte   = high nibble then low nibble
-import { z } from "zod";
+import { BackpackPins, DEFAULT_BACKPACK_PINS } from "./config.js";
 
-/** Which PCF8574 bit drives which LCD pin. */
-export const BackpackPins = z
-  .strictObject({
-    rs: z.int().min(0).max(7),
-    rw: z.int().min(0).max(7),
-    e: z.int().min(0).max(7),
-    backlight: z.int().min(0).max(7),
-    d4: z.int().min(0).max(7),
-    d5: z.int().min(0).max(7),
-    d6: z.int().min(0).max(7),
-    d7: z.int().min(0).max(7),
-  })
-  .refine((p) => new Set(Object.values(p)).size === 8, { message: "each backpack bit drives one LCD pin" });
-export type BackpackPins = z.infer<typeof BackpackPins>;
-
-/** The common backpack wiring: P0 = RS, P1 = RW, P2 = E, P3 = backlight, P4-P7 = D4-D7. */
-export const DEFAULT_BACKPACK_PINS: BackpackPins = { rs: 0, rw: 1, e: 2, backlight: 3, d4: 4, d5: 5, d6: 6, d7: 7 };
+export { BackpackPins, DEFAULT_BACKPACK_PINS };
 
 /** Instructions (Table 6). */
 export const LCD = {

@@ -3,7 +3,6 @@
 // changed span of each changed row. When the backpack stops answering the display is "degraded";
 // the link keeps probing, and a recovered display is re-initialized and fully redrawn.
 import { EventEmitter } from "node:events";
-import { z } from "zod";
 import type { Logger } from "../../log.js";
 import { Sleeper } from "../gpio/common.js";
 import { deviceName, openI2cBus, type I2cBus } from "../i2c/bus.js";
@@ -11,25 +10,13 @@ import type { I2cDeps } from "../i2c/expander.js";
 import { I2cLink, type DeviceEvents } from "../i2c/link.js";
 import type { DisplayPart } from "../parts.js";
 import type { DeviceHealth } from "../types.js";
-import { BackpackCodec, BackpackPins, CLEAR_WAIT_MS, DEFAULT_BACKPACK_PINS, INIT_COMMANDS, INIT_NIBBLES, LCD, fitLine, rowOffsets } from "./hd44780.js";
+import { LcdConfig } from "./config.js";
+import { BackpackCodec, CLEAR_WAIT_MS, INIT_COMMANDS, INIT_NIBBLES, LCD, fitLine, rowOffsets } from "./hd44780.js";
 
 /** Power-on: wait > 40 ms after VCC rises before the first instruction (Figure 24). */
 export const POWER_ON_WAIT_MS = 50;
 
-export const LcdConfig = z.strictObject({
-  type: z.literal("hd44780-i2c"),
-  bus: z.int().min(0).max(31).default(1).describe("I2C bus number: /dev/i2c-<bus>"),
-  address: z
-    .int()
-    .refine((a) => (a >= 0x20 && a <= 0x27) || (a >= 0x38 && a <= 0x3f), { message: "PCF8574 0x20-0x27 or PCF8574A 0x38-0x3F" })
-    .default(0x27),
-  cols: z.union([z.literal(16), z.literal(20)]).default(20),
-  rows: z.union([z.literal(2), z.literal(4)]).default(4),
-  backlight: z.boolean().default(true),
-  pins: BackpackPins.default(DEFAULT_BACKPACK_PINS).describe("PCF8574 bit of each LCD pin"),
-  retries: z.int().min(0).max(10).default(2),
-});
-export type LcdConfig = z.infer<typeof LcdConfig>;
+export { LcdConfig };
 
 export type LcdPart = DisplayPart & EventEmitter<DeviceEvents>;
 

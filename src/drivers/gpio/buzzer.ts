@@ -2,14 +2,16 @@
 // cuts the current one short; stop() always leaves both off. Faults are logged, never thrown; a
 // chardev helper that died leaves the buzzer `degraded` and silent until it is back. A buzzer that
 // cannot start at all is skipped by RealHardware (it is optional).
-import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { BuzzerPart } from "../parts.js";
 import type { BuzzerPattern, DeviceHealth } from "../types.js";
 import { Sleeper, describeError } from "./common.js";
 import type { GpioLine, Level } from "./line.js";
 import type { GpioDeps } from "./relays.js";
-import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
+import { GpioBuzzerConfig } from "./config.js";
+import { GpioPins } from "./sysfs.js";
+
+export { GpioBuzzerConfig };
 
 /** Durations in ms, alternating on, off, on...; odd length, so every pattern ends on an "on" step
  *  that is followed by off. The LED blinks along with the buzzer. */
@@ -19,22 +21,6 @@ export const BUZZER_PATTERNS: Readonly<Record<BuzzerPattern, readonly number[]>>
   error: [250, 100, 250],
   alarm: [400, 200, 400, 200, 400, 200, 400],
 };
-
-const Output = z.strictObject({
-  pin: BcmPin.describe("BCM GPIO number"),
-  activeLow: z.boolean().default(false).describe("on when the pin is low"),
-});
-
-export const GpioBuzzerConfig = z
-  .strictObject({
-    type: z.literal("gpio-buzzer"),
-    ...gpioChipFields,
-    buzzer: Output.optional(),
-    led: Output.optional(),
-  })
-  .refine((c) => c.buzzer || c.led, { message: "needs a buzzer, a led or both" })
-  .refine((c) => !c.buzzer || !c.led || c.buzzer.pin !== c.led.pin, { message: "buzzer and led share a pin" });
-export type GpioBuzzerConfig = z.infer<typeof GpioBuzzerConfig>;
 
 interface Output {
   pin: number;

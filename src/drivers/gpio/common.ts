@@ -1,13 +1,13 @@
 // Small pieces every GPIO and I2C driver shares: the Pi's pin controllers, the lock channel type,
 // cancellable waits, and per-channel serialization of relay pulses.
-import { z } from "zod";
+import { LockChannel } from "./config.js";
+
+/** The lock channel schema lives with the GPIO config schemas (config.ts). */
+export { LockChannel };
 
 /** The Pi pin controllers carrying the 40-pin header, in order of preference (chip labels, the same
  *  under sysfs and on the character device): Pi 5, Pi 4, older Pis. */
 export const PI_PIN_CONTROLLERS = ["pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835"] as const;
-
-/** A lock channel: the config's compartment `lock` number (same range as the bank schema). */
-export const LockChannel = z.int().min(0).max(1023);
 
 /** The errno code of a system error (EIO, ENXIO, EACCES...), if it has one. */
 export function errnoCode(e: unknown): string | undefined {

@@ -8,47 +8,17 @@
 //
 // sysfs cannot set pull-ups: enable them in config.txt (gpio=5,6,13=ip,pu) or fit resistors.
 import { EventEmitter } from "node:events";
-import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, DoorPart } from "../parts.js";
 import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
-import { LockChannel, describeError } from "./common.js";
+import { describeError } from "./common.js";
 import { DoorStates } from "./door-states.js";
 import type { GpioLine, Level } from "./line.js";
-import { uniqueBy, type GpioDeps } from "./relays.js";
-import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
+import { DEFAULT_DEBOUNCE_MS, GpioDoorsConfig, debounceMsField, doorsActiveLowField } from "./config.js";
+import type { GpioDeps } from "./relays.js";
+import { GpioPins } from "./sysfs.js";
 
-export const DEFAULT_DEBOUNCE_MS = 30;
-
-export const debounceMsField = z.int().min(0).max(1000).default(DEFAULT_DEBOUNCE_MS).describe("a level must hold this long to count");
-export const doorsActiveLowField = z
-  .boolean()
-  .default(true)
-  .describe("the input reads low when the door is closed (switch to GND with a pull-up, the usual wiring)");
-
-export const GpioDoorsConfig = z
-  .strictObject({
-    type: z.literal("gpio-doors"),
-    ...gpioChipFields,
-    debounceMs: debounceMsField,
-    reconcileMs: z.int().min(50).max(60_000).default(1000).describe("every input is re-read this often (a missed edge)"),
-    activeLow: doorsActiveLowField,
-    doors: z
-      .array(
-        z.strictObject({
-          channel: LockChannel,
-          pin: BcmPin.describe("BCM GPIO number"),
-          activeLow: z.boolean().optional().describe("overrides the bank's activeLow for this door"),
-        }),
-      )
-      .min(1)
-      .max(28),
-  })
-  .superRefine((c, ctx) => {
-    uniqueBy(c.doors, (d) => d.channel, "channel", ctx);
-    uniqueBy(c.doors, (d) => d.pin, "pin", ctx);
-  });
-export type GpioDoorsConfig = z.infer<typeof GpioDoorsConfig>;
+export { DEFAULT_DEBOUNCE_MS, GpioDoorsConfig, debounceMsField, doorsActiveLowField };
 
 interface Door {
   pin: number;

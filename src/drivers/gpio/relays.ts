@@ -4,37 +4,17 @@
 // character device (sysfs.ts, chardev.ts) a helper that dies faults the part (`availability`
 // fault: its locks are neither offered nor opened) until it is back, every relay off again.
 import { EventEmitter } from "node:events";
-import { z } from "zod";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, LockPart } from "../parts.js";
 import type { DeviceHealth } from "../types.js";
-import { LockChannel, PerKeyQueue, Sleeper, describeError, errnoCode } from "./common.js";
+import { PerKeyQueue, Sleeper, describeError, errnoCode } from "./common.js";
 import type { GpiodOptions } from "./gpiod.js";
 import type { GpioLine, GpioLineOpener, Level } from "./line.js";
-import { BcmPin, GpioPins, gpioChipFields } from "./sysfs.js";
+import { GpioRelaysConfig, uniqueBy } from "./config.js";
+import { GpioPins } from "./sysfs.js";
 
-export const GpioRelaysConfig = z
-  .strictObject({
-    type: z.literal("gpio-relays"),
-    ...gpioChipFields,
-    activeLow: z.boolean().default(false).describe("relays energize when their pin is low (most opto-isolated boards)"),
-    relays: z
-      .array(
-        z.strictObject({
-          channel: LockChannel,
-          pin: BcmPin.describe("BCM GPIO number"),
-          activeLow: z.boolean().optional().describe("overrides the board's activeLow for this relay"),
-        }),
-      )
-      .min(1)
-      .max(28),
-  })
-  .superRefine((c, ctx) => {
-    uniqueBy(c.relays, (r) => r.channel, "channel", ctx);
-    uniqueBy(c.relays, (r) => r.pin, "pin", ctx);
-  });
-export type GpioRelaysConfig = z.infer<typeof GpioRelaysConfig>;
+export { GpioRelaysConfig, uniqueBy };
 
 export interface GpioDeps {
   log: Logger;
@@ -42,16 +22,6 @@ export interface GpioDeps {
   gpio?: GpioLineOpener;
   /** How the gpiod tools run for the chardev backend (tests: fake tools on PATH). */
   gpiod?: GpiodOptions;
-}
-
-/** Adds an issue for each value of `key` seen twice (shared by the GPIO schemas). */
-export function uniqueBy<T>(items: readonly T[], key: (t: T) => unknown, what: string, ctx: z.RefinementCtx): void {
-  const seen = new Set<unknown>();
-  for (const item of items) {
-    const k = key(item);
-    if (seen.has(k)) ctx.addIssue({ code: "custom", message: `${what} ${String(k)} is used twice` });
-    seen.add(k);
-  }
 }
 
 interface Relay {

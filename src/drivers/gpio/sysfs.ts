@@ -14,35 +14,16 @@ import { EventEmitter } from "node:events";
 import { constants } from "node:fs";
 import { access, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents } from "../parts.js";
 import { ChardevPins } from "./chardev.js";
 import { PI_PIN_CONTROLLERS } from "./common.js";
 import { GpiodTools, type CdevChip, type GpiodOptions } from "./gpiod.js";
+import { BcmPin, GpioBackend, gpioChipFields } from "./config.js";
 import { onoffLines, type GpioLine, type GpioLineOpener, type LineDirection, type LineEdge, type LineSpec } from "./line.js";
 
-export { PI_PIN_CONTROLLERS };
-
-export const GpioBackend = z
-  .enum(["auto", "sysfs", "chardev"])
-  .default("auto")
-  .describe(
-    "how GPIO is reached: sysfs (/sys/class/gpio, onoff), chardev (/dev/gpiochipN through Debian's gpiod tools), " +
-      "auto: sysfs where /sys/class/gpio exists, else chardev",
-  );
-export type GpioBackend = z.infer<typeof GpioBackend>;
-
-/** Where the GPIO lines are found; every GPIO device's config carries these fields. */
-export const gpioChipFields = {
-  backend: GpioBackend,
-  sysfsRoot: z.string().min(1).default("/sys").describe("sysfs mount point (tests point it at a fake tree)"),
-  chipLabel: z.string().min(1).optional().describe("GPIO chip label; default: the Pi's pin controller"),
-};
-
-/** A BCM GPIO number (the Pi 5's RP1 has 54 lines; the header carries 2-27). */
-export const BcmPin = z.int().min(0).max(53);
+export { PI_PIN_CONTROLLERS, BcmPin, GpioBackend, gpioChipFields };
 
 export interface GpioChip {
   /** e.g. "gpiochip512" */

@@ -14,30 +14,14 @@ import type { Logger } from "../../log.js";
 import { PerKeyQueue, Sleeper } from "../gpio/common.js";
 import { DoorStates } from "../gpio/door-states.js";
 import type { GpioLineOpener } from "../gpio/line.js";
-import { BcmPin, GpioPins, gpioChipFields } from "../gpio/sysfs.js";
+import { GpioPins } from "../gpio/sysfs.js";
 import type { DoorPart, LockPart, Part } from "../parts.js";
 import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
 import { deviceName, openI2cBus, type I2cBus, type I2cBusOpener } from "./bus.js";
 import { I2cLink, type DeviceEvents } from "./link.js";
+import { InterruptConfig, doorInputFields, i2cDeviceFields } from "./config.js";
 
-/** Fields every I2C device's config has. */
-export const i2cDeviceFields = {
-  bus: z.int().min(0).max(31).default(1).describe("I2C bus number: /dev/i2c-<bus> (1 on the Pi header)"),
-  retries: z.int().min(0).max(10).default(3).describe("bus errors retried before the device counts as faulted"),
-};
-
-/** Fields of a board with door inputs. */
-export const doorInputFields = {
-  debounceMs: z.int().min(0).max(1000).default(30).describe("a level must hold this long to count"),
-  pollMs: z.int().min(10).max(5000).default(50).describe("inputs read this often (without an interrupt line)"),
-};
-
-/** The expander's INT output wired to a Pi GPIO: inputs are read on its falling edge. */
-export const InterruptConfig = z.strictObject({
-  pin: BcmPin.describe("BCM GPIO the INT output is wired to (needs a pull-up to 3.3 V)"),
-  ...gpioChipFields,
-  reconcileMs: z.int().min(50).max(60_000).default(1000).describe("inputs also re-read this often (a missed interrupt)"),
-});
+export { InterruptConfig, doorInputFields, i2cDeviceFields };
 
 export interface I2cDeps {
   log: Logger;

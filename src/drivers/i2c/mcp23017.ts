@@ -1,10 +1,11 @@
 // MCP23017 16-bit I/O expander (Microchip DS20001952C): relays on one port, door inputs with the
 // chip's 100 kΩ pull-ups on the other, optionally its INT output on a Pi GPIO. Registers are the
 // IOCON.BANK = 0 (power-on) layout, Table 3-1; port A = bits 0-7, port B = bits 8-15.
-import { z } from "zod";
-import { LockChannel } from "../gpio/common.js";
 import type { I2cBus } from "./bus.js";
-import { ExpanderBoard, InterruptConfig, bitsFromList, doorInputFields, i2cDeviceFields, type ExpanderChip, type I2cDeps } from "./expander.js";
+import { ExpanderBoard, bitsFromList, type ExpanderChip, type I2cDeps } from "./expander.js";
+import { Mcp23017Config } from "./config.js";
+
+export { Mcp23017Config };
 
 /** BANK = 0 register addresses of port A; port B's is the next address (Table 3-1). */
 export const MCP23017_REG = {
@@ -24,41 +25,6 @@ export const MCP23017_REG = {
 /** IOCON: MIRROR (INTA/INTB both signal either port) | ODR (open-drain INT: safe with a 5 V chip,
  *  needs a pull-up to 3.3 V). BANK = 0, SEQOP = 0, INTPOL ignored with ODR (section 3.5.6). */
 export const MCP23017_IOCON = 0x40 | 0x04;
-
-const Port = z.enum(["A", "B"]);
-const channelList = z
-  .array(LockChannel.nullable())
-  .min(1)
-  .max(8)
-  .describe("lock channel per bit, bit 0 first; null = bit unused")
-  .refine((l) => new Set(l.filter((c) => c !== null)).size === l.filter((c) => c !== null).length, { message: "a channel is listed twice" });
-
-export const Mcp23017Config = z
-  .strictObject({
-    type: z.literal("mcp23017"),
-    ...i2cDeviceFields,
-    address: z.int().min(0x20).max(0x27).default(0x20).describe("0x20 + A2A1A0"),
-    relays: z
-      .strictObject({
-        port: Port.default("A"),
-        channels: channelList,
-        activeLow: z.boolean().default(false).describe("relays energize when their output is low"),
-      })
-      .optional(),
-    doors: z
-      .strictObject({
-        port: Port.default("B"),
-        channels: channelList,
-        activeLow: z.boolean().default(true).describe("the input reads low when the door is closed (switch to GND)"),
-        pullUp: z.boolean().default(true).describe("the chip's 100 kΩ pull-ups on the door inputs"),
-      })
-      .optional(),
-    ...doorInputFields,
-    interrupt: InterruptConfig.optional().describe("INTA/INTB (mirrored) wired to a Pi GPIO; else the inputs are polled"),
-  })
-  .refine((c) => c.relays || c.doors, { message: "an mcp23017 needs relays, doors or both" })
-  .refine((c) => !c.relays || !c.doors || c.relays.port !== c.doors.port, { message: "relays and doors must be on different ports" });
-export type Mcp23017Config = z.infer<typeof Mcp23017Config>;
 
 const portOffset = (port: "A" | "B"): number => (port === "A" ? 0 : 8);
 const maskOf = (bits: readonly { bit: number }[]): number => bits.reduce((m, b) => m | (1 << b.bit), 0);

@@ -1,25 +1,12 @@
 // PCA9534-style 8-relay HAT (NXP PCA9534 datasheet rev. 7; TCA9534 / PCA9554 are the same
 // registers): input port 0, output port 1, polarity inversion 2, configuration 3 (1 = input).
 // These HATs wire relays to bits out of order, so the config maps each lock channel to its bit.
-import { z } from "zod";
-import { ExpanderBoard, i2cDeviceFields, type ExpanderChip, type I2cDeps } from "./expander.js";
-import { BitMap } from "./pcf8574.js";
+import { ExpanderBoard, type ExpanderChip, type I2cDeps } from "./expander.js";
+import { Pca9534Config } from "./config.js";
+
+export { Pca9534Config };
 
 export const PCA9534_REG = { INPUT: 0, OUTPUT: 1, POLARITY: 2, CONFIG: 3 } as const;
-
-export const Pca9534Config = z.strictObject({
-  type: z.literal("pca9534"),
-  ...i2cDeviceFields,
-  address: z
-    .int()
-    .refine((a) => (a >= 0x20 && a <= 0x27) || (a >= 0x38 && a <= 0x3f), { message: "PCA9534 0x20-0x27 or PCA9534A 0x38-0x3F" })
-    .default(0x20),
-  relays: z.strictObject({
-    channels: BitMap.describe("for each lock channel, the output bit its relay is on"),
-    activeLow: z.boolean().default(false).describe("relays energize when their output is low"),
-  }),
-});
-export type Pca9534Config = z.infer<typeof Pca9534Config>;
 
 export function pca9534Chip(address: number, outputMask: number): ExpanderChip {
   const R = PCA9534_REG;

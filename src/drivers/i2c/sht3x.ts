@@ -1,7 +1,6 @@
 // SHT3x temperature/humidity sensor on I2C (Sensirion SHT3x-DIS). One single-shot measurement per
 // read(): write the command, wait out tMEAS, read the six answer bytes, decode with the codec in
 // ../temperature.ts (CRC-checked). Bus errors and bad answers reject with a LockerError.
-import { z } from "zod";
 import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { Sleeper, describeError, errnoCode } from "../gpio/common.js";
@@ -10,18 +9,12 @@ import { SHT3X_ANSWER_BYTES, decodeSht3x, sht3xMeasureCommand, type TemperatureR
 import type { DeviceHealth } from "../types.js";
 import { deviceName, isBusError, openI2cBus, type I2cBus } from "./bus.js";
 import type { I2cDeps } from "./expander.js";
+import { Sht3xConfig } from "./config.js";
+
+export { Sht3xConfig };
 
 /** tMEAS at high repeatability is 15 ms at most (datasheet Table 4); one more for the timer. */
 export const SHT3X_WAIT_MS = 16;
-
-export const Sht3xConfig = z.strictObject({
-  type: z.literal("sht3x"),
-  bus: z.int().min(0).max(31).default(1).describe("I2C bus number: /dev/i2c-<bus>"),
-  address: z.union([z.literal(0x44), z.literal(0x45)]).default(0x44).describe("0x44 (ADDR to GND) or 0x45 (ADDR to VDD)"),
-  compartment: z.string().min(1).max(16).describe("the refrigerated compartment the sensor sits in, e.g. A03"),
-  retries: z.int().min(0).max(5).default(1).describe("measurements retried after a bus error"),
-});
-export type Sht3xConfig = z.infer<typeof Sht3xConfig>;
 
 export type Sht3xPart = TemperatureSensor & Part & { readonly compartment: string };
 

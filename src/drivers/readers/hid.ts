@@ -6,31 +6,16 @@
 //        ▲        (or open `path`)       │ 'error' / 'close' (unplugged)
 //        └────── rescan with backoff ◀───┘
 import { EventEmitter } from "node:events";
-import { z } from "zod";
 import { Backoff } from "../../backoff.js";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, InputPart } from "../parts.js";
 import type { DeviceHealth, InputEvents } from "../types.js";
 import { BootKeyboardDecoder } from "./keyboard.js";
-import { badgeIdsField, ReaderOutput, readerFields } from "./output.js";
+import { ReaderOutput } from "./output.js";
+import { HidReaderConfig } from "./config.js";
 
-const usbId = z.int().min(0).max(0xffff);
-
-export const HidReaderConfig = z
-  .strictObject({
-    type: z.literal("hid"),
-    ...readerFields,
-    vendorId: usbId.optional().describe("USB vendor id as a number (lsusb's 08ff → 2303)"),
-    productId: usbId.optional().describe("USB product id as a number (lsusb's 0009 → 9)"),
-    path: z.string().min(1).max(4096).optional().describe("a hidraw node instead of vendor/product, e.g. a udev symlink /dev/lockerd-badge"),
-    emits: z.enum(["badge", "scan"]).default("badge").describe("what a line is: a badge id, or a scanned QR / barcode text"),
-    badgeIds: badgeIdsField,
-    reportId: z.boolean().default(false).describe("reports start with a report ID byte (some composite readers)"),
-    lineTimeoutMs: z.int().min(50).max(10_000).default(500).describe("a partial read with no key for this long is dropped"),
-  })
-  .refine((c) => c.path !== undefined || (c.vendorId !== undefined && c.productId !== undefined), { message: "give vendorId and productId, or path" });
-export type HidReaderConfig = z.infer<typeof HidReaderConfig>;
+export { HidReaderConfig };
 
 /** What HID.devices() tells about one device (the fields this driver looks at). */
 export interface HidDeviceInfo {

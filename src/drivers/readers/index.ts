@@ -1,20 +1,19 @@
-// Credential readers: their config schemas and one factory. Each is an InputPart (keys, badge or
-// scan inputs for the keypad dialogue) that reopens by itself when its device comes back.
+// Credential readers: one factory (their config schemas are in config.ts, re-exported here). Each
+// is an InputPart (keys, badge or scan inputs for the keypad dialogue) that reopens by itself when
+// its device comes back.
 //
 //   { "type": "hid", "vendorId": 2303, "productId": 9, "emits": "badge" }
 //   { "type": "rdm6300", "port": "/dev/ttyAMA0" }
 //   { "type": "wiegand-serial", "port": "/dev/ttyUSB1", "format": "bits" }
 //   { "type": "fingerprint", "port": "/dev/serial0", "threshold": 50 }   (not an input part: fingerprint/module.ts)
-import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { InputPart } from "../parts.js";
-import { HidReader, HidReaderConfig, type HidApi } from "./hid.js";
+import { HidReader, type HidApi } from "./hid.js";
 import type { ReaderOutput } from "./output.js";
-import { Rdm6300Config, SerialKeypadConfig, SerialReader, SerialScannerConfig, WiegandSerialConfig } from "./serial.js";
-import { FingerprintReaderConfig } from "./fingerprint/module.js";
+import { SerialReader } from "./serial.js";
+import { ReaderConfig } from "./config.js";
 
-export const ReaderConfig = z.discriminatedUnion("type", [HidReaderConfig, SerialKeypadConfig, SerialScannerConfig, Rdm6300Config, WiegandSerialConfig, FingerprintReaderConfig]);
-export type ReaderConfig = z.infer<typeof ReaderConfig>;
+export { ReaderConfig };
 
 export interface ReaderDeps {
   log: Logger;

@@ -8,48 +8,17 @@
 //                                                  └─ wiegand-serial: wiegandLineId ─▶ badge
 import { EventEmitter } from "node:events";
 import type { SerialPort } from "serialport";
-import { z } from "zod";
 import { Backoff } from "../../backoff.js";
 import { ErrorCode, LockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { AvailabilityEvents, InputPart } from "../parts.js";
 import type { DeviceHealth, InputEvents } from "../types.js";
-import { badgeIdsField, ReaderOutput, readerFields } from "./output.js";
+import { ReaderOutput } from "./output.js";
+import { Rdm6300Config, SerialKeypadConfig, SerialScannerConfig, WiegandSerialConfig, type SerialReaderConfig } from "./config.js";
 import { Rdm6300Parser } from "./rdm6300.js";
 import { wiegandLineId } from "./wiegand.js";
 
-const serialFields = {
-  ...readerFields,
-  port: z.string().min(1).max(4096).describe("e.g. /dev/ttyAMA0, /dev/serial/by-id/..."),
-  baudRate: z.int().min(300).max(921_600).default(9600),
-};
-/** What ends a line; CRLF works with either (the other character is trimmed off). */
-const lineEnd = z.enum(["CR", "LF"]).default("CR").describe("the device's line suffix");
-
-export const SerialKeypadConfig = z.strictObject({ type: z.literal("serial-keypad"), ...serialFields });
-export const SerialScannerConfig = z.strictObject({
-  type: z.literal("serial-scanner"),
-  ...serialFields,
-  lineEnd,
-  emits: z.enum(["scan", "badge"]).default("scan").describe("a line is a scanned QR / barcode text, or a badge id (serial badge readers)"),
-  badgeIds: badgeIdsField,
-});
-export const Rdm6300Config = z.strictObject({
-  type: z.literal("rdm6300"),
-  ...serialFields,
-  idDigits: z.union([z.literal(8), z.literal(10)]).default(8).describe("badge id: the 8-digit card id, or all 10 (version + card)"),
-});
-export const WiegandSerialConfig = z.strictObject({
-  type: z.literal("wiegand-serial"),
-  ...serialFields,
-  lineEnd,
-  format: z.enum(["bits", "decimal", "hex"]).default("bits").describe("what the converter sends per card: raw bits (26/34, parity checked), or the card number"),
-});
-export type SerialReaderConfig =
-  | z.infer<typeof SerialKeypadConfig>
-  | z.infer<typeof SerialScannerConfig>
-  | z.infer<typeof Rdm6300Config>
-  | z.infer<typeof WiegandSerialConfig>;
+export { Rdm6300Config, SerialKeypadConfig, SerialScannerConfig, WiegandSerialConfig, type SerialReaderConfig };
 
 /** A keypad's bytes: 0-9 * # are keys; CR/LF some keypads add are nothing; anything else is noise. */
 export function decodeKeypadBytes(chunk: Uint8Array): { keys: string; noise: number } {

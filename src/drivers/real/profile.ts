@@ -4,16 +4,11 @@
 // exactly one board and sensed by exactly one. (build.ts turns a profile into parts; the runtime
 // loads it only for a real bank.)
 import { z } from "zod";
-import { GpioBuzzerConfig } from "../gpio/buzzer.js";
-import { GpioDoorsConfig } from "../gpio/doors.js";
-import { GpioRelaysConfig } from "../gpio/relays.js";
-import { LcdConfig } from "../display/lcd.js";
-import { Mcp23017Config } from "../i2c/mcp23017.js";
-import { Pca9534Config } from "../i2c/pca9534.js";
-import { Pcf8574Config } from "../i2c/pcf8574.js";
-import { Sht3xConfig } from "../i2c/sht3x.js";
+import { GpioBuzzerConfig, GpioDoorsConfig, GpioRelaysConfig } from "../gpio/config.js";
+import { LcdConfig } from "../display/config.js";
+import { Mcp23017Config, Pca9534Config, Pcf8574Config, Sht3xConfig } from "../i2c/config.js";
 import { Cu8aConfig, KerongConfig } from "../rs485/config.js";
-import { ReaderConfig } from "../readers/index.js";
+import { ReaderConfig } from "../readers/config.js";
 
 export const BoardConfig = z.discriminatedUnion("type", [GpioRelaysConfig, GpioDoorsConfig, Mcp23017Config, Pcf8574Config, Pca9534Config, KerongConfig, Cu8aConfig]);
 export type BoardConfig = z.infer<typeof BoardConfig>;

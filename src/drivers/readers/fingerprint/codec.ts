@@ -16,7 +16,7 @@
 // in any chunking into packets, resynchronising on EF 01 after noise.
 
 export const HEADER = Buffer.from([0xef, 0x01]);
-export const DEFAULT_ADDRESS = 0xffffffff;
+export { DEFAULT_ADDRESS } from "./config.js";
 /** Header, address, packet id, length: the bytes before the payload. */
 const HEAD_BYTES = 9;
 /**
