@@ -2,6 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 
 /** One figure: `{metric, value, unit, floor, target, note}`, the floor measured in the same run. */
 export interface Line {
@@ -53,4 +54,26 @@ export async function memoryBreakdown(): Promise<{ rss: number; v8Heap: number; 
   const v8Heap = spaces.reduce((s, x) => s + x.physical_space_size, 0) / MiB;
   const v8Live = spaces.reduce((s, x) => s + x.space_used_size, 0) / MiB;
   return { rss: process.memoryUsage().rss / MiB, v8Heap, v8Live, code: file / 1024, native: anon / 1024 - v8Heap };
+}
+
+/** The daemon's own node flags (package.json start, the systemd unit): what every figure runs with. */
+export const DAEMON_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"];
+
+/** Milliseconds from spawning the compiled daemon `main` on `cfg` / `dataDir` to its ready line; then it is stopped. */
+export function timeToReady(main: string, cfg: string, dataDir: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [...DAEMON_FLAGS, main, "--config", cfg, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+      if (out.includes('"ready')) {
+        const ms = performance.now() - t0;
+        child.kill("SIGTERM");
+        child.on("exit", () => resolve(ms));
+      }
+    });
+    child.on("exit", (code) => (out.includes('"ready') ? undefined : reject(new Error(`exit ${code}: ${out}`))));
+  });
 }

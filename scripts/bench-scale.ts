@@ -8,7 +8,6 @@
 // the events the bank wrote at its first start are chained again after them.
 //   BENCH_SCALE_CODES   live codes per bank, comma separated (1000,100000,1000000)
 //   BENCH_SCALE_EVENTS  events in the big ledger (1,000,000; 10000000 for a busy bank's years: ~5 min, ~4 GB)
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -21,7 +20,7 @@ import { Ledger, toEvent } from "../src/ledger/ledger.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
-import { median, pct, round, tmp, type Emit } from "./bench-common.js";
+import { median, pct, round, timeToReady, tmp, type Emit } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MAIN = join(ROOT, "dist/src/main.js");
@@ -98,22 +97,7 @@ export async function build(example: Record<string, unknown>, dataDir: string, c
 async function startToReady(example: Record<string, unknown>, dir: string, dataDir: string, runs: number): Promise<number> {
   const cfg = join(dir, "config.json");
   writeFileSync(cfg, JSON.stringify(rawConfig(example)));
-  const once = () =>
-    new Promise<number>((resolve, reject) => {
-      const t0 = performance.now();
-      const child = spawn(process.execPath, ["--max-semi-space-size=1", "--optimize-for-size", MAIN, "--config", cfg, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      child.stderr.setEncoding("utf8").on("data", (d: string) => (out += d));
-      child.stdout.setEncoding("utf8").on("data", (d: string) => {
-        out += d;
-        if (out.includes('"ready')) {
-          const ms = performance.now() - t0;
-          child.kill("SIGTERM");
-          child.on("exit", () => resolve(ms));
-        }
-      });
-      child.on("exit", (code) => (out.includes('"ready') ? undefined : reject(new Error(`exit ${code}: ${out}`))));
-    });
+  const once = () => timeToReady(MAIN, cfg, dataDir);
   const xs: number[] = [];
   for (let i = 0; i < runs; i++) xs.push(await once());
   return median(xs);

@@ -16,7 +16,7 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
-import { emit, median, memoryBreakdown, pct, round, tmp, type Line } from "./bench-common.js";
+import { DAEMON_FLAGS, emit, median, memoryBreakdown, pct, round, timeToReady, tmp, type Line } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
@@ -24,7 +24,6 @@ const MAIN = join(ROOT, "dist/src/main.js");
 /** The V8 flags lockerd runs with (package.json start, systemd/lockerd.service, main.ts shebang):
  *  a 1 MiB young generation and size-first heap growth keep RSS ~15 MB lower (measured here);
  *  decision latency did not change measurably. */
-const DAEMON_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"];
 const exampleConfig = JSON.parse(readFileSync(join(ROOT, "config.example.json"), "utf8")) as Record<string, unknown>;
 
 type RawConfig = Record<string, Record<string, unknown>>;
@@ -153,21 +152,7 @@ async function startup(): Promise<void> {
   try {
     const cfg = join(dir, "config.json");
     writeFileSync(cfg, JSON.stringify({ ...exampleConfig, log: { level: "info" } }));
-    const once = () =>
-      new Promise<number>((resolve, reject) => {
-        const t0 = performance.now();
-        const child = spawn(process.execPath, [...DAEMON_FLAGS, MAIN, "--config", cfg, "--data", join(dir, "data")], { stdio: ["ignore", "pipe", "inherit"] });
-        let out = "";
-        child.stdout.setEncoding("utf8").on("data", (d: string) => {
-          out += d;
-          if (out.includes('"ready')) {
-            const ms = performance.now() - t0;
-            child.kill("SIGTERM");
-            child.on("exit", () => resolve(ms));
-          }
-        });
-        child.on("exit", (code) => (out.includes('"ready') ? undefined : reject(new Error(`exit ${code}: ${out}`))));
-      });
+    const once = () => timeToReady(MAIN, cfg, join(dir, "data"));
     await once(); // first start creates the ledger; the figure is for an ordinary (re)start
     const runs: number[] = [];
     for (let i = 0; i < RUNS; i++) runs.push(await once());
