@@ -332,6 +332,40 @@ function parsePeriodUs(s: string): number | null {
 
 // ── gpiodetect ──────────────────────────────────────────────────────────
 
+/** The options libgpiod v2's gpioget, gpioset and gpiomon share (their long names and letters). */
+const V2_COMMON: readonly LongOpt[] = [
+  { name: "active-low", arg: false, key: "l" },
+  { name: "bias", arg: true, key: "b" },
+  { name: "by-name", arg: false, key: "B" },
+  { name: "chip", arg: true, key: "c" },
+  { name: "consumer", arg: true, key: "C" },
+  { name: "help", arg: false, key: "h" },
+  { name: "strict", arg: false, key: "s" },
+  { name: "unquoted", arg: false, key: "Q" },
+  { name: "version", arg: false, key: "v" },
+];
+
+/** What those shared options set. */
+interface V2Settings {
+  chipId: string | undefined;
+  consumer: string;
+  byName: boolean;
+  activeLow: boolean;
+  unquoted: boolean;
+}
+
+/** One shared option applied (-v prints the version and exits); false: the tool's own. */
+function v2Common(k: string, v: string, st: V2Settings): boolean {
+  if (k === "v") printVersion();
+  if (k === "c") st.chipId = v;
+  else if (k === "C") st.consumer = v;
+  else if (k === "B") st.byName = true;
+  else if (k === "l") st.activeLow = true;
+  else if (k === "Q") st.unquoted = true;
+  else return false;
+  return true;
+}
+
 async function gpiodetect(): Promise<void> {
   const { opts, rest } = getopt(argv, "+hv", [
     { name: "help", arg: false, key: "h" },
@@ -411,38 +445,21 @@ async function gpioget(): Promise<void> {
     exit(0);
   }
   const { opts, rest } = getopt(argv, "+ab:c:C:hlp:sv", [
-    { name: "active-low", arg: false, key: "l" },
+    ...V2_COMMON,
     { name: "as-is", arg: false, key: "a" },
-    { name: "bias", arg: true, key: "b" },
-    { name: "by-name", arg: false, key: "B" },
-    { name: "chip", arg: true, key: "c" },
-    { name: "consumer", arg: true, key: "C" },
-    { name: "help", arg: false, key: "h" },
     { name: "hold-period", arg: true, key: "p" },
     { name: "numeric", arg: false, key: "N" },
-    { name: "strict", arg: false, key: "s" },
-    { name: "unquoted", arg: false, key: "Q" },
-    { name: "version", arg: false, key: "v" },
   ]);
-  let chipId: string | undefined;
-  let consumer = "gpioget";
+  const st: V2Settings = { chipId: undefined, consumer: "gpioget", byName: false, activeLow: false, unquoted: false };
   let numeric = false;
-  let unquoted = false;
-  let byName = false;
-  let activeLow = false;
   for (const [k, v] of opts) {
     if (k === "h") {
       out.write(`Usage: ${prog} [OPTIONS] <line>...\n\nRead values of GPIO lines.\n\nOptions:\n  -a, --as-is\n  -c, --chip <chip>\n  -C, --consumer <name>\n      --numeric\n      --unquoted\n`);
       exit(0);
     }
-    if (k === "v") printVersion();
-    if (k === "c") chipId = v;
-    if (k === "C") consumer = v;
-    if (k === "N") numeric = true;
-    if (k === "Q") unquoted = true;
-    if (k === "B") byName = true;
-    if (k === "l") activeLow = true;
+    if (!v2Common(k, v, st) && k === "N") numeric = true;
   }
+  const { chipId, consumer, byName, activeLow, unquoted } = st;
   if (rest.length < 1) die("at least one GPIO line must be specified");
   const res = await resolveV2(rest, chipId, byName);
   const r = await dev!.call({ op: "request", chip: res.chip.name, offsets: res.lines.map((l) => l.offset), direction: "input", edge: "none", consumer });
@@ -543,30 +560,18 @@ async function gpiosetV1(): Promise<void> {
 
 async function gpiosetV2(): Promise<void> {
   const longopts: LongOpt[] = [
-    { name: "active-low", arg: false, key: "l" },
+    ...V2_COMMON,
     { name: "banner", arg: false, key: "-" },
-    { name: "bias", arg: true, key: "b" },
-    { name: "by-name", arg: false, key: "B" },
-    { name: "chip", arg: true, key: "c" },
-    { name: "consumer", arg: true, key: "C" },
     { name: "daemonize", arg: false, key: "z" },
     { name: "drive", arg: true, key: "d" },
-    { name: "help", arg: false, key: "h" },
     { name: "hold-period", arg: true, key: "p" },
     ...(INTERACTIVE ? [{ name: "interactive", arg: false, key: "i" }] : []),
-    { name: "strict", arg: false, key: "s" },
     { name: "toggle", arg: true, key: "t" },
-    { name: "unquoted", arg: false, key: "Q" },
-    { name: "version", arg: false, key: "v" },
   ];
   const { opts, rest } = getopt(argv, INTERACTIVE ? "+b:c:C:d:hilp:st:vz" : "+b:c:C:d:hlp:st:vz", longopts);
-  let chipId: string | undefined;
-  let consumer = "gpioset";
+  const st: V2Settings = { chipId: undefined, consumer: "gpioset", byName: false, activeLow: false, unquoted: false };
   let banner = false;
   let interactive = false;
-  let unquoted = false;
-  let byName = false;
-  let activeLow = false;
   let holdUs = 0;
   for (const [k, v] of opts) {
     if (k === "h") {
@@ -578,14 +583,9 @@ async function gpiosetV2(): Promise<void> {
       );
       exit(0);
     }
-    if (k === "v") printVersion();
-    if (k === "c") chipId = v;
-    if (k === "C") consumer = v;
+    if (v2Common(k, v, st)) continue;
     if (k === "-") banner = true;
     if (k === "i") interactive = true;
-    if (k === "Q") unquoted = true;
-    if (k === "B") byName = true;
-    if (k === "l") activeLow = true;
     if (k === "p") {
       const p = parsePeriodUs(v);
       if (p === null) die(`invalid period: ${v}`);
@@ -593,6 +593,7 @@ async function gpiosetV2(): Promise<void> {
     }
     if (k === "t" || k === "z") die(`emulator: -${k} is not emulated`);
   }
+  const { chipId, consumer, byName, activeLow, unquoted } = st;
   if (rest.length < 1) die("at least one GPIO line value must be specified");
   const parsed = rest.map((lv) => {
     const p = parseLineValueV2(lv);
@@ -795,27 +796,20 @@ async function gpiomon(): Promise<void> {
     rest = p.rest;
   } else {
     const p = getopt(argv, "+b:c:C:e:E:hF:ln:p:qshv", [
-      { name: "active-low", arg: false, key: "l" },
+      ...V2_COMMON,
       { name: "banner", arg: false, key: "-" },
-      { name: "bias", arg: true, key: "b" },
-      { name: "by-name", arg: false, key: "B" },
-      { name: "chip", arg: true, key: "c" },
-      { name: "consumer", arg: true, key: "C" },
       { name: "debounce-period", arg: true, key: "p" },
       { name: "edges", arg: true, key: "e" },
       { name: "event-clock", arg: true, key: "E" },
       { name: "format", arg: true, key: "F" },
-      { name: "help", arg: false, key: "h" },
       { name: "idle-timeout", arg: true, key: "i" },
       { name: "localtime", arg: false, key: "L" },
       { name: "num-events", arg: true, key: "n" },
       { name: "quiet", arg: false, key: "q" },
       { name: "silent", arg: false, key: "q" },
-      { name: "strict", arg: false, key: "s" },
-      { name: "unquoted", arg: false, key: "Q" },
       { name: "utc", arg: false, key: "U" },
-      { name: "version", arg: false, key: "v" },
     ]);
+    const st: V2Settings = { chipId, consumer, byName, activeLow, unquoted: false };
     for (const [k, v] of p.opts) {
       if (k === "h") {
         out.write(
@@ -824,18 +818,14 @@ async function gpiomon(): Promise<void> {
         );
         exit(0);
       }
-      if (k === "v") printVersion();
+      if (v2Common(k, v, st)) continue;
       if (k === "-") banner = true;
-      if (k === "B") byName = true;
-      if (k === "c") chipId = v;
-      if (k === "C") consumer = v;
       if (k === "e") {
         if (!["rising", "falling", "both"].includes(v)) die(`invalid edges: ${v}`);
         edge = v as Edge;
       }
       if (k === "E" && !["monotonic", "realtime", "hte"].includes(v)) die(`invalid event clock: ${v}`);
       if (k === "F") fmt = v;
-      if (k === "l") activeLow = true;
       if (k === "n") {
         if (!/^\d+$/.test(v)) die(`invalid number: '${v}'`);
         wanted = Number(v);
@@ -845,6 +835,7 @@ async function gpiomon(): Promise<void> {
     }
     if (p.rest.length < 1) die("at least one GPIO line must be specified");
     if (p.rest.length > 64) die("too many lines given");
+    ({ chipId, consumer, byName, activeLow } = st);
     rest = p.rest;
   }
   // active-low flips the sense of the edges, as the kernel does for an active-low request
