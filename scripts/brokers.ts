@@ -120,19 +120,13 @@ class Node {
   }
 }
 
-/**
- * nats-server nodes with JetStream and MQTT. One node has no cluster block (JetStream clustering
- * needs routes); three form a cluster whose MQTT streams have `replicas` replicas.
- */
-export class NatsCluster implements Engine {
-  readonly name = "nats";
-  readonly protocol = 4 as const;
-  private readonly dir = mkdtempSync(join(tmpdir(), "nats-"));
-  private ports: { client: number; cluster: number; mqtt: number }[] = [];
-  private readonly members: Node[];
+/** What every multi-node engine below has: its nodes, their MQTT ports, their URLs and output. */
+abstract class Cluster<P extends { mqtt: number }> {
+  protected ports: P[] = [];
+  protected readonly members: Node[];
 
-  constructor(private readonly opts: { nodes?: number; replicas?: number } = {}) {
-    this.members = Array.from({ length: opts.nodes ?? 3 }, (_, i) => new Node(`n${i}`));
+  constructor(prefix: string, nodes: number) {
+    this.members = Array.from({ length: nodes }, (_, i) => new Node(`${prefix}${i}`));
   }
 
   get nodes(): number {
@@ -149,7 +143,25 @@ export class NatsCluster implements Engine {
 
   /** The nodes' output (for a failing test's message). */
   get log(): string {
-    return this.members.map((n) => `── ${n.label}\n${n.log.slice(-3000)}`).join("\n");
+    return this.logged().map((n) => `── ${n.label}\n${n.log.slice(-3000)}`).join("\n");
+  }
+
+  protected logged(): Node[] {
+    return this.members;
+  }
+}
+
+/**
+ * nats-server nodes with JetStream and MQTT. One node has no cluster block (JetStream clustering
+ * needs routes); three form a cluster whose MQTT streams have `replicas` replicas.
+ */
+export class NatsCluster extends Cluster<{ client: number; cluster: number; mqtt: number }> implements Engine {
+  readonly name = "nats";
+  readonly protocol = 4 as const;
+  private readonly dir = mkdtempSync(join(tmpdir(), "nats-"));
+
+  constructor(private readonly opts: { nodes?: number; replicas?: number } = {}) {
+    super("n", opts.nodes ?? 3);
   }
 
   /** Node i's config, as written (docs/brokers/nats.conf filled in). */
@@ -208,34 +220,20 @@ export class NatsCluster implements Engine {
  * first, the others join it. Their own epmd (Erlang's port mapper) on a port of their own, their
  * own cookie: nothing of them is shared with another cluster on the machine.
  */
-export class RabbitCluster implements Engine {
+export class RabbitCluster extends Cluster<{ amqp: number; dist: number; mqtt: number }> implements Engine {
   readonly name = "rabbitmq";
   readonly protocol = 4 as const;
   private readonly dir = mkdtempSync(join(tmpdir(), "rabbitmq-"));
   private readonly tag = `lk${process.pid}x${Math.floor(Math.random() * 1e6)}`;
   private epmdPort = 0;
   private readonly epmd = new Node("epmd");
-  private ports: { amqp: number; dist: number; mqtt: number }[] = [];
-  private readonly members: Node[];
 
   constructor(opts: { nodes?: number } = {}) {
-    this.members = Array.from({ length: opts.nodes ?? 3 }, (_, i) => new Node(`r${i}`));
+    super("r", opts.nodes ?? 3);
   }
 
-  get nodes(): number {
-    return this.members.length;
-  }
-
-  get urls(): string[] {
-    return this.ports.map((p) => `mqtt://127.0.0.1:${p.mqtt}`);
-  }
-
-  get url(): string {
-    return this.urls[0]!;
-  }
-
-  get log(): string {
-    return [this.epmd, ...this.members].map((n) => `── ${n.label}\n${n.log.slice(-3000)}`).join("\n");
+  protected override logged(): Node[] {
+    return [this.epmd, ...this.members];
   }
 
   private nodeName(i: number): string {
