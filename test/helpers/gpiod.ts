@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { FakeGpioKernel, type FakeChipSpec } from "../../scripts/gpiod-emulator/kernel.js";
 import type { GpiodOptions } from "../../src/drivers/gpio/gpiod.js";
 import { ROOT } from "./daemon.js";
-import { slow } from "./slow.js";
+import { FIXTURE_NODE, slow } from "./slow.js";
 
 export { FakeGpioKernel, PI4_CHARDEV_CHIPS, PI5_CHARDEV_CHIPS } from "../../scripts/gpiod-emulator/kernel.js";
 
@@ -57,7 +57,7 @@ export async function fakeGpiod(opts: {
   const binDir = mkdtempSync(join(tmpdir(), "gpiod-tools-"));
   for (const tool of TOOLS) {
     const path = join(binDir, tool);
-    writeFileSync(path, `#!/bin/sh\nexec "${process.execPath}" "${EMULATOR}" ${tool} "$@"\n`);
+    writeFileSync(path, `#!/bin/sh\nexec "${FIXTURE_NODE}" "${EMULATOR}" ${tool} "$@"\n`);
     chmodSync(path, 0o755);
   }
   const env: NodeJS.ProcessEnv = {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ROOT } from "./daemon.js";
+import { FIXTURE_NODE } from "./slow.js";
 
 const EMULATOR = join(ROOT, "dist/scripts/kerong-emulator.js");
 
@@ -14,7 +15,7 @@ export interface Emulator {
 }
 
 export async function startEmulator(port: string, control: string): Promise<Emulator> {
-  const child = spawn(process.execPath, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(FIXTURE_NODE, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
   const frames: Emulator["frames"] = [];
   let buf = "";
   let err = "";

@@ -9,11 +9,11 @@ import { createServer, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAIN, ROOT, SimClient, displayHas, exampleConfig, removeDir, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { hasSocat, makePtyPair } from "../helpers/socat.js";
+import { startEmulator } from "../helpers/kerong.js";
 import { slow } from "../helpers/slow.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
-const EMULATOR = join(ROOT, "dist/scripts/kerong-emulator.js");
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -88,7 +88,7 @@ describe("nothing per poll", () => {
     const dir = tempDir();
     cleanup.push(async () => removeDir(dir));
     const emu = await startEmulator(bus.device, join(dir, "emu.sock"));
-    cleanup.push(async () => emu.kill("SIGTERM"));
+    cleanup.push(async () => void emu.child.kill("SIGTERM"));
     const d = await startDaemon({
       dir,
       patch: (cfg) => {
@@ -263,18 +263,3 @@ describe("secrets never reach the log", () => {
     }
   });
 });
-
-function startEmulator(port: string, control: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("emulator not ready")), 10_000);
-    let buf = "";
-    child.stdout!.setEncoding("utf8").on("data", (s: string) => {
-      buf += s;
-      if (buf.includes('"ready":true')) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    });
-  });
-}
