@@ -13,7 +13,7 @@ import { TemperatureMonitor } from "./bank/temperature.js";
 import { ItemSensors } from "./bank/item-sensors.js";
 import { Technician } from "./bank/technician.js";
 import { Terminal, type TerminalDeps } from "./bank/terminal.js";
-import { Retention, StorageMonitor } from "./bank/storage.js";
+import { LedgerCheck, Retention, StorageMonitor } from "./bank/storage.js";
 import { AdminServer } from "./admin/server.js";
 import { SimHardware } from "./drivers/sim/hardware.js";
 import type { Hardware, Input } from "./drivers/types.js";
@@ -48,6 +48,9 @@ import { BankClock } from "./sync/clock.js";
 import { Passes } from "./bank/passes.js";
 import { Fingers } from "./bank/fingers.js";
 
+/** The whole ledger file's check after a start waits this long: never competing with the start itself. */
+export const LEDGER_CHECK_DELAY_MS = 3000;
+
 export interface RuntimeOptions {
   config: Config;
   dataDir: string;
@@ -63,6 +66,8 @@ export interface RuntimeOptions {
   synchronous?: "FULL" | "NORMAL" | "OFF";
   /** --init: a new, empty bank in a directory that held one (its files are kept aside). */
   init?: boolean;
+  /** After how long the whole ledger file is first checked in the background (default LEDGER_CHECK_DELAY_MS). */
+  ledgerCheckDelayMs?: number;
   /** The config file, read again by reloadFile() (SIGHUP, lockerctl reload). */
   configFile?: string;
   /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
@@ -126,6 +131,8 @@ export class Runtime {
   private refused = false;
   storage: StorageMonitor | undefined;
   private retention: Retention | undefined;
+  private ledgerCheck: LedgerCheck | undefined;
+  private ledgerCheckTimer: NodeJS.Timeout | undefined;
   private readonly onInput = (input: Input) => this.terminal.input(input);
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -147,7 +154,7 @@ export class Runtime {
     const deviceKey = loadDeviceKey(dataDir, fresh);
     const ledgerFile = join(dataDir, "ledger.db");
     if (!fresh) {
-      const check = Ledger.check(ledgerFile);
+      const check = Ledger.checkForStart(ledgerFile);
       if (check !== "ok") throw this.refuse(new LockerError(ErrorCode.Storage, `${ledgerFile} is damaged (quick_check: ${check}): restore ledger.db and device.key from a backup, or start a new, empty bank deliberately with \`lockerd --init\``));
     }
     this.ledger = new Ledger(ledgerFile, { now: this.now, synchronous: this.opts.synchronous ?? "FULL" });
@@ -214,6 +221,7 @@ export class Runtime {
         hardware: this.hardware,
         temperatures: () => this.temperature?.latest() ?? [],
         storage: () => this.storage?.status(),
+        ledgerDamaged: () => this.ledgerCheck?.damaged ?? null,
         link: () => this.link?.info(),
         clock: () => ({ ...this.clock.info(config.sync), ...this.clock.state() }),
         now: this.now,
@@ -298,9 +306,15 @@ export class Runtime {
       now: this.now,
       log: log.child({ module: "retention" }),
       // A clock years ahead would prune what must be kept (events, command ids): not until it is set.
-      paused: () => !this.clock.mayPrune(),
+      // A damaged file: old events are not touched (a delete there would read the damaged pages).
+      paused: () => !this.clock.mayPrune() || this.ledgerCheck?.damaged != null,
     });
     this.retention.start();
+    // The whole file's check, old history included, a few seconds after the start (not competing
+    // with it), in a child process: Ledger.checkForStart checked the rest before the bank served.
+    this.ledgerCheck = new LedgerCheck({ file: ledgerFile, ledger: this.ledger, now: this.now, log: log.child({ module: "storage" }) });
+    this.ledgerCheckTimer = setTimeout(() => this.ledgerCheck?.start(), this.opts.ledgerCheckDelayMs ?? LEDGER_CHECK_DELAY_MS);
+    this.ledgerCheckTimer.unref();
     if (config.sync.enabled) await this.startLink(config, dataDir);
   }
 
@@ -488,6 +502,8 @@ export class Runtime {
     this.terminal?.stop();
     this.storage?.stop();
     this.retention?.stop();
+    clearTimeout(this.ledgerCheckTimer);
+    this.ledgerCheck?.stop();
     this.deadlines?.stop();
     this.clock?.stop();
     this.doorAlarms?.stop();

@@ -55,6 +55,8 @@ export interface AdminDeps {
   temperatures: () => StatusResult["temperatures"];
   /** The data directory's disk (StorageMonitor), once started. */
   storage?: (() => StorageStatus | undefined) | undefined;
+  /** The whole-file check found the ledger damaged (bank/storage.ts, LedgerCheck): since when, what. */
+  ledgerDamaged?: (() => { since: number; detail: string } | null) | undefined;
   /** The server link, when sync is enabled. */
   link?: (() => LinkInfo | undefined) | undefined;
   /** The bank's clock: synchronized or not, its last step (sync/clock.ts). */
@@ -378,6 +380,7 @@ export class AdminServer {
     const duplicate = this.deps.link?.()?.duplicateIdentity;
     const { site, id } = this.deps.config.device;
     const storage = this.deps.storage?.();
+    const damaged = this.deps.ledgerDamaged?.();
     return [
       ...this.deps.technician.alarms(),
       ...(storage && storage.state !== "ok"
@@ -390,6 +393,7 @@ export class AdminServer {
             },
           ]
         : []),
+      ...(damaged ? [{ kind: "ledger_damaged", compartment: null, since: damaged.since, detail: `ledger.db has damaged pages (${damaged.detail.slice(0, 200)}): replace the SD card and restore the newest backup from before ${new Date(damaged.since).toISOString()}` }] : []),
       ...(duplicate
         ? [{ kind: "duplicate_identity", compartment: null, since: duplicate.since, detail: `another bank connects as ${site}/${id} (${duplicate.evidence}, ${duplicate.takeovers} takeovers): give each bank its own site/device; reconnecting only every few minutes` }]
         : []),
@@ -404,7 +408,7 @@ export class AdminServer {
       connected: link?.state === "online",
       // The endpoint the link is on (or tries next) of sync.url's list.
       url: config.sync.enabled ? (link?.broker ?? [config.sync.url].flat()[0]!) : null,
-      backlog: ledger.counts().unpublished,
+      backlog: ledger.unpublished(),
       lastAckAt: link?.lastAckAt ?? null,
       headSeq: ledger.headSeq,
       ...(link ? { lastError: link.lastError, instance: link.instance, duplicateIdentity: link.duplicateIdentity, endpoints: link.endpoints, protocol: link.protocol } : {}),

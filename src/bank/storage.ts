@@ -6,7 +6,14 @@
 //
 // While the disk refuses writes the bank refuses whatever needs one: no door opens without its
 // authorization on record. The daemon stays up; status, telemetry and selftest say "disk full".
+//
+// The ledger file itself (LedgerCheck): the start checked every table but the event log, and the
+// log's tail, before serving (Ledger.checkForStart, verifyTail); the whole file is checked right
+// after, and then daily, in a child process at low priority ─▶ damaged? ─▶ alarm.ledger_damaged
+// (once), retention stops touching old events, status shows it.
+import { spawn, type ChildProcess } from "node:child_process";
 import { statfsSync } from "node:fs";
+import { setPriority } from "node:os";
 import { isLockerError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { Logger } from "../log.js";
@@ -182,4 +189,109 @@ export class StorageMonitor {
       this.log.error({ err: e, type }, "could not record a storage alarm");
     }
   }
+}
+
+/** How often the whole ledger file is checked again after the check right after the start. */
+const FULL_CHECK_EVERY_MS = 86_400_000;
+const CHECK_SCRIPT = new URL("../ledger/check-file.js", import.meta.url);
+
+export interface LedgerCheckDeps {
+  file: string;
+  ledger: Ledger;
+  now: () => number;
+  log: Logger;
+  /** Runs the whole file's check, resolving "ok" or the problems (tests); default: a child process. */
+  run?: (file: string) => { result: Promise<string>; cancel: () => void };
+}
+
+/**
+ * The whole ledger file's quick_check, off the start path and off the event loop: once right after
+ * the start, then daily. Damage (an SD card's worn-out page in old history) is an alarm the first
+ * time it is seen, never a stop: the tables that decide a door and the log's tail were checked
+ * before the bank served, and every new event is written at the tail.
+ */
+export class LedgerCheck {
+  private timer: NodeJS.Timeout | undefined;
+  private running: { cancel: () => void } | undefined;
+  private stopped = false;
+  /** Since when the file is known damaged, and what SQLite said (null: not seen). */
+  damaged: { since: number; detail: string } | null = null;
+  /** Resolves after each finished check (tests, lockerctl). */
+  private waiters: ((r: string) => void)[] = [];
+
+  constructor(private readonly deps: LedgerCheckDeps) {}
+
+  start(): void {
+    void this.runOnce();
+    this.timer = setInterval(() => void this.runOnce(), FULL_CHECK_EVERY_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.running?.cancel();
+  }
+
+  /** The result of the next check to finish. */
+  next(): Promise<string> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  async runOnce(): Promise<string | undefined> {
+    if (this.running || this.stopped) return undefined;
+    const t0 = Date.now();
+    const job = (this.deps.run ?? runCheckProcess)(this.deps.file);
+    this.running = job;
+    let result: string;
+    try {
+      result = await job.result;
+    } catch (e) {
+      result = `check could not run: ${(e as Error).message}`;
+    } finally {
+      this.running = undefined;
+    }
+    if (this.stopped) return undefined;
+    const ms = Date.now() - t0;
+    if (result === "ok") {
+      this.deps.log.debug({ ms }, "ledger file checked: ok");
+    } else if (result.startsWith("check could not run")) {
+      this.deps.log.warn({ ms, detail: result }, "ledger file check could not run; tried again with the next one");
+    } else if (!this.damaged) {
+      this.damaged = { since: this.deps.now(), detail: result };
+      try {
+        this.deps.ledger.transact((tx) => tx.event({ type: "alarm.ledger_damaged", data: { detail: result.slice(0, 500) } }));
+      } catch (e) {
+        this.deps.log.error({ err: e, detail: result }, "ledger.db is damaged, and the alarm could not be recorded");
+      }
+    }
+    for (const w of this.waiters.splice(0)) w(result);
+    return result;
+  }
+}
+
+/** check-file.js in a child process at the lowest CPU priority: ended at once by cancel(). */
+function runCheckProcess(file: string): { result: Promise<string>; cancel: () => void } {
+  let child: ChildProcess | undefined;
+  const result = new Promise<string>((resolve, reject) => {
+    child = spawn(process.execPath, [CHECK_SCRIPT.pathname, file], { stdio: ["ignore", "pipe", "pipe"] });
+    try {
+      if (child.pid) setPriority(child.pid, 19);
+    } catch {
+      // not allowed to lower it: it runs at the daemon's priority
+    }
+    let out = "";
+    let err = "";
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      try {
+        resolve((JSON.parse(out) as { result: string }).result);
+      } catch {
+        reject(new Error(`exit ${code ?? signal}: ${err.trim().slice(0, 300)}`));
+      }
+    });
+  });
+  return { result, cancel: () => child?.kill("SIGKILL") };
 }

@@ -21,6 +21,8 @@ const STEPS: Record<string, (c: string, d: Record<string, unknown>) => string> =
       d.reason === "expired" || d.reason === "future" ? "compare the server's clock with this bank's (`lockerctl status`: clock)" : "check the server's signing key and who publishes on cmd/"
     }`,
   "alarm.duplicate_identity": (_c, d) => `another bank connects as this one (${str(d.clientId)}): give each bank its own device.site / device.id`,
+  "alarm.ledger_damaged": (_c, d) =>
+    `ledger.db has damaged pages (${str(d.detail)}): the bank serves on (the tables that decide a door were checked at start), but old history may not read and a backup of this file will be refused; replace the SD card and restore the newest backup from before this alarm (\`lockerd restore\`), events since then are on the server when sync is on`,
   "alarm.disk_low": (_c, d) => `disk space low in ${str(d.path)}: free space there (old backups, logs: \`df -h\`, \`journalctl --vacuum-size\`)`,
 };
 

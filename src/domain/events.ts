@@ -80,6 +80,9 @@ export const EVENT_TYPES = [
   // clock unsynchronized ({uptimeMs}, `restarted`: older parcels whose due times count from the start).
   "clock.stepped",
   "clock.synchronized",
+  // The whole ledger file's check after the start, or the daily one, found damage (bank/storage.ts,
+  // LedgerCheck): {detail} as SQLite said it. Once per run of the daemon.
+  "alarm.ledger_damaged",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -24,6 +24,7 @@ import type { NoticeKind } from "../domain/deadlines.js";
 import type { LockoutState } from "../domain/lockout.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import { migrate } from "./migrations.js";
+import { checkFile, fileCheck } from "./quick-check.js";
 
 export type DoorState = "open" | "closed" | "unknown";
 export type ParcelStatus =
@@ -344,7 +345,13 @@ export class Ledger {
       // No index on data: read only for a command a restart cut short, once.
       causedBy: db.prepare("SELECT * FROM events WHERE json_extract(data, '$.command') = ? ORDER BY seq"),
     };
-    const h = this.stmt.head.get() as { seq: number; hash: string } | undefined;
+    let h: { seq: number; hash: string } | undefined;
+    try {
+      h = this.stmt.head.get() as typeof h;
+    } catch (e) {
+      // The log's right edge, where every event is appended, does not read: damaged.
+      throw new LockerError(ErrorCode.Storage, `ledger ${typeof file === "string" ? file : "(open)"} is damaged at the newest events: ${(e as Error).message}`, { file });
+    }
     this.head = h ?? { seq: 0, hash: GENESIS_HASH };
     this.tx = new LedgerTx(this);
   }
@@ -620,9 +627,15 @@ export class Ledger {
   }
 
   /** Events stored, and those the broker has not yet acknowledged (the outbox backlog). */
+  /** Events kept (a scan of the whole log: selftest only) and not yet acknowledged by the broker. */
   counts(): { events: number; unpublished: number } {
     const { events } = this.stmt.count.get() as { events: number };
-    return { events, unpublished: this.head.seq - this.ackedSeq() };
+    return { events, unpublished: this.unpublished() };
+  }
+
+  /** Events the broker has not acknowledged yet: from the head and the watermark, no scan. */
+  unpublished(): number {
+    return this.head.seq - this.ackedSeq();
   }
 
   /**
@@ -700,15 +713,23 @@ export class Ledger {
    * read-only connection: "ok", or the first problems SQLite reports. Never throws.
    */
   static check(file: string, full = false): string {
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(file, { readonly: true, fileMustExist: true });
-      return fileCheck(db, full);
-    } catch (e) {
-      return (e as Error).message;
-    } finally {
-      db?.close();
-    }
+    return checkFile(file, { full });
+  }
+
+  /**
+   * The check a start makes before the bank serves, on a read-only connection: quick_check of
+   * every table and its indexes except the event log, whose tail the start verifies by its hash
+   * chain instead (verifyTail: the last 1,000 events read, linked and hashed, the b-tree's right
+   * edge that every new event is appended to). The tables that decide a door (compartments,
+   * parcels, credentials, people, terminals) are checked whole whatever their size; the event log
+   * grows with the years (10M events: seconds here, more on a Pi's SD card), so the whole file,
+   * old events included, is checked right after the start in the background (LedgerCheck in
+   * bank/storage.ts: alarm.ledger_damaged), by `lockerctl selftest`, and before a restore.
+   */
+  static checkForStart(file: string): string {
+    return checkFile(file, {
+      tables: (db) => (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'events' ORDER BY name").all() as { name: string }[]).map((t) => t.name),
+    });
   }
 
   /** The same check on this ledger's own connection (selftest; lockerctl reading a ledger it must not touch). */
@@ -900,12 +921,6 @@ export class LedgerTx {
     this.ledger.requireTx();
     this.ledger.statements.replyCommand.run(JSON.stringify(reply), at, id);
   }
-}
-
-function fileCheck(db: Database.Database, full: boolean): string {
-  const rows = db.pragma(full ? "integrity_check(20)" : "quick_check(20)") as { integrity_check?: string; quick_check?: string }[];
-  const lines = rows.map((r) => r.integrity_check ?? r.quick_check ?? "");
-  return lines.length === 1 && lines[0] === "ok" ? "ok" : lines.join("; ");
 }
 
 /** A string as it survives a round trip through SQLite's UTF-8 TEXT (lone surrogates → U+FFFD). */

@@ -6,7 +6,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync,
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { courierDeposit, MAIN, removeDir, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
+import { Ledger } from "../../src/ledger/ledger.js";
+import { courierDeposit, MAIN, ROOT, removeDir, SimClient, startDaemon, stopDaemon, tempDir, waitForOutput, type Daemon } from "../helpers/daemon.js";
 import { requireTools } from "../helpers/tools.js";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -23,6 +24,19 @@ async function livedBank(): Promise<{ d: Daemon; parcel: string; code: string }>
   sim.close();
   expect(await stopDaemon(d)).toBe(0);
   return { d, parcel, code };
+}
+
+const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+
+/** Overwrites the first leaf page of table `name` (its oldest rows) in a stopped bank's ledger. */
+function damagePage(file: string, name: string): void {
+  const db = new Database(file, { readonly: true });
+  const pageSize = db.pragma("page_size", { simple: true }) as number;
+  const page = (db.prepare("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path LIMIT 1").get(name) as { pageno: number }).pageno;
+  db.close();
+  const fd = openSync(file, "r+");
+  writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (page - 1) * pageSize);
+  closeSync(fd);
 }
 
 function start(d: Daemon, extra: string[] = [], prefix: string[] = []) {
@@ -58,16 +72,40 @@ describe("a data directory that has held a bank", () => {
     expect(start(d)).toMatchObject({ code: 73, stderr: expect.stringMatching(/device\.key does not belong to this ledger/) });
   });
 
-  it("refuses a damaged ledger (quick_check at start)", async () => {
+  it("refuses a ledger damaged where a door is decided (checked before serving)", async () => {
     const { d } = await livedBank();
     const file = join(d.dataDir, "ledger.db");
-    const size = statSync(file).size;
-    const fd = openSync(file, "r+");
-    writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, Math.floor(size / 2 / 4096) * 4096);
-    closeSync(fd);
+    damagePage(file, "credentials");
     const r = start(d);
     expect(r.code).toBe(73);
     expect(r.stderr).toMatch(/ledger\.db is damaged/);
+  });
+
+  it("serves on a ledger damaged in old history, and raises alarm.ledger_damaged from the whole-file check right after the start", async () => {
+    const { d, code } = await livedBank();
+    const file = join(d.dataDir, "ledger.db");
+    // Years of history in small: 3,000 more events, through the ledger (the chain stays linked).
+    const ledger = new Ledger(file, { now: Date.now });
+    ledger.transact((tx) => {
+      for (let i = 0; i < 3000; i++) tx.event({ type: "door.closed", compartment: "B12", data: { n: i } });
+    });
+    ledger.close();
+    const before = Date.now();
+    damagePage(file, "events");
+    const d2 = await startDaemon({ dir: d.dir });
+    cleanups.push(() => stopDaemon(d2));
+    const sim = await SimClient.connect(d2.socket);
+    cleanups.push(() => sim.close());
+    // The bank serves: the parcel stored before opens with its code.
+    sim.send({ op: "keys", keys: `${code}#` });
+    await sim.waitFor((e) => e.ev === "unlock");
+    // The whole file's check (3 s after the start, a child process) finds the damage.
+    await waitForOutput(d2, /alarm ledger_damaged: ledger\.db has damaged pages/, 20_000);
+    const status = spawnSync(process.execPath, [CTL, "--socket", join(d2.dataDir, "admin.sock"), "status", "--json"], { encoding: "utf8", timeout: 15_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(status.status, `${status.stderr} ${d2.output().split("\n").filter((l) => /"level":50|fatal/i.test(l)).join("\n")}`).toBe(0);
+    const alarms = (JSON.parse(status.stdout) as { alarms: { kind: string; since: number }[] }).alarms;
+    expect(alarms.find((a) => a.kind === "ledger_damaged")?.since).toBeGreaterThanOrEqual(before);
   });
 
   it("refuses a ledger whose custody chain tail does not verify", async () => {
