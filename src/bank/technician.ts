@@ -4,6 +4,7 @@
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { EVENTS_ALARMS } from "../ledger/migrations.js";
 import type { Logger } from "../log.js";
 import type { OpenResult } from "./actuation.js";
 import type { Bank } from "./bank.js";
@@ -61,7 +62,7 @@ export class Technician {
       // One aggregate only: SQLite then takes the bare columns (ts, data) from the max(seq) row.
       sensorAlarms: db.prepare(
         `SELECT compartment, substr(type, 7) AS kind, max(seq) AS seq, ts, data FROM events
-         WHERE type IN ('alarm.sensor_flapping', 'alarm.temperature', 'alarm.sensor_fault') GROUP BY compartment, type`,
+         WHERE ${EVENTS_ALARMS} AND type <> 'alarm.cleared' GROUP BY compartment, type`,
       ),
       cleared: db.prepare("SELECT max(seq) AS seq FROM events WHERE type = 'alarm.cleared' AND compartment = ? AND json_extract(data, '$.alarm') = ?"),
       lastEvent: db.prepare("SELECT ts FROM events WHERE type = ? AND compartment = ? ORDER BY seq DESC LIMIT 1"),

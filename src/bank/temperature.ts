@@ -13,6 +13,7 @@ import type { TemperatureReading, TemperatureSensor } from "../drivers/temperatu
 import { HYSTERESIS_C } from "../domain/temperature.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import type { Ledger, LedgerTx } from "../ledger/ledger.js";
+import { EVENTS_ALARMS } from "../ledger/migrations.js";
 import type { Logger } from "../log.js";
 
 export { HYSTERESIS_C };
@@ -200,7 +201,7 @@ export class TemperatureMonitor {
                   max(CASE WHEN type = 'alarm.cleared' AND json_extract(data, '$.alarm') = 'temperature' THEN seq END) AS tCleared,
                   max(CASE WHEN type = 'alarm.sensor_fault' THEN seq END) AS fRaised,
                   max(CASE WHEN type = 'alarm.cleared' AND json_extract(data, '$.alarm') = 'sensor_fault' THEN seq END) AS fCleared
-           FROM events WHERE type IN ('alarm.temperature', 'alarm.sensor_fault', 'alarm.cleared') AND compartment IS NOT NULL
+           FROM events WHERE ${EVENTS_ALARMS} AND compartment IS NOT NULL
            GROUP BY compartment`,
         )
         .all() as OpenAlarmRow[];
