@@ -22,8 +22,8 @@
 # kernel cannot run without a binfmt_misc handler (not registered in a container, and registering
 # one changes the whole host). So every arm64 node here preloads a module (NODE_OPTIONS --import)
 # that points process.execPath at a wrapper running that binary under qemu: vitest's workers, the
-# daemon and lockerctl the tests spawn, and their children all run on arm64 too. Fixtures that stand
-# for other programs (board emulators, the fake gpiod tools) run on the host's node.
+# daemon and lockerctl the tests spawn, and their children all run on arm64 too. The fake gpiod
+# tools, pure JavaScript standing for Debian's C programs, run on the host's node.
 # The tests run in a temporary copy of this checkout (this one's node_modules and dist are not
 # touched); node, libraries and the arm64 node_modules are kept in the cache (LOCKERD_CACHE,
 # default /var/cache/lockerd-test as root, else ~/.cache/lockerd). Emulation is 5-10 times slower
@@ -154,8 +154,8 @@ for f in node_modules/better-sqlite3/build/Release/better_sqlite3.node node_modu
   node_modules/epoll/build/Release/epoll.node; do
   aarch64-linux-gnu-readelf -h "$f" | grep -q 'Machine: *AArch64' || { say "$f is not an aarch64 build"; exit 1; }
 done
-# Test fixtures that stand for other machines' programs (board emulators, the fake gpiod tools:
-# Debian's native C programs on a Pi) run on the host's node (test/helpers/slow.ts, FIXTURE_NODE).
+# The fake gpiod tools (pure JavaScript standing for Debian's native C programs on a Pi) run on the
+# host's node (test/helpers/slow.ts, FIXTURE_NODE); fixtures with native addons stay on arm64.
 LOCKERD_TEST_FIXTURE_NODE="$(command -v node)"
 export LOCKERD_TEST_FIXTURE_NODE
 export PATH="$BIN:$PATH" NODE_OPTIONS="--import=$BIN/execpath.mjs${NODE_OPTIONS:+ $NODE_OPTIONS}"

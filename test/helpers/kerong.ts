@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ROOT } from "./daemon.js";
-import { FIXTURE_NODE } from "./slow.js";
+import { slow } from "./slow.js";
 
 const EMULATOR = join(ROOT, "dist/scripts/kerong-emulator.js");
 
@@ -15,13 +15,13 @@ export interface Emulator {
 }
 
 export async function startEmulator(port: string, control: string): Promise<Emulator> {
-  const child = spawn(FIXTURE_NODE, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [EMULATOR, "--port", port, "--boards", "0,1", "--control", control], { stdio: ["ignore", "pipe", "pipe"] });
   const frames: Emulator["frames"] = [];
   let buf = "";
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
   const ready = new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`emulator not ready: ${err}`)), 10_000);
+    const t = setTimeout(() => reject(new Error(`emulator not ready: ${err}`)), slow(10_000));
     child.stdout!.setEncoding("utf8").on("data", (d: string) => {
       buf += d;
       let nl;

@@ -7,9 +7,11 @@ export const SLOW = Math.max(1, Number(process.env.LOCKERD_TEST_SLOW ?? 1) || 1)
 export const slow = (ms: number): number => Math.round(ms * SLOW);
 
 /**
- * The node that runs test fixtures standing for things that are not lockerd: emulated boards, and
- * the fake gpiod tools (on a Pi, Debian's native C programs, started in a few ms). Under the arm64
- * proof it is the host's node (LOCKERD_TEST_FIXTURE_NODE): lockerd and lockerctl still run on arm64,
- * while a fixture does not pay an emulated Node start at every tool call, which no Pi pays.
+ * The node that runs pure-JavaScript test fixtures standing for other programs: the fake gpiod
+ * tools (on a Pi, Debian's native C programs, started in a few ms). Under the arm64 proof it is the
+ * host's node (LOCKERD_TEST_FIXTURE_NODE): lockerd and lockerctl still run on arm64, while a tool
+ * call does not pay an emulated Node start (over a second), which no Pi pays. A fixture that loads
+ * a native addon (the board emulators: serialport) runs on process.execPath, as the addons in
+ * node_modules are built for arm64 there.
  */
 export const FIXTURE_NODE = process.env.LOCKERD_TEST_FIXTURE_NODE || process.execPath;
