@@ -45,36 +45,66 @@ export interface RetentionDeps {
   paused?: () => boolean;
 }
 
+/** At most this many events go in one transaction (here ~10 ms; a Pi's SD card several times that). */
+export const PRUNE_BATCH = 5000;
+/** The pause between two batches of a pass: the keypad, the readers and the boards go first. */
+const PRUNE_PAUSE_MS = 20;
+
 /**
  * Bounded growth, with or without a server: every hour the oldest events past retention are
  * deleted, a prefix of the chain (Ledger.prune says what stays: the history of every parcel still
- * in the bank, what the broker has not acknowledged, the newest event).
+ * in the bank, what the broker has not acknowledged, the newest event). A pass is batches of
+ * PRUNE_BATCH events with a pause between them, so the first prune of a bank that kept years of
+ * history (10M events: tens of seconds of deleting) never holds the event loop: a start is ready at
+ * once and a code typed meanwhile is answered between two batches.
  */
 export class Retention {
   private timer: NodeJS.Timeout | undefined;
+  private running: Promise<{ events: number; commands: number }> | undefined;
+  private stopped = false;
   constructor(private readonly deps: RetentionDeps) {}
 
   start(): void {
-    this.prune();
-    this.timer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    void this.pass();
+    this.timer = setInterval(() => void this.pass(), PRUNE_EVERY_MS);
     this.timer.unref();
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 
-  prune(): { events: number; commands: number } | undefined {
+  /** One batch (at most `limit` events), or undefined while paused or when it failed. */
+  prune(limit = PRUNE_BATCH, sinceSeq?: number): ReturnType<Ledger["prune"]> | undefined {
     if (this.deps.paused?.()) return undefined;
     const before = this.deps.now() - this.deps.days * 86_400_000;
     try {
-      const n = this.deps.ledger.prune(before, { published: this.deps.published });
-      if (n.events || n.commands) this.deps.log.info(n, "pruned events and answered commands past retention");
-      return n;
+      return this.deps.ledger.prune(before, { published: this.deps.published, limit, ...(sinceSeq === undefined ? {} : { sinceSeq }) });
     } catch (e) {
       this.deps.log.warn({ err: e }, "prune failed");
       return undefined;
     }
+  }
+
+  /** Batches until nothing past retention is left (one pass at a time); the totals. */
+  pass(): Promise<{ events: number; commands: number }> {
+    this.running ??= (async () => {
+      const total = { events: 0, commands: 0 };
+      let sinceSeq: number | undefined;
+      for (;;) {
+        const n = this.prune(PRUNE_BATCH, sinceSeq);
+        if (!n) break;
+        total.events += n.events;
+        total.commands += n.commands;
+        sinceSeq = n.sinceSeq;
+        if (!n.more || this.stopped) break;
+        await new Promise((r) => setTimeout(r, PRUNE_PAUSE_MS));
+      }
+      if (total.events || total.commands) this.deps.log.info(total, "pruned events and answered commands past retention");
+      return total;
+    })().finally(() => (this.running = undefined));
+    return this.running;
   }
 }
 

@@ -690,20 +690,29 @@ export class Ledger {
    * (`published`: with a server link), and always the newest (it anchors the chain and the next
    * seq). The chain stays verifiable: the first event kept carries its prevHash, verify() starts
    * from it. Also forgets commands answered before `before`, never one whose command could still be
-   * accepted (keep_until not yet passed). Returns the rows deleted.
+   * accepted (keep_until not yet passed). At most `limit` events go in one call (one transaction:
+   * a first prune of years of history is many short ones, Retention.pass), `more` says whether
+   * some past retention are left; `sinceSeq` is the first event newer than `before`, found by a
+   * walk from the oldest event: given back to the next call of the same pass, it is not walked again.
    */
-  prune(before: number, opts: { published: boolean } = { published: true }): { events: number; commands: number } {
+  prune(
+    before: number,
+    opts: { published: boolean; limit?: number; sinceSeq?: number } = { published: true },
+  ): { events: number; commands: number; more: boolean; sinceSeq: number } {
     const now = this.now();
     const run = this.db.transaction(() => {
       const head = this.head.seq;
-      const limits = [
+      const sinceSeq = opts.sinceSeq ?? (this.stmt.firstSince.get(before) as { seq: number | null }).seq ?? head;
+      const keepFrom = Math.min(
         head,
         opts.published ? this.ackedSeq() + 1 : head,
-        (this.stmt.firstSince.get(before) as { seq: number | null }).seq ?? head,
+        sinceSeq,
         (this.stmt.firstUnderWay.get() as { seq: number | null }).seq ?? head,
-      ];
-      const keepFrom = Math.min(...limits);
-      return { events: this.stmt.pruneEvents.run(keepFrom).changes, commands: this.stmt.pruneCommands.run(before, now).changes };
+      );
+      const first = (this.stmt.firstEvent.get() as { seq: number } | undefined)?.seq ?? keepFrom;
+      const upTo = Math.min(keepFrom, first + (opts.limit ?? Infinity));
+      const events = upTo > first ? this.stmt.pruneEvents.run(upTo).changes : 0;
+      return { events, commands: this.stmt.pruneCommands.run(before, now).changes, more: upTo < keepFrom, sinceSeq };
     });
     return run.immediate();
   }

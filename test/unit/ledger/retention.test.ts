@@ -2,7 +2,7 @@
 // a parcel still in the bank, the unacknowledged backlog and the newest event always stay; the chain
 // verifies after. Real SQLite file, controlled clock.
 import { describe, expect, it, vi } from "vitest";
-import { Retention } from "../../../src/bank/storage.js";
+import { PRUNE_BATCH, Retention } from "../../../src/bank/storage.js";
 import { silentLogger } from "../../../src/log.js";
 import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
@@ -51,5 +51,33 @@ describe("retention", () => {
     const n = new Retention({ ledger: b.rt.ledger, days: 30, published: true, now: Date.now, log: silentLogger() }).prune()!;
     expect(n.events).toBe(0); // none acknowledged
     expect(b.rt.ledger.counts().events).toBe(before);
+  });
+
+  it("a first prune of a long history goes in batches, the event loop running between them; the walk to the first recent event is made once", async () => {
+    const b = await open();
+    b.rt.ledger.transact((tx) => {
+      for (let i = 0; i < 2 * PRUNE_BATCH + 1234; i++) tx.event({ type: "door.closed", compartment: "B12", data: {} });
+    });
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} })); // the newest
+    const before = b.rt.ledger.counts().events;
+    const prune = vi.spyOn(b.rt.ledger, "prune");
+    const retention = new Retention({ ledger: b.rt.ledger, days: 30, published: false, now: Date.now, log: silentLogger() });
+    const pass = retention.pass();
+    // The first batch went at once, and the pass waits for the loop: a keypress would be answered now.
+    expect(prune).toHaveBeenCalledTimes(1);
+    expect(b.rt.ledger.counts().events).toBe(before - PRUNE_BATCH);
+    let ranBetween = false;
+    setImmediate(() => (ranBetween = true));
+    await advance(10);
+    expect(ranBetween).toBe(true);
+    await advance(1000);
+    expect(await pass).toEqual({ events: before - 1, commands: 0 });
+    expect(prune).toHaveBeenCalledTimes(3);
+    const seen = prune.mock.calls.map((c) => c[1]?.sinceSeq);
+    expect(seen[0]).toBeUndefined();
+    expect(seen.slice(1).every((x) => x === prune.mock.results[0]!.value.sinceSeq)).toBe(true);
+    expect(b.rt.ledger.counts().events).toBe(1);
+    expect(b.rt.ledger.verify()).toMatchObject({ ok: true, checked: 1 });
   });
 });
