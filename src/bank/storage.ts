@@ -45,8 +45,8 @@ export interface RetentionDeps {
   paused?: () => boolean;
 }
 
-/** At most this many events go in one transaction (here ~10 ms; a Pi's SD card several times that). */
-export const PRUNE_BATCH = 5000;
+/** At most this many events go in one transaction (here ~4 ms; a Pi several times that). */
+export const PRUNE_BATCH = 2000;
 /** The pause between two batches of a pass: the keypad, the readers and the boards go first. */
 const PRUNE_PAUSE_MS = 20;
 
