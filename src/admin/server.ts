@@ -25,7 +25,7 @@ import { LineServer, type LineClient } from "../lines/server.js";
 import type { Logger } from "../log.js";
 import { compartmentRows, eventMatcher, eventView, findEvents, ledgerChecks, type SelftestCheck } from "./queries.js";
 import { ConnectionIdentity, ProofDir, ProofError } from "./identity.js";
-import { AdminErrorCode, AdminRequest, MAX_REQUEST_BYTES, needsIdentity, type CommandRequest } from "./requests.js";
+import { AdminErrorCode, adminRequest, MAX_REQUEST_BYTES, needsIdentity, type AdminRequest, type CommandRequest } from "./requests.js";
 import type { Alarm, BackupResult, ReloadResult, ClockStatus, CompartmentRow, StatusResult, StorageStatus, StreamItem } from "./protocol.js";
 
 /** What lockerctl shows of the server link (the link's own report; a type import loads no mqtt). */
@@ -129,7 +129,7 @@ export class AdminServer {
 
   private async handle(client: LineClient, raw: unknown): Promise<void> {
     const id = typeof (raw as { id?: unknown })?.id === "number" ? (raw as { id: number }).id : null;
-    const parsed = AdminRequest.safeParse(raw);
+    const parsed = adminRequest().safeParse(raw);
     if (!parsed.success) {
       return client.send({ id, ok: false, error: { code: ErrorCode.BadInput, message: formatIssues(parsed.error).join("; ") } });
     }
