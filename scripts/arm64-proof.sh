@@ -145,7 +145,9 @@ else
   lap "npm ci for arm64"
 fi
 cd "$WORK"
-# dist/ is JavaScript, the same on every processor: compiled by the host's tsc (fast).
+# dist/ is JavaScript, the same on every processor: compiled by the host's tsc (fast) and bundled by
+# the host's rolldown, whose native binding for this machine is copied beside the arm64 one.
+for b in "$ROOT"/node_modules/@rolldown/binding-linux-x64-*; do [ ! -d "$b" ] || cp -a "$b" node_modules/@rolldown/; done
 npm run build --silent
 lap "copy and build"
 

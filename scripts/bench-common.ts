@@ -56,8 +56,11 @@ export async function memoryBreakdown(): Promise<{ rss: number; v8Heap: number; 
   return { rss: process.memoryUsage().rss / MiB, v8Heap, v8Live, code: file / 1024, native: anon / 1024 - v8Heap };
 }
 
-/** The daemon's own node flags (package.json start, the systemd unit): what every figure runs with. */
-export const DAEMON_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"];
+/**
+ * The daemon's own node flags (package.json start, the systemd unit): what every figure runs with.
+ * BENCH_DAEMON_FLAGS replaces them to compare (space-separated; "" for none).
+ */
+export const DAEMON_FLAGS = process.env.BENCH_DAEMON_FLAGS === undefined ? ["--max-semi-space-size=1", "--optimize-for-size"] : process.env.BENCH_DAEMON_FLAGS.split(" ").filter(Boolean);
 
 /** Milliseconds from spawning the compiled daemon `main` on `cfg` / `dataDir` to its ready line; then it is stopped. */
 export function timeToReady(main: string, cfg: string, dataDir: string): Promise<number> {

@@ -24,7 +24,7 @@ import { Runtime } from "../src/runtime.js";
 import { median, pct, round, timeToReady, tmp, type Emit } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const MAIN = join(ROOT, "dist/src/main.js");
+const MAIN = join(ROOT, "dist/lockerd/lockerd.js");
 const PEOPLE = 50_000;
 const TAIL = 1000;
 

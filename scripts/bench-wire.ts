@@ -19,7 +19,7 @@ import { Runtime } from "../src/runtime.js";
 import { pct, round, tmp, type Emit } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const MAIN = join(ROOT, "dist/src/main.js");
+const MAIN = join(ROOT, "dist/lockerd/lockerd.js");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Pty {

@@ -505,13 +505,13 @@ commands() {
   write_file "$R$BIN/lockerctl" 0755 <<EOF
 #!/bin/sh
 # Installed by lockerd's scripts/install-pi.sh: lockerctl of the current release.
-exec $OPT/node $OPT/current/dist/src/cli/lockerctl.js "\$@"
+exec $OPT/node $OPT/current/dist/lockerd/lockerctl.js "\$@"
 EOF
   write_file "$R$BIN/lockerd" 0755 <<EOF
 #!/bin/sh
 # Installed by lockerd's scripts/install-pi.sh: lockerd of the current release (the service runs
 # the same file; use this for --check-config, restore, --init).
-exec $OPT/node $OPT/current/dist/src/main.js "\$@"
+exec $OPT/node $OPT/current/dist/lockerd/lockerd.js "\$@"
 EOF
 }
 
@@ -521,7 +521,7 @@ check_config() {
   # With the ledger: also the layout plan (refused when a changed compartment holds a parcel).
   [ ! -f "$R$DATA/ledger.db" ] || args+=(--data "$R$DATA")
   [ "$DRY" = 1 ] || [ -f "$R$CONF" ] || die "no $CONF to check"
-  if ! run runuser -u lockerd -- "$R$OPT/node" "$R$DEST/dist/src/main.js" "${args[@]}"; then
+  if ! run runuser -u lockerd -- "$R$OPT/node" "$R$DEST/dist/lockerd/lockerd.js" "${args[@]}"; then
     die "the config does not pass release $VERSION's check (above): nothing was switched; fix $CONF and run this again"
   fi
 }
@@ -547,7 +547,7 @@ write_dropin() {
 }
 
 # lockerctl of the release `current` points to (before a switch: the running one's).
-LOCKERCTL=("$R$OPT/node" "$R$OPT/current/dist/src/cli/lockerctl.js")
+LOCKERCTL=("$R$OPT/node" "$R$OPT/current/dist/lockerd/lockerctl.js")
 
 # Is the service up and is the bank healthy? (lockerctl selftest: devices, ledger, chain, disk)
 healthy() {
@@ -612,7 +612,7 @@ rollback_to() {
   if [ -n "${BACKUP:-}" ] && [ "${BACKUP%.backup}" != "$BACKUP" ]; then
     say "$prev does not run on the ledger as the new release left it: restoring $BACKUP"
     run systemctl stop lockerd
-    run runuser -u lockerd -- "$R$OPT/node" "$R$OPT/current/dist/src/main.js" restore "$R$BACKUP" --data "$R$DATA"
+    run runuser -u lockerd -- "$R$OPT/node" "$R$OPT/current/dist/lockerd/lockerd.js" restore "$R$BACKUP" --data "$R$DATA"
     run systemctl start lockerd
     healthy && { say "rolled back and restored: $prev runs on the pre-upgrade ledger"; return 0; }
   elif [ -n "${BACKUP:-}" ]; then

@@ -46,7 +46,7 @@ export interface KillHarnessOptions {
   killAfterMs?: readonly [number, number];
   /** A line per cycle, for a person watching. */
   progress?: (line: string) => void;
-  /** The daemon's entry point; default dist/src/main.js of this checkout. */
+  /** The daemon's entry point; default dist/lockerd/lockerd.js of this checkout. */
   main?: string;
 }
 
@@ -164,7 +164,7 @@ export async function runKillHarness(opts: KillHarnessOptions): Promise<KillRepo
   const rng = seeded(seed);
   const [killMin, killMax] = opts.killAfterMs ?? [200, 2500];
   const root = repoRoot();
-  const main = opts.main ?? join(root, "dist/src/main.js");
+  const main = opts.main ?? join(root, "dist/lockerd/lockerd.js");
   const dir = mkdtempSync(join(tmpdir(), "lockerd-kill-"));
   const dataDir = join(dir, "data");
   const configFile = join(dir, "config.json");

@@ -16,6 +16,7 @@ import { statfsSync } from "node:fs";
 import { setPriority } from "node:os";
 import { isLockerError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { BETTER_SQLITE3, CHECK_SCRIPT } from "../ledger/quick-check.js";
 import type { Logger } from "../log.js";
 
 export interface StorageStatus {
@@ -223,7 +224,6 @@ export class StorageMonitor {
 
 /** How often the whole ledger file is checked again after the check right after the start. */
 const FULL_CHECK_EVERY_MS = 86_400_000;
-const CHECK_SCRIPT = new URL("../ledger/check-file.js", import.meta.url);
 
 export interface LedgerCheckDeps {
   file: string;
@@ -300,11 +300,11 @@ export class LedgerCheck {
   }
 }
 
-/** check-file.js in a child process at the lowest CPU priority: ended at once by cancel(). */
+/** CHECK_SCRIPT in a child process at the lowest CPU priority: ended at once by cancel(). */
 function runCheckProcess(file: string): { result: Promise<string>; cancel: () => void } {
   let child: ChildProcess | undefined;
   const result = new Promise<string>((resolve, reject) => {
-    child = spawn(process.execPath, [CHECK_SCRIPT.pathname, file], { stdio: ["ignore", "pipe", "pipe"] });
+    child = spawn(process.execPath, ["-e", CHECK_SCRIPT, BETTER_SQLITE3, file], { stdio: ["ignore", "pipe", "pipe"] });
     try {
       if (child.pid) setPriority(child.pid, 19);
     } catch {

@@ -1,6 +1,6 @@
 // SQLite's own check of a ledger file (PRAGMA quick_check, or integrity_check with `full`), and of
-// some tables only. Its own small module so that the background check (check-file.ts, a child
-// process) loads better-sqlite3 and nothing else.
+// some tables only; and the same whole-file check as a script for a child process (LedgerCheck).
+import { createRequire } from "node:module";
 import Database from "better-sqlite3";
 
 /** "ok", or the first problems SQLite reports, joined. */
@@ -34,3 +34,28 @@ export function checkFile(file: string, opts: { full?: boolean; tables?: (db: Da
     db?.close();
   }
 }
+
+/**
+ * `node -e CHECK_SCRIPT BETTER_SQLITE3 FILE`: checkFile(FILE, {strict: true}) in a process of its
+ * own, loading better-sqlite3 and nothing else, printed as one JSON line {"result": "ok" |
+ * problems}; exit 1 with the error on stderr when it could not check. A script text rather than a
+ * file: the daemon runs bundled (scripts/bundle.ts), where no module has a path of its own.
+ */
+export const CHECK_SCRIPT = `
+const Database = require(process.argv[1]);
+const out = (result) => process.stdout.write(JSON.stringify({ result }) + "\\n");
+let db;
+try {
+  db = new Database(process.argv[2], { readonly: true, fileMustExist: true });
+  const lines = db.pragma("quick_check(20)").map((r) => r.quick_check);
+  out(lines.length === 1 && lines[0] === "ok" ? "ok" : lines.slice(0, 20).join("; "));
+} catch (e) {
+  if (/^SQLITE_(CORRUPT|NOTADB)/.test(e.code || "")) out(e.message);
+  else { process.stderr.write(String(e.message) + "\\n"); process.exitCode = 1; }
+} finally {
+  db?.close();
+}
+`;
+
+/** The better-sqlite3 this process loads, for CHECK_SCRIPT. */
+export const BETTER_SQLITE3 = createRequire(import.meta.url).resolve("better-sqlite3");

@@ -9,7 +9,7 @@ import { SimEvent } from "../../src/sim/protocol.js";
 import { slow } from "./slow.js";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
-export const MAIN = join(ROOT, "dist/src/main.js");
+export const MAIN = join(ROOT, "dist/lockerd/lockerd.js");
 
 export function exampleConfig(): Record<string, unknown> {
   return JSON.parse(readFileSync(join(ROOT, "config.example.json"), "utf8")) as Record<string, unknown>;

@@ -20,7 +20,7 @@ import { closeSerial, makePtyPair, openSerial } from "../helpers/socat.js";
 import { cleanups, until } from "../helpers/wait.js";
 import { slow } from "../helpers/slow.js";
 
-const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const LOCKERCTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const server = generateKeyPairSync("ed25519");

@@ -12,7 +12,7 @@ import { z } from "zod";
 import { HelloResult, LedgerEventView } from "../../src/admin/protocol.js";
 import { removeDir, ROOT, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const isRoot = process.getuid?.() === 0;
 const GROUP = "lkt-admin";
 const ALICE = "lkt-alice";
@@ -90,7 +90,7 @@ function reachableCtl(base: string): string {
     const r = spawnSync("cp", ["-a", join(ROOT, part), copy], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`cannot copy ${part} where the test users can read it: ${r.stderr}`);
   }
-  return join(copy, "dist/src/cli/lockerctl.js");
+  return join(copy, "dist/lockerd/lockerctl.js");
 }
 
 /** lockerctl as root: the ledger's events of a type. */

@@ -26,7 +26,7 @@ async function livedBank(): Promise<{ d: Daemon; parcel: string; code: string }>
   return { d, parcel, code };
 }
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 
 /** Overwrites the first leaf page of table `name` (its oldest rows) in a stopped bank's ledger. */
 function damagePage(file: string, name: string): void {

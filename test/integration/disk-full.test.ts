@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { courierDeposit, displayHas, ROOT, SimClient, startDaemon, stopDaemon, tempDir, removeDir } from "../helpers/daemon.js";
 import { slow } from "../helpers/slow.js";
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const base = tempDir();
 const mnt = join(base, "mnt");
 let mounted = false;

@@ -15,7 +15,7 @@ import { Mosquitto } from "../helpers/mosquitto.js";
 import { TestServer } from "../helpers/server.js";
 import { slow } from "../helpers/slow.js";
 
-const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const LOCKERCTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {

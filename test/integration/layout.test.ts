@@ -16,7 +16,7 @@ afterEach(async () => {
 });
 
 type Patch = (cfg: Record<string, any>) => void;
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 
 /** A bank directory whose daemon the test starts and stops as it needs. */
 function bankDir(): string {

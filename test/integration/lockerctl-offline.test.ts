@@ -14,7 +14,7 @@ import { StatsResult } from "../../src/admin/stats.js";
 import { MIGRATIONS } from "../../src/ledger/migrations.js";
 import { courierDeposit, removeDir, ROOT, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const Compartments = z.object({ compartments: z.array(CompartmentRow) });
 const Events = z.object({ events: z.array(LedgerEventView) });
 const Source = z.object({ source: z.literal("ledger"), ledger: z.string() });

@@ -9,7 +9,7 @@ import { CompartmentRow, LedgerEventView, RelayTestResult, SelftestResult, Senso
 import { StatsResult } from "../../src/admin/stats.js";
 import { courierDeposit, removeDir, ROOT, SimClient, startDaemon, stopDaemon, type Daemon } from "../helpers/daemon.js";
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 let d: Daemon;
 let sim: SimClient;
 

@@ -13,7 +13,7 @@ import { startEmulator } from "../helpers/kerong.js";
 import { slow } from "../helpers/slow.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const LOCKERCTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const LOCKERCTL = join(ROOT, "dist/lockerd/lockerctl.js");
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

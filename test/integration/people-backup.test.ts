@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { courierDeposit, displayHas, MAIN, removeDir, ROOT, SimClient, startDaemon, stopDaemon, tempDir, type Daemon } from "../helpers/daemon.js";
 
-const CTL = join(ROOT, "dist/src/cli/lockerctl.js");
+const CTL = join(ROOT, "dist/lockerd/lockerctl.js");
 const ctl = (dataDir: string, args: string[], input?: string) => {
   const r = spawnSync(process.execPath, [CTL, "--data", dataDir, ...args], { encoding: "utf8", input, timeout: 20_000, env: { ...process.env, NO_COLOR: "1" } });
   return { code: r.status, out: r.stdout, err: r.stderr };

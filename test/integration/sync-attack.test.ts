@@ -77,7 +77,7 @@ async function ledgerEvents(d: Daemon, type: string): Promise<LedgerEvent[]> {
 }
 
 function lockerctl(d: Daemon, ...args: string[]): string {
-  const r = spawnSync(process.execPath, [join(ROOT, "dist/src/cli/lockerctl.js"), "--data", d.dataDir, ...args], { encoding: "utf8", timeout: 15_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, "dist/lockerd/lockerctl.js"), "--data", d.dataDir, ...args], { encoding: "utf8", timeout: 15_000 });
   expect(r.status, r.stderr).toBe(0);
   return r.stdout;
 }

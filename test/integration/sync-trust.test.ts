@@ -133,7 +133,7 @@ async function event(srv: TestServer, pred: (e: LedgerEvent) => boolean, what: s
 
 const run = promisify(execFile);
 async function lockerctl(d: Daemon, ...args: string[]): Promise<any> {
-  const { stdout } = await run(process.execPath, [join(ROOT, "dist/src/cli/lockerctl.js"), "--data", d.dataDir, "--json", ...args], { timeout: 15_000 });
+  const { stdout } = await run(process.execPath, [join(ROOT, "dist/lockerd/lockerctl.js"), "--data", d.dataDir, "--json", ...args], { timeout: 15_000 });
   return JSON.parse(stdout);
 }
 

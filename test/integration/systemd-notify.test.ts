@@ -78,7 +78,7 @@ describe("lockerd under a notify socket", () => {
   it("says READY=1 only once ready, feeds the watchdog, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 at SIGTERM", { timeout: slow(30_000) }, async () => {
     const bank = mkdtempSync(join(tmpdir(), "lockerd-notify-bank-"));
     const from = sock.received.length;
-    const child = spawn(process.execPath, [join(ROOT, "dist/src/main.js"), "--config", join(ROOT, "config.example.json"), "--data", join(bank, "data")], {
+    const child = spawn(process.execPath, [join(ROOT, "dist/lockerd/lockerd.js"), "--config", join(ROOT, "config.example.json"), "--data", join(bank, "data")], {
       env: { ...process.env, NOTIFY_SOCKET: sock.address, WATCHDOG_USEC: "400000", WATCHDOG_PID: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });

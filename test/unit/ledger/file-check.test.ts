@@ -2,6 +2,7 @@
 // the log's tail by its hash chain), so a start stays as fast with years of history; the whole
 // file right after, in the background (LedgerCheck): damage in old history is an alarm, once, and
 // retention stops touching it. Real SQLite files with real damaged pages (found through dbstat).
+import { spawnSync } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +11,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { LedgerCheck } from "../../../src/bank/storage.js";
 import { Ledger } from "../../../src/ledger/ledger.js";
-import { checkFile } from "../../../src/ledger/quick-check.js";
+import { BETTER_SQLITE3, CHECK_SCRIPT, checkFile } from "../../../src/ledger/quick-check.js";
 import { silentLogger } from "../../../src/log.js";
 
 const dirs: string[] = [];
@@ -91,6 +92,22 @@ describe("LedgerCheck, the whole file in the background", () => {
       if (bad) expect(String(alarms[0]!.data.detail)).toMatch(/page|tree|malformed|corrupt/i);
       ledger.close();
     }
+  });
+
+  it("runs as a child process by default (the script a bundled daemon runs): damage, a sound file, and a file it cannot open", async () => {
+    const damaged = ledgerFile(3000);
+    damage(damaged, "events", "first");
+    const ledger = new Ledger(damaged, { now });
+    const check = new LedgerCheck({ file: damaged, ledger, now, log });
+    expect(await check.runOnce()).toMatch(/malformed|page|tree/i);
+    expect(check.damaged).not.toBeNull();
+    ledger.close();
+    const script = (file: string) => spawnSync(process.execPath, ["-e", CHECK_SCRIPT, BETTER_SQLITE3, file], { encoding: "utf8" });
+    expect(JSON.parse(script(ledgerFile(10)).stdout)).toEqual({ result: "ok" });
+    const missing = script(join(tmpdir(), "no-such-dir", "ledger.db"));
+    expect(missing.status).toBe(1); // not damage: LedgerCheck says it could not run, and tries again
+    expect(missing.stdout).toBe("");
+    expect(missing.stderr).toMatch(/unable to open|no such|directory/i);
   });
 
   it("a check that cannot run is not damage: no alarm, tried again with the next", async () => {

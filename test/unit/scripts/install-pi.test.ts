@@ -111,13 +111,13 @@ describe("scripts/install-pi.sh", () => {
       /\$ chown root:lockerd \S*\/etc\/lockerd\/config\.json/,
       /\$ install -d -m 0700 \S*\/var\/lib\/lockerd/,
       /\$ env -C \S+ PATH=\S+ \S+ ci --no-audit --no-fund/,
-      /\$ runuser -u lockerd -- \S+\/node \S+\/dist\/src\/main\.js --config \S*\/etc\/lockerd\/config\.json --check-config/,
+      /\$ runuser -u lockerd -- \S+\/node \S+\/dist\/lockerd\/lockerd\.js --config \S*\/etc\/lockerd\/config\.json --check-config/,
       /\$ install -m 0644 \S+\/systemd\/lockerd\.service \S*\/etc\/systemd\/system\/lockerd\.service/,
       /\$ systemctl enable lockerd/,
       /\$ systemctl restart lockerd/,
     ]) expect(r.out).toMatch(cmd);
     // The wrappers, as they would be written.
-    expect(r.out).toContain("exec /opt/lockerd/node /opt/lockerd/current/dist/src/cli/lockerctl.js \"$@\"");
+    expect(r.out).toContain("exec /opt/lockerd/node /opt/lockerd/current/dist/lockerd/lockerctl.js \"$@\"");
     // What profile c needs from the host, from the config itself.
     expect(r.out).toMatch(/the config uses: i2c uart gpio usb-serial hidraw/);
     if (hasTool("raspi-config")) expect(r.out).toMatch(/\$ raspi-config nonint do_i2c 0/);
@@ -224,12 +224,12 @@ describe("scripts/install-pi.sh", () => {
     const current = readlinkSync(join(root, "opt/lockerd/current"));
     expect(current).toMatch(/^releases\/0\.\d+\.\d+-/);
     expect(existsSync(join(root, "opt/lockerd", current, ".complete"))).toBe(true);
-    expect(existsSync(join(root, "opt/lockerd", current, "dist/src/main.js"))).toBe(true);
+    expect(existsSync(join(root, "opt/lockerd", current, "dist/lockerd/lockerd.js"))).toBe(true);
     expect(readlinkSync(join(root, "opt/lockerd/node"))).toBe(node);
     expect(statSync(join(root, "etc/lockerd/config.json")).mode & 0o777).toBe(0o640);
     expect(readFileSync(join(root, "etc/lockerd/config.json"), "utf8")).toBe(readFileSync(join(ROOT, "hardware/profiles/b-two-mcp23017.json"), "utf8"));
     expect(statSync(join(root, "var/lib/lockerd")).mode & 0o777).toBe(0o700);
-    expect(readFileSync(join(root, "usr/local/bin/lockerctl"), "utf8")).toContain("exec /opt/lockerd/node /opt/lockerd/current/dist/src/cli/lockerctl.js");
+    expect(readFileSync(join(root, "usr/local/bin/lockerctl"), "utf8")).toContain("exec /opt/lockerd/node /opt/lockerd/current/dist/lockerd/lockerctl.js");
     expect(statSync(join(root, "usr/local/bin/lockerctl")).mode & 0o111).toBe(0o111);
     expect(readFileSync(join(root, "etc/systemd/system/lockerd.service"), "utf8")).toBe(readFileSync(join(ROOT, "systemd/lockerd.service"), "utf8"));
     const dropIn = readFileSync(join(root, "etc/systemd/system/lockerd.service.d/10-devices.conf"), "utf8");

@@ -47,7 +47,7 @@ describe("systemd/lockerd.service", () => {
     expect(one("WatchdogSec")).toMatch(/^\d+s?$/);
     expect(one("KillMode")).toBe("mixed");
     expect(one("ExecReload")).toBe("/bin/kill -HUP $MAINPID");
-    expect(one("ExecStart")).toMatch(/^\/opt\/lockerd\/node .* \/opt\/lockerd\/current\/dist\/src\/main\.js --config \/etc\/lockerd\/config\.json --data \/var\/lib\/lockerd$/);
+    expect(one("ExecStart")).toMatch(/^\/opt\/lockerd\/node .* \/opt\/lockerd\/current\/dist\/lockerd\/lockerd\.js --config \/etc\/lockerd\/config\.json --data \/var\/lib\/lockerd$/);
   });
 
   it("does not restart on a bad config (78), and gives up on a restart loop", () => {
