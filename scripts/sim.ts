@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../src/config/load.js";
+import { loadConfigAtStart } from "../src/config/load.js";
 import { isLockerError } from "../src/errors.js";
 import { SimEvent, type SimRequest } from "../src/sim/protocol.js";
 import {
@@ -141,7 +141,7 @@ if (opts.attach) {
   const configFile = resolve(opts.config ?? "config.example.json");
   const data = resolve(opts.data ?? "data");
   try {
-    const hw = loadConfig(configFile).hardware;
+    const hw = (await loadConfigAtStart(configFile)).hardware;
     if (hw.profile !== "sim") throw new Error(`hardware.profile is "${hw.profile}": the sim view needs the sim profile`);
     socketPath = resolve(hw.socket ?? join(data, "sim.sock"));
   } catch (e) {

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadConfig } from "./config/load.js";
+import { loadConfigAtStart } from "./config/load.js";
 import { ErrorCode, isLockerError } from "./errors.js";
 import { createLogger, stderrText } from "./log.js";
 import { Runtime } from "./runtime.js";
@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
   const configFile = resolve(args.config ?? "config.example.json");
   let config;
   try {
-    config = loadConfig(configFile);
+    config = await loadConfigAtStart(configFile);
   } catch (e) {
     const issues = isLockerError(e) ? ((e.context.issues as string[] | undefined) ?? [e.message]) : [String(e)];
     process.stderr.write(stderrText(`lockerd: bad config ${configFile}:\n${issues.map((i) => `  - ${i}`).join("\n")}\n`));

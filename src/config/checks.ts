@@ -1,7 +1,8 @@
 // What a valid config may still say that deserves a word, and how two configs differ: pure
 // functions over a parsed Config, shared by `lockerd --check-config` (check-config.ts), the start
 // (warnings logged) and SIGHUP (what needs a restart).
-import { boardChannels, type BoardConfig } from "../drivers/real/profile.js";
+import { boardChannels } from "../drivers/real/channels.js";
+import type { BoardConfig } from "../drivers/real/profile.js";
 import { canonicalJson } from "../domain/events.js";
 import { compartmentIds, type Config } from "./schema.js";
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { z } from "zod";
 import { ErrorCode, LockerError } from "../errors.js";
-import { ConfigSchema, type Config } from "./schema.js";
+import { ConfigSchema, loadRealProfile, RealProfileNotLoaded, type Config } from "./schema.js";
 
 /** "bank.columns[0].compartments[3].size" */
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -26,13 +26,31 @@ export function formatIssues(error: z.ZodError): string[] {
 export function parseConfig(raw: unknown, source = "config"): Config {
   // jitless: a config is parsed once (at start, SIGHUP, a policy); compiling zod's fast path for
   // each object schema first costs more (~10 ms at start) than the one parse it would speed up.
-  const result = ConfigSchema.safeParse(raw, { jitless: true });
+  let result;
+  try {
+    result = ConfigSchema.safeParse(raw, { jitless: true });
+  } catch (e) {
+    if (!(e instanceof RealProfileNotLoaded)) throw e;
+    throw new LockerError(ErrorCode.Config, `${source}: ${e.message}`, { issues: [`hardware.profile: ${e.message}`] });
+  }
   if (result.success) return result.data;
   const issues = formatIssues(result.error);
   throw new LockerError(ErrorCode.Config, `${source}: ${issues.length} invalid field(s)`, { issues });
 }
 
+/** The config file, read and parsed (synchronously: a reload; the real profile must be loaded already). */
 export function loadConfig(file: string): Config {
+  return parseConfig(readConfigFile(file), file);
+}
+
+/** The config file at start: the real profile's schemas are loaded first when it names that profile. */
+export async function loadConfigAtStart(file: string): Promise<Config> {
+  const raw = readConfigFile(file);
+  if ((raw as { hardware?: { profile?: unknown } } | null)?.hardware?.profile === "real") await loadRealProfile();
+  return parseConfig(raw, file);
+}
+
+function readConfigFile(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -47,5 +65,5 @@ export function loadConfig(file: string): Config {
   } catch (e) {
     throw new LockerError(ErrorCode.Config, `${file}: not valid JSON`, { issues: [`(root): ${(e as Error).message}`] });
   }
-  return parseConfig(raw, file);
+  return raw;
 }

@@ -1,7 +1,7 @@
 // The single source of lockerd's configuration: types, defaults, ranges and descriptions.
 // Every object is strict: an unknown key (a typo) is an error, never silently ignored.
 import { z } from "zod";
-import { coverageIssues, RealProfile } from "../drivers/real/profile.js";
+import type * as RealProfileModule from "../drivers/real/profile.js";
 import { HYSTERESIS_C } from "../domain/temperature.js";
 
 export const CONFIG_VERSION = 1;
@@ -44,7 +44,38 @@ const SimHardware = z.strictObject({
   timeScale: z.number().min(0).max(1).default(1).describe("simulated coil time / real time (benchmarks: 0)"),
 });
 
-const Hardware = z.discriminatedUnion("profile", [SimHardware, RealProfile]);
+// The real profile's schema is every driver's config schema (~18 ms of zod at start, several times
+// that on a Pi): loaded only for a config that names it (loadRealProfile, before the parse), so a
+// simulated bank never builds them. The profile is read at start; a reload cannot change it.
+let realProfile: typeof RealProfileModule | undefined;
+
+/** Loads the real profile's schemas, once: what a config with hardware.profile "real" needs before parseConfig. */
+export async function loadRealProfile(): Promise<void> {
+  realProfile ??= await import("../drivers/real/profile.js");
+}
+
+/** Thrown by a parse of a real config before loadRealProfile (config/load.ts turns it into a config error). */
+export class RealProfileNotLoaded extends Error {
+  constructor() {
+    super("hardware.profile \"real\" is read at start: restart lockerd to change to it");
+  }
+}
+
+// A loose object with the profile (the union's discriminator), then the real profile's own schema
+// at parse time: a z.lazy would be asked for its output's optionality by the object around it, and
+// so built at every parse, even a simulated bank's.
+const RealHardware = z
+  .object({ profile: z.literal("real") })
+  .loose()
+  .transform((v, ctx): z.output<typeof RealProfileModule.RealProfile> => {
+    if (!realProfile) throw new RealProfileNotLoaded();
+    const r = realProfile.RealProfile.safeParse(v, { jitless: true });
+    if (r.success) return r.data;
+    for (const issue of r.error.issues) ctx.issues.push(issue as (typeof ctx.issues)[number]);
+    return z.NEVER;
+  });
+
+const Hardware = z.discriminatedUnion("profile", [SimHardware, RealHardware]);
 
 const Locks = z.strictObject({
   pulseMs: z.int().min(50).max(MAX_PULSE_MS).default(300),
@@ -243,10 +274,10 @@ export const ConfigSchema = z
         }),
       );
       // A real bank: every compartment's lock driven by one board and its door sensed by one.
-      const real = RealProfile.safeParse(cfg.hardware);
-      if (real.success) {
+      const real = realProfile?.RealProfile.safeParse(cfg.hardware);
+      if (realProfile && real?.success) {
         const channels = [...locks].map(([lock, id]) => ({ id, lock }));
-        for (const issue of coverageIssues(real.data, channels)) ctx.addIssue({ code: "custom", path: ["hardware", ...issue.path], message: issue.message });
+        for (const issue of realProfile.coverageIssues(real.data, channels)) ctx.addIssue({ code: "custom", path: ["hardware", ...issue.path], message: issue.message });
         // Sensors and the compartments they watch agree: neither is silently left unread.
         const cold = new Map<string, { refrigerated: boolean; bounds: boolean }>();
         columns.forEach((col) =>

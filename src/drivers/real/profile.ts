@@ -9,6 +9,9 @@ import { LcdConfig } from "../display/config.js";
 import { Mcp23017Config, Pca9534Config, Pcf8574Config, Sht3xConfig } from "../i2c/config.js";
 import { Cu8aConfig, KerongConfig } from "../rs485/config.js";
 import { ReaderConfig } from "../readers/config.js";
+import { boardChannels } from "./channels.js";
+
+export { boardChannels } from "./channels.js";
 
 export const BoardConfig = z.discriminatedUnion("type", [GpioRelaysConfig, GpioDoorsConfig, Mcp23017Config, Pcf8574Config, Pca9534Config, KerongConfig, Cu8aConfig]);
 export type BoardConfig = z.infer<typeof BoardConfig>;
@@ -22,31 +25,6 @@ export const RealProfile = z.strictObject({
   thermometers: z.array(Sht3xConfig).max(64).default([]),
 });
 export type RealProfile = z.infer<typeof RealProfile>;
-
-const range = (first: number, n: number) => Array.from({ length: n }, (_, i) => first + i);
-/** Channels of an expander's bit map: a list per bit (null = unused) or {channel, bit} pairs. */
-const listed = (channels: readonly (number | null)[] | readonly { channel: number }[] | undefined): number[] =>
-  (channels ?? []).flatMap((c) => (c === null ? [] : typeof c === "number" ? [c] : [c.channel]));
-
-/** The lock channels a board drives and senses, read from its config alone. */
-export function boardChannels(b: BoardConfig): { locks: number[]; doors: number[] } {
-  switch (b.type) {
-    case "gpio-relays":
-      return { locks: b.relays.map((r) => r.channel), doors: [] };
-    case "gpio-doors":
-      return { locks: [], doors: b.doors.map((d) => d.channel) };
-    case "mcp23017":
-    case "pcf8574":
-      return { locks: listed(b.relays?.channels), doors: listed(b.doors?.channels) };
-    case "pca9534":
-      return { locks: listed(b.relays.channels), doors: [] };
-    case "kerong":
-    case "cu8a": {
-      const all = b.boards.flatMap((x) => range(x.firstChannel, x.channels));
-      return { locks: all, doors: all };
-    }
-  }
-}
 
 /** Issues for the bank's lock channels not covered exactly once (path under `hardware`). */
 export function coverageIssues(profile: RealProfile, channels: readonly { id: string; lock: number }[]): { path: (string | number)[]; message: string }[] {
