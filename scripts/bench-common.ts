@@ -60,7 +60,7 @@ export async function memoryBreakdown(): Promise<{ rss: number; v8Heap: number; 
  * The daemon's own node flags (package.json start, the systemd unit): what every figure runs with.
  * BENCH_DAEMON_FLAGS replaces them to compare (space-separated; "" for none).
  */
-export const DAEMON_FLAGS = process.env.BENCH_DAEMON_FLAGS === undefined ? ["--max-semi-space-size=1", "--optimize-for-size"] : process.env.BENCH_DAEMON_FLAGS.split(" ").filter(Boolean);
+export const DAEMON_FLAGS = process.env.BENCH_DAEMON_FLAGS === undefined ? ["--max-semi-space-size=1", "--optimize-for-size", "--expose-gc"] : process.env.BENCH_DAEMON_FLAGS.split(" ").filter(Boolean);
 
 /** Milliseconds from spawning the compiled daemon `main` on `cfg` / `dataDir` to its ready line; then it is stopped. */
 export function timeToReady(main: string, cfg: string, dataDir: string): Promise<number> {

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
+#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size --expose-gc
 // lockerd: the entry point. Arguments, config, the runtime, signals and exit codes.
 //   0 stopped cleanly · 64 bad arguments · 70 internal error · 73 data directory unusable
 //   75 data directory in use by another lockerd · 78 bad config, a layout change refused (a

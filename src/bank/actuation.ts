@@ -15,6 +15,7 @@
 // A driver says which of the first two by its error (LockPart.pulse): HardwareUnavailable means
 // nothing was sent; any other error means the command may have reached the board.
 import { MAX_PULSE_MS } from "../config/schema.js";
+import { collectWhenIdle } from "./idle-gc.js";
 import type { LockDriver } from "../drivers/types.js";
 import { ErrorCode, isLockerError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -152,7 +153,9 @@ export class ActuationQueue {
           watch = this.deps.doors.waitOpen(compartment, openVerifyMs);
           started++;
           progress.started = true;
-          return this.deps.locks.pulse(channel, this.pulseMs);
+          const pulse = this.deps.locks.pulse(channel, this.pulseMs);
+          collectWhenIdle(); // the unlock is on its way: garbage now, not in the next decision
+          return pulse;
         });
       } catch (e) {
         error = e;

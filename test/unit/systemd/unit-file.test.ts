@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { deviceNeeds, dropIn, needsLine } from "../../../src/systemd/devices.js";
+import { DAEMON_FLAGS } from "../../../scripts/bench-common.js";
 import { requireTools } from "../../helpers/tools.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -48,6 +49,14 @@ describe("systemd/lockerd.service", () => {
     expect(one("KillMode")).toBe("mixed");
     expect(one("ExecReload")).toBe("/bin/kill -HUP $MAINPID");
     expect(one("ExecStart")).toMatch(/^\/opt\/lockerd\/node .* \/opt\/lockerd\/current\/dist\/lockerd\/lockerd\.js --config \/etc\/lockerd\/config\.json --data \/var\/lib\/lockerd$/);
+  });
+
+  it("runs node with the daemon's flags, the same as npm start, the entry's shebang and the benchmarks", () => {
+    const flags = one("ExecStart")!.split(" ").filter((w) => w.startsWith("--") && !["--config", "--data"].includes(w));
+    expect(flags).toEqual(DAEMON_FLAGS);
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } };
+    expect(pkg.scripts.start).toContain(`node ${DAEMON_FLAGS.join(" ")} dist/lockerd/lockerd.js`);
+    expect(readFileSync(join(ROOT, "src/main.ts"), "utf8").split("\n")[0]).toBe(`#!/usr/bin/env -S node ${DAEMON_FLAGS.join(" ")}`);
   });
 
   it("does not restart on a bad config (78), and gives up on a restart loop", () => {
