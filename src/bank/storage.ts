@@ -77,11 +77,11 @@ export class Retention {
   }
 
   /** One batch (at most `limit` events), or undefined while paused or when it failed. */
-  prune(limit = PRUNE_BATCH, sinceSeq?: number): ReturnType<Ledger["prune"]> | undefined {
+  prune(limit = PRUNE_BATCH): ReturnType<Ledger["prune"]> | undefined {
     if (this.deps.paused?.()) return undefined;
     const before = this.deps.now() - this.deps.days * 86_400_000;
     try {
-      return this.deps.ledger.prune(before, { published: this.deps.published, limit, ...(sinceSeq === undefined ? {} : { sinceSeq }) });
+      return this.deps.ledger.prune(before, { published: this.deps.published, limit });
     } catch (e) {
       this.deps.log.warn({ err: e }, "prune failed");
       return undefined;
@@ -92,13 +92,11 @@ export class Retention {
   pass(): Promise<{ events: number; commands: number }> {
     this.running ??= (async () => {
       const total = { events: 0, commands: 0 };
-      let sinceSeq: number | undefined;
       for (;;) {
-        const n = this.prune(PRUNE_BATCH, sinceSeq);
+        const n = this.prune(PRUNE_BATCH);
         if (!n) break;
         total.events += n.events;
         total.commands += n.commands;
-        sinceSeq = n.sinceSeq;
         if (!n.more || this.stopped) break;
         await new Promise((r) => setTimeout(r, PRUNE_PAUSE_MS));
       }

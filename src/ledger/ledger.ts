@@ -230,6 +230,9 @@ export interface LedgerOptions {
   synchronous?: "FULL" | "NORMAL" | "OFF";
 }
 
+/** The tables a start checks before serving (Ledger.checkForStart): those that do not grow with the years. */
+export const START_CHECKED: ReadonlySet<string> = new Set(["meta", "compartments", "terminals", "finger_slots"]);
+
 export class Ledger {
   readonly db: Database.Database;
   private readonly now: () => number;
@@ -331,7 +334,7 @@ export class Ledger {
       count: db.prepare("SELECT count(*) AS events FROM events"),
       firstEvent: db.prepare("SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1"),
       pruneEvents: db.prepare("DELETE FROM events WHERE seq < ?"),
-      firstSince: db.prepare("SELECT min(seq) AS seq FROM events WHERE ts >= ?"),
+      firstSinceIn: db.prepare("SELECT min(seq) AS seq FROM events WHERE seq >= ? AND seq < ? AND ts >= ?"),
       // From the parcels under way to their events through events_parcel: as a join SQLite walked the
       // whole event log (1M events: 280 ms at every start and every hourly prune; now under 1 ms).
       firstUnderWay: db.prepare(
@@ -691,28 +694,22 @@ export class Ledger {
    * seq). The chain stays verifiable: the first event kept carries its prevHash, verify() starts
    * from it. Also forgets commands answered before `before`, never one whose command could still be
    * accepted (keep_until not yet passed). At most `limit` events go in one call (one transaction:
-   * a first prune of years of history is many short ones, Retention.pass), `more` says whether
-   * some past retention are left; `sinceSeq` is the first event newer than `before`, found by a
-   * walk from the oldest event: given back to the next call of the same pass, it is not walked again.
+   * a first prune of years of history is many short ones, Retention.pass); `more` says whether
+   * some past retention are left.
    */
-  prune(
-    before: number,
-    opts: { published: boolean; limit?: number; sinceSeq?: number } = { published: true },
-  ): { events: number; commands: number; more: boolean; sinceSeq: number } {
+  prune(before: number, opts: { published: boolean; limit?: number } = { published: true }): { events: number; commands: number; more: boolean } {
     const now = this.now();
     const run = this.db.transaction(() => {
       const head = this.head.seq;
-      const sinceSeq = opts.sinceSeq ?? (this.stmt.firstSince.get(before) as { seq: number | null }).seq ?? head;
-      const keepFrom = Math.min(
-        head,
-        opts.published ? this.ackedSeq() + 1 : head,
-        sinceSeq,
-        (this.stmt.firstUnderWay.get() as { seq: number | null }).seq ?? head,
-      );
-      const first = (this.stmt.firstEvent.get() as { seq: number } | undefined)?.seq ?? keepFrom;
-      const upTo = Math.min(keepFrom, first + (opts.limit ?? Infinity));
+      const others = Math.min(head, opts.published ? this.ackedSeq() + 1 : head, (this.stmt.firstUnderWay.get() as { seq: number | null }).seq ?? head);
+      const first = (this.stmt.firstEvent.get() as { seq: number } | undefined)?.seq ?? others;
+      // The candidate range [first, end) is read once, by seq: the first event in it newer than
+      // `before` ends the prefix. A batch reads its own range only, never the whole log.
+      const end = Math.min(others, first + (opts.limit ?? Infinity));
+      const recent = end > first ? (this.stmt.firstSinceIn.get(first, end, before) as { seq: number | null }).seq : null;
+      const upTo = recent ?? end;
       const events = upTo > first ? this.stmt.pruneEvents.run(upTo).changes : 0;
-      return { events, commands: this.stmt.pruneCommands.run(before, now).changes, more: upTo < keepFrom, sinceSeq };
+      return { events, commands: this.stmt.pruneCommands.run(before, now).changes, more: recent === null && end < others };
     });
     return run.immediate();
   }
@@ -726,18 +723,20 @@ export class Ledger {
   }
 
   /**
-   * The check a start makes before the bank serves, on a read-only connection: quick_check of
-   * every table and its indexes except the event log, whose tail the start verifies by its hash
-   * chain instead (verifyTail: the last 1,000 events read, linked and hashed, the b-tree's right
-   * edge that every new event is appended to). The tables that decide a door (compartments,
-   * parcels, credentials, people, terminals) are checked whole whatever their size; the event log
-   * grows with the years (10M events: seconds here, more on a Pi's SD card), so the whole file,
-   * old events included, is checked right after the start in the background (LedgerCheck in
-   * bank/storage.ts: alarm.ledger_damaged), by `lockerctl selftest`, and before a restore.
+   * The check a start makes before the bank serves, on a read-only connection: quick_check of the
+   * tables whose size does not grow with the bank's years and volume (START_CHECKED: the
+   * compartments, the terminals, the meta, the fingerprint slots), while the event log's tail is
+   * verified by its hash chain (verifyTail: the last 1,000 events read, linked and hashed, the
+   * b-tree's right edge that every new event is appended to). The tables that grow (events,
+   * parcels, credentials, people, deadlines, commands: 1M codes or 10M events make seconds of
+   * quick_check, several times that on a Pi's SD card) are checked with the whole file right after
+   * the start in the background (LedgerCheck in bank/storage.ts: alarm.ledger_damaged), by
+   * `lockerctl selftest`, and before a restore. A damaged page read meanwhile fails its read: the
+   * request is refused, nothing opens.
    */
   static checkForStart(file: string): string {
     return checkFile(file, {
-      tables: (db) => (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'events' ORDER BY name").all() as { name: string }[]).map((t) => t.name),
+      tables: (db) => (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name).filter((t) => START_CHECKED.has(t)),
     });
   }
 

@@ -72,10 +72,10 @@ describe("a data directory that has held a bank", () => {
     expect(start(d)).toMatchObject({ code: 73, stderr: expect.stringMatching(/device\.key does not belong to this ledger/) });
   });
 
-  it("refuses a ledger damaged where a door is decided (checked before serving)", async () => {
+  it("refuses a ledger damaged in a table checked before serving (the compartments)", async () => {
     const { d } = await livedBank();
     const file = join(d.dataDir, "ledger.db");
-    damagePage(file, "credentials");
+    damagePage(file, "compartments");
     const r = start(d);
     expect(r.code).toBe(73);
     expect(r.stderr).toMatch(/ledger\.db is damaged/);
@@ -106,6 +106,23 @@ describe("a data directory that has held a bank", () => {
     expect(status.status, `${status.stderr} ${d2.output().split("\n").filter((l) => /"level":50|fatal/i.test(l)).join("\n")}`).toBe(0);
     const alarms = (JSON.parse(status.stdout) as { alarms: { kind: string; since: number }[] }).alarms;
     expect(alarms.find((a) => a.kind === "ledger_damaged")?.since).toBeGreaterThanOrEqual(before);
+  });
+
+  it("a damaged page of codes (checked in the background): a code read from it opens nothing, the daemon serves on, the alarm follows", async () => {
+    const { d, code } = await livedBank();
+    damagePage(join(d.dataDir, "ledger.db"), "credentials");
+    const d2 = await startDaemon({ dir: d.dir });
+    cleanups.push(() => stopDaemon(d2));
+    const sim = await SimClient.connect(d2.socket);
+    cleanups.push(() => sim.close());
+    const m = sim.mark();
+    sim.send({ op: "keys", keys: `${code}#` });
+    await sim.waitFor((e) => e.ev === "display" && !e.lines.some((l) => l.includes(code)), { from: m });
+    await waitForOutput(d2, /alarm ledger_damaged: ledger\.db has damaged pages/, 20_000);
+    expect(sim.since(m).filter((e) => e.ev === "unlock")).toEqual([]);
+    expect(d2.child.exitCode).toBeNull();
+    sim.send({ op: "state" }); // still answering
+    await sim.waitFor((e) => e.ev === "state", { from: m });
   });
 
   it("refuses a ledger whose custody chain tail does not verify", async () => {

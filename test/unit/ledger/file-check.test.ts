@@ -1,5 +1,5 @@
-// The ledger file's checks: before serving, every table but the event log (Ledger.checkForStart,
-// the log's tail by its hash chain), so a start stays as fast with years of history; the whole
+// The ledger file's checks: before serving, the tables that do not grow (Ledger.checkForStart) and
+// the log's tail by its hash chain, so a start stays as fast with years of history; the whole
 // file right after, in the background (LedgerCheck): damage in old history is an alarm, once, and
 // retention stops touching it. Real SQLite files with real damaged pages (found through dbstat).
 import { spawnSync } from "node:child_process";
@@ -62,10 +62,14 @@ describe("the check before serving", () => {
     ledger.close();
   });
 
-  it("refuses damage in a table that decides a door, and in the log's tail", () => {
+  it("refuses damage in a table that does not grow (the compartments), and in the log's tail; a growing table's damage is the background check's", () => {
     const a = ledgerFile(3000);
-    damage(a, "credentials");
+    damage(a, "compartments");
     expect(Ledger.checkForStart(a)).not.toBe("ok");
+    const c = ledgerFile(3000);
+    damage(c, "credentials");
+    expect(Ledger.checkForStart(c)).toBe("ok");
+    expect(Ledger.check(c)).not.toBe("ok");
     const b = ledgerFile(3000);
     damage(b, "events", "last");
     expect(() => new Ledger(b, { now })).toThrow(/damaged at the newest events/);
