@@ -3,6 +3,7 @@
 // to <data>/lockerd.log) or attaches to a running one's sim socket; shows the compartments, the
 // keypad display and recent events; sends keypad keys and `:` commands. With stdin not a terminal
 // it reads one key run or command per line and prints events as text, for scripting.
+import { DAEMON_FLAGS } from "./bench-common.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -75,8 +76,8 @@ function startDaemon(config: string, data: string): Daemon {
   const log = join(data, "lockerd.log");
   const fd = openSync(log, "a", 0o600);
   const logStart = statSync(log).size;
-  const main = fileURLToPath(new URL("../src/main.js", import.meta.url));
-  const child = spawn(process.execPath, [main, "--config", config, "--data", data], { stdio: ["ignore", fd, fd], detached: true });
+  const main = fileURLToPath(new URL("../lockerd/lockerd.js", import.meta.url)); // the shipped bundle, as npm start runs it
+  const child = spawn(process.execPath, [...DAEMON_FLAGS, main, "--config", config, "--data", data], { stdio: ["ignore", fd, fd], detached: true });
   closeSync(fd);
   const exited = new Promise<number>((res) => {
     child.once("error", () => res(127));
