@@ -3,7 +3,6 @@
 // to <data>/lockerd.log) or attaches to a running one's sim socket; shows the compartments, the
 // keypad display and recent events; sends keypad keys and `:` commands. With stdin not a terminal
 // it reads one key run or command per line and prints events as text, for scripting.
-import { DAEMON_FLAGS } from "./bench-common.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -15,6 +14,7 @@ import { parseArgs } from "node:util";
 import { loadConfigAtStart } from "../src/config/load.js";
 import { isLockerError } from "../src/errors.js";
 import { SimEvent, type SimRequest } from "../src/sim/protocol.js";
+import { DAEMON_FLAGS } from "./bench-common.js";
 import {
   clean,
   COMMAND_HELP,
