@@ -68,12 +68,23 @@ describe("a full disk under the data directory", () => {
     for (let i = 0; i < 50 && !ctl(d.dataDir, "events", "--type", "alarm.disk_low").events.length; i++) await new Promise((r) => setTimeout(r, 100));
     expect(ctl(d.dataDir, "events", "--type", "alarm.disk_low").events).toHaveLength(1);
 
-    // Full: the daemon stays up; a valid code opens nothing and the keypad says why.
+    // Full: the daemon stays up; a valid code opens nothing and the keypad says why. The disk
+    // fills after the WAL's write-back (1 s idle): no write of the bank's is pending then.
+    await new Promise((r) => setTimeout(r, 1500));
     fill(filler, 0);
-    // Until the ledger's own writes fail (the WAL is written back after 1 s idle and the monitor
-    // probes every second), a commit may still fit in pages SQLite already holds, and a door may
-    // rightly open: wait for the daemon to say the disk is full (under load this takes longer).
-    for (let i = 0; i < 100 && ctl(d.dataDir, "status").storage?.state !== "full"; i++) await new Promise((r) => setTimeout(r, 100));
+    // Until the ledger's own writes fail, a commit may still fit in pages SQLite already holds
+    // (the WAL file is reused from its start after each write-back), and a door may rightly open.
+    // The bank is made to write (the simulated lock board down and up: device.fault and
+    // device.recovered) until it says the disk is full. Waiting alone depended on a write-back
+    // still due when the disk filled: under emulation (the arm64 proof) none was, and none came.
+    const deadline = Date.now() + slow(30_000);
+    while (ctl(d.dataDir, "status").storage?.state !== "full" && Date.now() < deadline) {
+      for (let k = 0; k < 10; k++) {
+        sim.send({ op: "board", state: "down" });
+        sim.send({ op: "board", state: "ok" });
+      }
+      await sim.state();
+    }
     expect(d.child.exitCode).toBeNull();
     expect(ctl(d.dataDir, "status").storage?.state).toBe("full");
     const m = sim.mark();
