@@ -274,17 +274,28 @@ const board: fc.Arbitrary<Command> = fc.constantFrom<SimBoardState>("ok", "ok", 
 /**
  * A board outage around a person's attempt: the board goes silent or down, someone types a code, a
  * courier tries a deposit, time passes, the board answers again, and the same code is tried again.
+ * Mostly a parcel is stored just before and its own code is the one typed (pick 0, the newest), so
+ * the attempt does reach a lock that cannot be pulsed (silent: sent, never acknowledged; down: the
+ * compartment is not offered): with only older codes to pick from, 50 runs gave 0-2 unacknowledged
+ * pulses, and the arm64 run drew none.
  */
 const outage: fc.Arbitrary<Command[]> = fc
-  .record({ state: fc.constantFrom<SimBoardState>("silent", "down"), pick: fc.nat(5), deposit: fc.boolean(), heal: fc.constantFrom(200, 1200, 5000) })
-  .map(({ state, pick, deposit, heal }): Command[] => [
+  .record({
+    state: fc.constantFrom<SimBoardState>("silent", "silent", "down"),
+    stored: fc.constantFrom(true, true, false),
+    pick: fc.nat(5),
+    deposit: fc.boolean(),
+    heal: fc.constantFrom(200, 1200, 5000),
+  })
+  .map(({ state, stored, pick: any, deposit, heal }): Command[] => [
+    ...(stored ? [type(COURIER_PIN), type("1"), wait(200), close("loading"), type("1001#"), wait(200), type("*"), wait(200)] : []),
     { kind: "board", state },
-    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    { kind: "code", pick: stored ? 0 : any, how: "exact", input: "keys", digit: 0, delta: 1 },
     ...(deposit ? [type(COURIER_PIN), type("1"), wait(200), type("*")] : []),
     wait(heal),
     { kind: "board", state: "ok" },
     wait(1200),
-    { kind: "code", pick, how: "exact", input: "keys", digit: 0, delta: 1 },
+    { kind: "code", pick: stored ? 0 : any, how: "exact", input: "keys", digit: 0, delta: 1 },
     wait(200),
     close("unloading"),
   ]);
@@ -454,7 +465,7 @@ const step: fc.Arbitrary<Command[]> = fc.oneof(
   { weight: 4, arbitrary: server.map((c) => [c]) },
   { weight: 3, arbitrary: reservedDeposit },
   { weight: 1, arbitrary: board.map((c) => [c]) },
-  { weight: 2, arbitrary: outage },
+  { weight: 4, arbitrary: outage },
   { weight: 4, arbitrary: nextPerson },
   { weight: 1, arbitrary: disk.map((c) => [c]) },
   { weight: 2, arbitrary: diskFull },
