@@ -60,6 +60,8 @@ interface BoardLink {
   release(): Promise<void>;
   readStatus(address: number): Promise<Snapshot | null>;
   unlock(address: number, lock: number): Promise<Snapshot | null>;
+  /** Where in the poll cycle this board's polls go (0 ≤ phase < 1): the bus's boards spread evenly. */
+  phase(address: number): number;
 }
 
 /** The bus, shared: opened by the first board's start(), closed by the last one's stop(). */
@@ -84,6 +86,10 @@ class SharedBus<F> implements BoardLink {
   }
   async acquire(): Promise<void> {
     if (this.users++ === 0) await this.bus.start();
+  }
+  phase(address: number): number {
+    const addresses = [...this.boards.keys()];
+    return Math.max(0, addresses.indexOf(address)) / Math.max(1, addresses.length);
   }
   async release(): Promise<void> {
     if (this.users > 0 && --this.users === 0) await this.bus.stop();
@@ -118,6 +124,8 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   private answered = false;
   private misses = 0;
   private lastProblem = "";
+  /** When the next poll is due (performance.now). */
+  private due = 0;
 
   constructor(
     private readonly link: BoardLink,
@@ -160,7 +168,10 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     if (this.running) return;
     this.running = true;
     await this.link.acquire();
-    this.schedule(0);
+    // The boards of a bus poll at evenly spread points of the cycle, never back to back: a door
+    // request waits for at most one exchange in flight, not a second one queued behind it.
+    this.due = performance.now() + this.link.phase(this.spec.address) * this.opts.pollMs;
+    this.schedule(this.due - performance.now());
   }
 
   async stop(): Promise<void> {
@@ -241,6 +252,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   pollSoon(): void {
     if (!this.running || this.timer === null) return;
     clearTimeout(this.timer);
+    this.due = performance.now();
     this.schedule(0);
   }
 
@@ -287,7 +299,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
 
   private schedule(ms: number): void {
     if (!this.running) return;
-    this.timer = setTimeout(() => void this.poll(), ms);
+    this.timer = setTimeout(() => void this.poll(), Math.max(0, ms));
   }
 
   private async poll(): Promise<void> {
@@ -298,7 +310,17 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     } catch (e) {
       if (this.running) this.miss(e);
     }
-    this.schedule(this.faulted ? this.backoff.next() : this.opts.pollMs);
+    const now = performance.now();
+    if (this.faulted) {
+      const wait = this.backoff.next();
+      this.due = now + wait;
+      return this.schedule(wait);
+    }
+    // At a fixed rate from when the poll was due, not pollMs after it ended: the boards keep their
+    // places in the cycle, however long an exchange or an unlock before it took.
+    this.due += this.opts.pollMs;
+    if (this.due < now) this.due = now;
+    this.schedule(this.due - now);
   }
 
   private alive(): void {

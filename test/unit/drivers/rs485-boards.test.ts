@@ -254,6 +254,26 @@ describe("kerong boards over a pseudo-terminal", () => {
 
   afterEach(() => teardown(r, set));
 
+  it("polls the bus's two boards half a cycle apart at a fixed rate, never back to back: a door request waits for one exchange at most", async () => {
+    for (const p of set.parts) await p.stop();
+    set = createKerongBoards(config(r.pair.host, { pollMs: 200 }), { log: logs.log });
+    const seen: { board: number; at: number }[] = [];
+    r.emu.on("rx", (x) => {
+      if ("rx" in x && x.command === "read-status") seen.push({ board: x.board, at: performance.now() });
+    });
+    for (const p of set.parts) await p.start();
+    await vi.waitFor(() => expect(seen.filter((x) => x.board === 1).length).toBeGreaterThanOrEqual(6), { timeout: slow(5000), interval: 20 });
+    // From the second cycle on: each board every 200 ms, the other board's poll about 100 ms later.
+    const later = seen.slice(2);
+    const gaps = later.slice(1).map((x, i) => ({ other: x.board !== later[i]!.board, ms: x.at - later[i]!.at }));
+    expect(gaps.every((g) => g.other), JSON.stringify(seen)).toBe(true);
+    for (const g of gaps) expect(g.ms, JSON.stringify(gaps)).toBeGreaterThan(50);
+    const ofBoard0 = later.filter((x) => x.board === 0).map((x) => x.at);
+    const period = (ofBoard0.at(-1)! - ofBoard0[0]!) / (ofBoard0.length - 1);
+    expect(period).toBeGreaterThan(190);
+    expect(period).toBeLessThan(slow(230));
+  });
+
   it("writes the exact unlock frame once and resolves after the configured pulse time", async () => {
     const [board0, board1] = set.parts;
     const changes: [number, string][] = [];
