@@ -7,6 +7,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { courierDeposit, displayHas, ROOT, SimClient, startDaemon, stopDaemon, tempDir, removeDir } from "../helpers/daemon.js";
 import { slow } from "../helpers/slow.js";
@@ -68,15 +69,21 @@ describe("a full disk under the data directory", () => {
     for (let i = 0; i < 50 && !ctl(d.dataDir, "events", "--type", "alarm.disk_low").events.length; i++) await new Promise((r) => setTimeout(r, 100));
     expect(ctl(d.dataDir, "events", "--type", "alarm.disk_low").events).toHaveLength(1);
 
-    // Full: the daemon stays up; a valid code opens nothing and the keypad says why. The disk
-    // fills after the WAL's write-back (1 s idle): no write of the bank's is pending then.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Full: the daemon stays up; a valid code opens nothing and the keypad says why. A reader
+    // holds a snapshot of the ledger meanwhile (as lockerctl or a backup may): SQLite cannot start
+    // its WAL over while it is held, so every commit needs new space and none fits. Without it, a
+    // write-back that succeeds lets the WAL be reused, and commits fit again for a while (a door
+    // may then rightly open, its authorization on disk): under emulation the state went full, then
+    // ok, and the test's code opened its door.
+    sim.send({ op: "board", state: "down" }); // fresh frames in the WAL, so that the reader's snapshot holds them
+    sim.send({ op: "board", state: "ok" });
+    await sim.state();
+    const reader = new Database(join(d.dataDir, "ledger.db"), { readonly: true });
+    reader.exec("BEGIN");
+    reader.prepare("SELECT count(*) FROM meta").get();
     fill(filler, 0);
-    // Until the ledger's own writes fail, a commit may still fit in pages SQLite already holds
-    // (the WAL file is reused from its start after each write-back), and a door may rightly open.
     // The bank is made to write (the simulated lock board down and up: device.fault and
-    // device.recovered) until it says the disk is full. Waiting alone depended on a write-back
-    // still due when the disk filled: under emulation (the arm64 proof) none was, and none came.
+    // device.recovered) until it says the disk is full.
     const deadline = Date.now() + slow(30_000);
     while (ctl(d.dataDir, "status").storage?.state !== "full" && Date.now() < deadline) {
       for (let k = 0; k < 10; k++) {
@@ -109,7 +116,9 @@ describe("a full disk under the data directory", () => {
     await sim.waitFor(displayHas("storage full"), { from: m2 });
     expect(sim.since(m2).filter((e) => e.ev === "unlock")).toEqual([]);
 
-    // Space returns: the bank resumes by itself, and the same code opens its door.
+    // Space returns (and the reader lets go): the bank resumes by itself, and the same code opens its door.
+    reader.exec("ROLLBACK");
+    reader.close();
     rmSync(filler);
     for (let i = 0; i < 50 && ctl(d.dataDir, "status").storage?.state === "full"; i++) await new Promise((r) => setTimeout(r, 100));
     expect(ctl(d.dataDir, "status").storage.state).not.toBe("full");
