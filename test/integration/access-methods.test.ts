@@ -35,7 +35,7 @@ interface Rig {
   keypad: SerialPort;
   scanner: SerialPort;
   ctl: (args: string[], input?: string) => { code: number | null; out: string; err: string };
-  events: (type: string) => Promise<{ type: string; compartment: string | null; parcel: string | null; data: Record<string, unknown> }[]>;
+  events: (type: string) => Promise<{ seq: number; type: string; compartment: string | null; parcel: string | null; data: Record<string, unknown> }[]>;
 }
 
 async function rig(): Promise<Rig> {
@@ -107,17 +107,22 @@ async function deposit(r: Rig): Promise<{ compartment: string; parcel: string }>
   const started = await within("deposit.started", async () => (await r.events("deposit.started")).at(-1));
   // The emulated board's door springs open on the unlock; the courier shuts it.
   await within("door.opened", async () => (await r.events("door.opened")).find((e) => e.compartment === started.compartment));
-  await shut(r, started.compartment!);
+  await shut(r, started.compartment!, started.seq);
   await type(r, "1001#");
   await type(r, "*");
   await within("parcel.deposited", async () => (await r.events("parcel.deposited")).find((e) => e.parcel === started.parcel));
   return { compartment: started.compartment!, parcel: started.parcel! };
 }
 
-/** A compartment's door shut on the emulated boards. */
-async function shut(r: Rig, compartment: string): Promise<void> {
+/**
+ * A compartment's door shut on the emulated boards, once it was seen open after event `since` (the
+ * flow's start): shut before the unlock reached the board, the door would spring open after, and a
+ * door.closed of an earlier flow must not count.
+ */
+async function shut(r: Rig, compartment: string, since: number): Promise<void> {
+  const opened = await within(`${compartment} open`, async () => (await r.events("door.opened")).find((e) => e.compartment === compartment && e.seq > since));
   await r.kerong.control({ cmd: "door", ...kerongLockOf(compartment), state: "closed" });
-  await within(`${compartment} closed`, async () => (await r.events("door.closed")).some((e) => e.compartment === compartment && e.data.origin !== "start"));
+  await within(`${compartment} closed`, async () => (await r.events("door.closed")).some((e) => e.compartment === compartment && e.seq > opened.seq && e.data.origin !== "start"));
 }
 
 describe("fingerprints and app passes, compiled daemon, emulated module and boards", () => {
@@ -157,7 +162,7 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     const started = await within("pickup by finger", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
     expect(started.data.via).toBe("finger");
     r.finger.lift();
-    await shut(r, d.compartment);
+    await shut(r, d.compartment, started.seq);
     await within("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
 
     // A stranger's finger opens nothing, and is on record.
@@ -180,7 +185,7 @@ describe("fingerprints and app passes, compiled daemon, emulated module and boar
     r.scanner.write(`${token}\r`); // the scanner sends the QR code's text as a line
     const started = await within("pickup by pass", async () => (await r.events("pickup.started")).find((e) => e.parcel === d.parcel));
     expect(started.data.via).toBe("app");
-    await shut(r, d.compartment);
+    await shut(r, d.compartment, started.seq);
     await within("picked up", async () => (await r.events("parcel.picked_up")).find((e) => e.parcel === d.parcel));
     await sleep(2000); // later (a reader passes the same code on once within its repeat window, 1.5 s)
     r.scanner.write(`${token}\r`);
