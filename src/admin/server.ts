@@ -13,6 +13,7 @@ import { formatIssues } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import type { Bank } from "../bank/bank.js";
 import type { Technician } from "../bank/technician.js";
+import { alarmMessage } from "../domain/alarms.js";
 import { isOpening, type CompartmentState } from "../domain/compartment.js";
 import type { DoorState, Hardware } from "../drivers/types.js";
 import { ErrorCode, isLockerError, LockerError, toErrorBody } from "../errors.js";
@@ -393,7 +394,7 @@ export class AdminServer {
             },
           ]
         : []),
-      ...(damaged ? [{ kind: "ledger_damaged", compartment: null, since: damaged.since, detail: `ledger.db has damaged pages (${damaged.detail.slice(0, 200)}): replace the SD card and restore the newest backup from before ${new Date(damaged.since).toISOString()}` }] : []),
+      ...(damaged ? [{ kind: "ledger_damaged", compartment: null, since: damaged.since, detail: alarmMessage({ type: "alarm.ledger_damaged", compartment: null, data: { detail: damaged.detail.slice(0, 200) } }) }] : []),
       ...(duplicate
         ? [{ kind: "duplicate_identity", compartment: null, since: duplicate.since, detail: `another bank connects as ${site}/${id} (${duplicate.evidence}, ${duplicate.takeovers} takeovers): give each bank its own site/device; reconnecting only every few minutes` }]
         : []),

@@ -7,7 +7,7 @@
 // While the disk refuses writes the bank refuses whatever needs one: no door opens without its
 // authorization on record. The daemon stays up; status, telemetry and selftest say "disk full".
 //
-// The ledger file itself (LedgerCheck): the start checked every table but the event log, and the
+// The ledger file itself (LedgerCheck): the start checked the tables that do not grow, and the
 // log's tail, before serving (Ledger.checkForStart, verifyTail); the whole file is checked right
 // after, and then daily, in a child process at low priority ─▶ damaged? ─▶ alarm.ledger_damaged
 // (once), retention stops touching old events, status shows it.
@@ -234,9 +234,10 @@ export interface LedgerCheckDeps {
 
 /**
  * The whole ledger file's quick_check, off the start path and off the event loop: once right after
- * the start, then daily. Damage (an SD card's worn-out page in old history) is an alarm the first
- * time it is seen, never a stop: the tables that decide a door and the log's tail were checked
- * before the bank served, and every new event is written at the tail.
+ * the start, then daily. Damage (an SD card's worn-out page in old history, codes, parcels) is an
+ * alarm the first time it is seen, never a stop: the tables that do not grow and the log's tail
+ * were checked before the bank served, every new event is written at the tail, and a read of a
+ * damaged page fails (its request is refused).
  */
 export class LedgerCheck {
   private timer: NodeJS.Timeout | undefined;
@@ -244,8 +245,6 @@ export class LedgerCheck {
   private stopped = false;
   /** Since when the file is known damaged, and what SQLite said (null: not seen). */
   damaged: { since: number; detail: string } | null = null;
-  /** Resolves after each finished check (tests, lockerctl). */
-  private waiters: ((r: string) => void)[] = [];
 
   constructor(private readonly deps: LedgerCheckDeps) {}
 
@@ -261,11 +260,7 @@ export class LedgerCheck {
     this.running?.cancel();
   }
 
-  /** The result of the next check to finish. */
-  next(): Promise<string> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
+  /** One check: "ok", SQLite's problems, "check could not run: …", or undefined (one runs already; stopped). */
   async runOnce(): Promise<string | undefined> {
     if (this.running || this.stopped) return undefined;
     const t0 = Date.now();
@@ -275,26 +270,28 @@ export class LedgerCheck {
     try {
       result = await job.result;
     } catch (e) {
-      result = `check could not run: ${(e as Error).message}`;
+      if (this.stopped) return undefined;
+      // Not damage (the process could not start, ran out of memory): the next check tries again.
+      this.deps.log.warn({ ms: Date.now() - t0, err: e }, "ledger file check could not run; tried again with the next one");
+      return `check could not run: ${(e as Error).message}`;
     } finally {
       this.running = undefined;
     }
     if (this.stopped) return undefined;
-    const ms = Date.now() - t0;
-    if (result === "ok") {
-      this.deps.log.debug({ ms }, "ledger file checked: ok");
-    } else if (result.startsWith("check could not run")) {
-      this.deps.log.warn({ ms, detail: result }, "ledger file check could not run; tried again with the next one");
-    } else if (!this.damaged) {
-      this.damaged = { since: this.deps.now(), detail: result };
-      try {
-        this.deps.ledger.transact((tx) => tx.event({ type: "alarm.ledger_damaged", data: { detail: result.slice(0, 500) } }));
-      } catch (e) {
-        this.deps.log.error({ err: e, detail: result }, "ledger.db is damaged, and the alarm could not be recorded");
-      }
-    }
-    for (const w of this.waiters.splice(0)) w(result);
+    if (result === "ok") this.deps.log.debug({ ms: Date.now() - t0 }, "ledger file checked: ok");
+    else this.raise(result);
     return result;
+  }
+
+  /** The first damage seen: alarm.ledger_damaged, once per run of the daemon. */
+  private raise(detail: string): void {
+    if (this.damaged) return;
+    this.damaged = { since: this.deps.now(), detail };
+    try {
+      this.deps.ledger.transact((tx) => tx.event({ type: "alarm.ledger_damaged", data: { detail: detail.slice(0, 500) } }));
+    } catch (e) {
+      this.deps.log.error({ err: e, detail }, "ledger.db is damaged, and the alarm could not be recorded");
+    }
   }
 }
 

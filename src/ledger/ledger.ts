@@ -629,7 +629,6 @@ export class Ledger {
     return (this.stmt.eventsOfParcel.all(parcelId) as Row[]).map(toEvent);
   }
 
-  /** Events stored, and those the broker has not yet acknowledged (the outbox backlog). */
   /** Events kept (a scan of the whole log: selftest only) and not yet acknowledged by the broker. */
   counts(): { events: number; unpublished: number } {
     const { events } = this.stmt.count.get() as { events: number };
