@@ -92,13 +92,14 @@ export class Retention {
   pass(): Promise<{ events: number; commands: number }> {
     this.running ??= (async () => {
       const total = { events: 0, commands: 0 };
-      for (;;) {
+      // A stop while the pass pauses ends it there: the ledger may be closing.
+      for (let more = true; more && !this.stopped; ) {
         const n = this.prune(PRUNE_BATCH);
         if (!n) break;
         total.events += n.events;
         total.commands += n.commands;
-        if (!n.more || this.stopped) break;
-        await new Promise((r) => setTimeout(r, PRUNE_PAUSE_MS));
+        more = n.more;
+        if (more) await new Promise((r) => setTimeout(r, PRUNE_PAUSE_MS));
       }
       if (total.events || total.commands) this.deps.log.info(total, "pruned events and answered commands past retention");
       return total;

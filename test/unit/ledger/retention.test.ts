@@ -77,4 +77,21 @@ describe("retention", () => {
     expect(b.rt.ledger.counts().events).toBe(1);
     expect(b.rt.ledger.verify()).toMatchObject({ ok: true, checked: 1 });
   });
+
+  it("a stop during a pass ends it before its next batch: nothing is asked of a ledger being closed", async () => {
+    const b = await open();
+    b.rt.ledger.transact((tx) => {
+      for (let i = 0; i < 3 * PRUNE_BATCH; i++) tx.event({ type: "door.closed", compartment: "B12", data: {} });
+    });
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} }));
+    const prune = vi.spyOn(b.rt.ledger, "prune");
+    const retention = new Retention({ ledger: b.rt.ledger, days: 30, published: false, now: Date.now, log: silentLogger() });
+    const pass = retention.pass();
+    expect(prune).toHaveBeenCalledTimes(1); // the first batch; the pass now waits for the loop
+    retention.stop();
+    await advance(1000);
+    expect(await pass).toEqual({ events: PRUNE_BATCH, commands: 0 });
+    expect(prune).toHaveBeenCalledTimes(1);
+  });
 });
