@@ -24,7 +24,7 @@ import type { NoticeKind } from "../domain/deadlines.js";
 import type { LockoutState } from "../domain/lockout.js";
 import { ErrorCode, LockerError } from "../errors.js";
 import { migrate } from "./migrations.js";
-import { checkFile, fileCheck } from "./quick-check.js";
+import { checkFile } from "./quick-check.js";
 
 export type DoorState = "open" | "closed" | "unknown";
 export type ParcelStatus =
@@ -734,18 +734,12 @@ export class Ledger {
    * request is refused, nothing opens.
    */
   static checkForStart(file: string): string {
-    return checkFile(file, {
-      tables: (db) => (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name).filter((t) => START_CHECKED.has(t)),
-    });
+    return checkFile(file, { only: [...START_CHECKED] });
   }
 
   /** The same check on this ledger's own connection (selftest; lockerctl reading a ledger it must not touch). */
   integrity(full = true): string {
-    try {
-      return fileCheck(this.db, full);
-    } catch (e) {
-      return (e as Error).message;
-    }
+    return checkFile(this.db, { full });
   }
 
   /** The schema version the file is at (PRAGMA user_version: migrations applied). */
