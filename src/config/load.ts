@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { z } from "zod";
 import { ErrorCode, LockerError } from "../errors.js";
-import { ConfigSchema, loadRealProfile, RealProfileNotLoaded, type Config } from "./schema.js";
+import { ConfigSchema, loadRealProfile, type Config } from "./schema.js";
 
 /** "bank.columns[0].compartments[3].size" */
 export function formatPath(path: readonly PropertyKey[]): string {
@@ -26,13 +26,7 @@ export function formatIssues(error: z.ZodError): string[] {
 export function parseConfig(raw: unknown, source = "config"): Config {
   // jitless: a config is parsed once (at start, SIGHUP, a policy); compiling zod's fast path for
   // each object schema first costs more (~10 ms at start) than the one parse it would speed up.
-  let result;
-  try {
-    result = ConfigSchema.safeParse(raw, { jitless: true });
-  } catch (e) {
-    if (!(e instanceof RealProfileNotLoaded)) throw e;
-    throw new LockerError(ErrorCode.Config, `${source}: ${e.message}`, { issues: [`hardware.profile: ${e.message}`] });
-  }
+  const result = ConfigSchema.safeParse(raw, { jitless: true });
   if (result.success) return result.data;
   const issues = formatIssues(result.error);
   throw new LockerError(ErrorCode.Config, `${source}: ${issues.length} invalid field(s)`, { issues });

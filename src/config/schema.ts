@@ -54,21 +54,18 @@ export async function loadRealProfile(): Promise<void> {
   realProfile ??= await import("../drivers/real/profile.js");
 }
 
-/** Thrown by a parse of a real config before loadRealProfile (config/load.ts turns it into a config error). */
-export class RealProfileNotLoaded extends Error {
-  constructor() {
-    super("hardware.profile \"real\" is read at start: restart lockerd to change to it");
-  }
-}
-
 // A loose object with the profile (the union's discriminator), then the real profile's own schema
 // at parse time: a z.lazy would be asked for its output's optionality by the object around it, and
-// so built at every parse, even a simulated bank's.
+// so built at every parse, even a simulated bank's. Not loaded (a running simulated bank reloading
+// a real config): an issue like any other, naming the restart.
 const RealHardware = z
   .object({ profile: z.literal("real") })
   .loose()
   .transform((v, ctx): z.output<typeof RealProfileModule.RealProfile> => {
-    if (!realProfile) throw new RealProfileNotLoaded();
+    if (!realProfile) {
+      ctx.issues.push({ code: "custom", path: ["profile"], input: v.profile, message: 'hardware.profile "real" is read at start: restart lockerd to change to it' });
+      return z.NEVER;
+    }
     const r = realProfile.RealProfile.safeParse(v, { jitless: true });
     if (r.success) return r.data;
     for (const issue of r.error.issues) ctx.issues.push(issue as (typeof ctx.issues)[number]);

@@ -55,6 +55,6 @@ describe("the real profile's schemas, on demand", () => {
       try { parseConfig(raw, "config.json"); process.stdout.write(JSON.stringify({ parsed: true })); }
       catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message, issues: e.context?.issues })); }
     `);
-    expect(out).toMatchObject({ code: "config", message: expect.stringMatching(/read at start: restart lockerd/) });
+    expect(out).toMatchObject({ code: "config", issues: ['hardware.profile: hardware.profile "real" is read at start: restart lockerd to change to it'] });
   });
 });
