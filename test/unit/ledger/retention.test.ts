@@ -2,7 +2,7 @@
 // a parcel still in the bank, the unacknowledged backlog and the newest event always stay; the chain
 // verifies after. Real SQLite file, controlled clock.
 import { describe, expect, it, vi } from "vitest";
-import { PRUNE_BATCH, Retention } from "../../../src/bank/storage.js";
+import { PRUNE_BATCH, Retention, type LedgerCheck } from "../../../src/bank/storage.js";
 import { silentLogger } from "../../../src/log.js";
 import { fakeClockBanks, keypadDeposit } from "../../helpers/bank.js";
 
@@ -93,5 +93,18 @@ describe("retention", () => {
     await advance(1000);
     expect(await pass).toEqual({ events: PRUNE_BATCH, commands: 0 });
     expect(prune).toHaveBeenCalledTimes(1);
+  });
+
+  it("the bank's retention touches nothing once the background check found the ledger damaged", async () => {
+    const b = await open(); // sync off, retentionDays 30
+    vi.setSystemTime(Date.now() + 400 * DAY);
+    b.rt.ledger.transact((tx) => tx.event({ type: "door.opened", compartment: "B12", data: {} }));
+    const rt = b.rt as unknown as { retention: Retention; ledgerCheck: LedgerCheck };
+    rt.ledgerCheck.damaged = { since: Date.now(), detail: "Tree 5 page 7: btreeInitPage() returns error code 11" };
+    const before = b.rt.ledger.counts().events;
+    expect(rt.retention.prune()).toBeUndefined();
+    expect(b.rt.ledger.counts().events).toBe(before);
+    rt.ledgerCheck.damaged = null; // the same bank, sound: its old events go
+    expect(rt.retention.prune()!.events).toBeGreaterThan(0);
   });
 });
