@@ -3,6 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
+import { DAEMON_FLAGS } from "./daemon-flags.js";
 
 /** One figure: `{metric, value, unit, floor, target, note}`, the floor measured in the same run. */
 export interface Line {
@@ -56,17 +57,14 @@ export async function memoryBreakdown(): Promise<{ rss: number; v8Heap: number; 
   return { rss: process.memoryUsage().rss / MiB, v8Heap, v8Live, code: file / 1024, native: anon / 1024 - v8Heap };
 }
 
-/**
- * The daemon's own node flags (package.json start, the systemd unit): what every figure runs with.
- * BENCH_DAEMON_FLAGS replaces them to compare (space-separated; "" for none).
- */
-export const DAEMON_FLAGS = process.env.BENCH_DAEMON_FLAGS === undefined ? ["--max-semi-space-size=1", "--optimize-for-size", "--expose-gc"] : process.env.BENCH_DAEMON_FLAGS.split(" ").filter(Boolean);
+/** The flags every figure runs the daemon with: the daemon's own, or BENCH_DAEMON_FLAGS to compare (space-separated; "" for none). */
+export const BENCH_FLAGS: readonly string[] = process.env.BENCH_DAEMON_FLAGS === undefined ? DAEMON_FLAGS : process.env.BENCH_DAEMON_FLAGS.split(" ").filter(Boolean);
 
 /** Milliseconds from spawning the compiled daemon `main` on `cfg` / `dataDir` to its ready line; then it is stopped. */
 export function timeToReady(main: string, cfg: string, dataDir: string): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [...DAEMON_FLAGS, main, "--config", cfg, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [...BENCH_FLAGS, main, "--config", cfg, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => (out += d));
     child.stdout.setEncoding("utf8").on("data", (d: string) => {

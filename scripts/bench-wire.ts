@@ -16,7 +16,7 @@ import { KerongEmulator, type RxRecord } from "../src/drivers/rs485/emulator.js"
 import { KerongConfig } from "../src/drivers/rs485/config.js";
 import { silentLogger } from "../src/log.js";
 import { LEDGER_CHECK_DELAY_MS, Runtime } from "../src/runtime.js";
-import { DAEMON_FLAGS, pct, round, tmp, type Emit } from "./bench-common.js";
+import { BENCH_FLAGS, pct, round, tmp, type Emit } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MAIN = join(ROOT, "dist/lockerd/lockerd.js");
@@ -79,7 +79,7 @@ interface Daemon {
 
 async function startDaemon(configFile: string, dataDir: string): Promise<Daemon> {
   const extra = process.env.BENCH_DAEMON_ARGS ? process.env.BENCH_DAEMON_ARGS.split(" ") : [];
-  const child = spawn(process.execPath, [...DAEMON_FLAGS, ...extra, MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...BENCH_FLAGS, ...extra, MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
@@ -272,7 +272,7 @@ export async function idle(example: Record<string, unknown>, emit: Emit): Promis
     }
     const floor = spawn(
       process.execPath,
-      [...DAEMON_FLAGS, "--input-type=module", "-e", "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); setInterval(() => {}, 125);"],
+      [...BENCH_FLAGS, "--input-type=module", "-e", "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); setInterval(() => {}, 125);"],
       { cwd: ROOT, stdio: "ignore" },
     );
     await sleep(1000);

@@ -16,7 +16,7 @@ import { loadDeviceKey } from "../src/ledger/datadir.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { silentLogger } from "../src/log.js";
 import { Runtime } from "../src/runtime.js";
-import { DAEMON_FLAGS, emit, median, memoryBreakdown, pct, round, timeToReady, tmp, type Line } from "./bench-common.js";
+import { BENCH_FLAGS, emit, median, memoryBreakdown, pct, round, timeToReady, tmp, type Line } from "./bench-common.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
@@ -160,11 +160,11 @@ async function startup(): Promise<void> {
     const deps = "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m)))";
     for (let i = 0; i < RUNS; i++) {
       const t0 = performance.now();
-      spawnSync(process.execPath, [...DAEMON_FLAGS, "--input-type=module", "-e", deps], { cwd: ROOT });
+      spawnSync(process.execPath, [...BENCH_FLAGS, "--input-type=module", "-e", deps], { cwd: ROOT });
       floors.push(performance.now() - t0);
     }
     const floor = median(floors);
-    emit({ metric: "start_to_ready", value: round(median(runs), 1), unit: "ms", floor: round(floor, 1), target: round(floor * 1.5, 1), note: `median of ${RUNS}, daemon flags ${DAEMON_FLAGS.join(" ")}; floor: node with the same flags importing better-sqlite3, zod, pino and exiting` });
+    emit({ metric: "start_to_ready", value: round(median(runs), 1), unit: "ms", floor: round(floor, 1), target: round(floor * 1.5, 1), note: `median of ${RUNS}, daemon flags ${BENCH_FLAGS.join(" ")}; floor: node with the same flags importing better-sqlite3, zod, pino and exiting` });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -197,7 +197,7 @@ async function rss(): Promise<void> {
       process.execPath,
       [
         "--expose-gc",
-        ...DAEMON_FLAGS,
+        ...BENCH_FLAGS,
         "--input-type=module",
         "-e",
         "await Promise.all(['better-sqlite3','zod','pino'].map((m) => import(m))); const D = (await import('better-sqlite3')).default; new D(':memory:'); gc(); const { memoryBreakdown } = await import('./dist/scripts/bench-common.js'); console.log(JSON.stringify(await memoryBreakdown()))",
@@ -205,7 +205,7 @@ async function rss(): Promise<void> {
       { cwd: ROOT, encoding: "utf8" },
     );
     const floor = JSON.parse(floorRun.stdout.trim()) as typeof mem;
-    const note = `${PICKUPS} pickups, ${picked} ledger events, daemon flags ${DAEMON_FLAGS.join(" ")}; floor: node with the dependencies loaded, same flags`;
+    const note = `${PICKUPS} pickups, ${picked} ledger events, daemon flags ${BENCH_FLAGS.join(" ")}; floor: node with the dependencies loaded, same flags`;
     emit({ metric: "rss_after_10k_pickups", value: round(mem.rss, 1), unit: "MB", floor: round(floor.rss, 1), target: 75, note });
     emit({ metric: "rss_at_ready", value: round(started.rss, 1), unit: "MB", floor: round(floor.rss, 1), target: null, note: "the same bank before its first pickup" });
     const parts = "part of rss_after_10k_pickups (MiB), from /proc/self/smaps";
@@ -250,7 +250,7 @@ async function growth(): Promise<void> {
     // The compiled daemon left alone: what it writes in an idle spell, scaled to an hour.
     const cfg = join(dir, "config.json");
     writeFileSync(cfg, JSON.stringify({ ...exampleConfig, log: { level: "warn" } }));
-    const child = spawn(process.execPath, [...DAEMON_FLAGS, MAIN, "--config", cfg, "--data", join(dir, "idle")], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [...BENCH_FLAGS, MAIN, "--config", cfg, "--data", join(dir, "idle")], { stdio: ["ignore", "pipe", "inherit"] });
     const written = () => Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${child.pid}/io`, "utf8"))?.[1] ?? NaN);
     await new Promise((r) => setTimeout(r, 3000)); // started, first checkpoint done
     const w0 = written();
@@ -300,7 +300,7 @@ async function main(): Promise<void> {
   for (const m of Object.keys(MODES)) {
     // The fleet is 1,000 banks in one process, not one bank: a 1 MiB young generation would have it
     // collecting garbage all the time. Every other mode measures lockerd as it runs.
-    const flags = m === "fleet" ? [] : DAEMON_FLAGS;
+    const flags = m === "fleet" ? [] : BENCH_FLAGS;
     const r = spawnSync(process.execPath, ["--expose-gc", ...flags, SELF, m], { stdio: ["ignore", "inherit", "inherit"] });
     if (r.status !== 0) throw new Error(`benchmark ${m} failed (${r.status})`);
   }

@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { loadConfigAtStart } from "../src/config/load.js";
 import { isLockerError } from "../src/errors.js";
 import { SimEvent, type SimRequest } from "../src/sim/protocol.js";
-import { DAEMON_FLAGS } from "./bench-common.js";
+import { DAEMON_FLAGS } from "./daemon-flags.js";
 import {
   clean,
   COMMAND_HELP,

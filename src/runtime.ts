@@ -66,8 +66,6 @@ export interface RuntimeOptions {
   synchronous?: "FULL" | "NORMAL" | "OFF";
   /** --init: a new, empty bank in a directory that held one (its files are kept aside). */
   init?: boolean;
-  /** After how long the whole ledger file is first checked in the background (default LEDGER_CHECK_DELAY_MS). */
-  ledgerCheckDelayMs?: number;
   /** The config file, read again by reloadFile() (SIGHUP, lockerctl reload). */
   configFile?: string;
   /** The devices as they are before the bank reads them at start (a test fits an item sensor). */
@@ -313,7 +311,7 @@ export class Runtime {
     // The whole file's check, old history included, a few seconds after the start (not competing
     // with it), in a child process: Ledger.checkForStart checked the rest before the bank served.
     this.ledgerCheck = new LedgerCheck({ file: ledgerFile, ledger: this.ledger, now: this.now, log: log.child({ module: "storage" }) });
-    this.ledgerCheckTimer = setTimeout(() => this.ledgerCheck?.start(), this.opts.ledgerCheckDelayMs ?? LEDGER_CHECK_DELAY_MS);
+    this.ledgerCheckTimer = setTimeout(() => this.ledgerCheck?.start(), LEDGER_CHECK_DELAY_MS);
     this.ledgerCheckTimer.unref();
     if (config.sync.enabled) await this.startLink(config, dataDir);
   }

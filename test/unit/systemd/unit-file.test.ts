@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { deviceNeeds, dropIn, needsLine } from "../../../src/systemd/devices.js";
-import { DAEMON_FLAGS } from "../../../scripts/bench-common.js";
+import { DAEMON_FLAGS } from "../../../scripts/daemon-flags.js";
 import { requireTools } from "../../helpers/tools.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
