@@ -8,7 +8,8 @@
 // poll, and after an exchange it waits only the line's turnaround (turnaroundMs), not the quiet gap
 // polls keep between them (gapMs): the board that answered has let go of the line. A frame on the
 // wire, or a poll waiting for its answer, is never interrupted. So an unlock waits at most one
-// poll exchange and the turnaround (bench: key_to_unlock_frame).
+// poll exchange and the turnaround (bench: key_to_unlock_frame). The turnaround is kept to a
+// fraction of a millisecond (runAt): a Node timer alone would stretch 1 ms to as much as 2.
 //
 //   request() ─▶ queue ─▶ write ─▶ serial ─▶ boards
 //                  ▲                  │
@@ -18,6 +19,7 @@ import type { SerialPort } from "serialport";
 import { Backoff, type BackoffOptions } from "../../backoff.js";
 import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
+import { runAt } from "../run-at.js";
 import { ReplyMatcher } from "./matcher.js";
 import { hex, type FrameParser, type ParserStats } from "./parser.js";
 
@@ -78,6 +80,9 @@ interface Job<F> {
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** The last stretch of an urgent exchange's wait spent in event-loop turns rather than a timer (runAt). */
+const URGENT_FINE_MS = 1;
+
 /** A write that has not drained this long after its wire time means the port is stuck. */
 const WRITE_STALL_MS = 1000;
 
@@ -92,8 +97,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   /** When the quiet gap after the last exchange ends (performance.now), and when its turnaround does. */
   private quietAt = 0;
   private turnaroundAt = 0;
-  /** Wakes the queue when the gap (or the turnaround, for an urgent job) is over. */
-  private gapTimer: NodeJS.Timeout | null = null;
+  /** Wakes the queue when the gap (or the turnaround, for an urgent job) is over; cancels that wake-up. */
+  private gapTimer: (() => void) | null = null;
   private running = false;
   private up = false;
   private lastProblem = "not started";
@@ -187,10 +192,12 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     const at = head.x.urgent ? this.turnaroundAt : this.quietAt;
     if (at > now) {
       this.clearGapTimer();
-      this.gapTimer = setTimeout(() => {
+      // An unlock's turnaround to the fraction of a millisecond (a timer alone is late by up to 2 ms,
+      // as long again as the turnaround itself); a poll's gap needs no such care.
+      this.gapTimer = runAt(at, () => {
         this.gapTimer = null;
         this.pump();
-      }, Math.ceil(at - now));
+      }, head.x.urgent ? URGENT_FINE_MS : 0);
       return;
     }
     this.clearGapTimer();
@@ -208,7 +215,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   }
 
   private clearGapTimer(): void {
-    if (this.gapTimer) clearTimeout(this.gapTimer);
+    this.gapTimer?.();
     this.gapTimer = null;
   }
 

@@ -1,0 +1,129 @@
+// runAt: a wait that ends at its time, not at the next tick of Node's millisecond timers.
+//
+// The model scheduler below behaves as Node's timers do on a real loop: a timer of n ms fires when
+// the loop's cached whole-millisecond clock has moved n ms on, which by the real clock is anywhere
+// from just after the call to n + 1 ms later. Each event-loop turn (setImmediate) takes TURN_MS.
+import { describe, expect, it } from "vitest";
+import { runAt, type Scheduler } from "../../../src/drivers/run-at.js";
+
+const TURN_MS = 0.02;
+
+/** A loop on a simulated clock; `early` says how far before its nominal time each timer fires (0..1 ms). */
+function model(early: () => number) {
+  let now = 0;
+  let seq = 0;
+  const pending = new Map<number, { at: number; fn: () => void; kind: "timer" | "turn" }>();
+  const log: string[] = [];
+  const s: Scheduler = {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const id = ++seq;
+      // The loop's clock is whole milliseconds: the timer is due at floor(now) + ms, minus how early it fires.
+      pending.set(id, { at: Math.max(now, Math.floor(now) + ms + 1 - early()), fn, kind: "timer" });
+      log.push(`timer ${ms}`);
+      return id;
+    },
+    clearTimeout: (h) => void pending.delete(h as number),
+    setImmediate(fn) {
+      const id = ++seq;
+      pending.set(id, { at: now + TURN_MS, fn, kind: "turn" });
+      return id;
+    },
+    clearImmediate: (h) => void pending.delete(h as number),
+  };
+  return {
+    s,
+    log,
+    get now() {
+      return now;
+    },
+    /** Runs the loop until nothing is pending. */
+    run(): void {
+      for (let guard = 0; pending.size && guard < 100_000; guard++) {
+        const [id, next] = [...pending].sort((a, b) => a[1].at - b[1].at)[0]!;
+        pending.delete(id);
+        now = Math.max(now, next.at);
+        next.fn();
+      }
+    },
+    turns: () => [...pending.values()].filter((p) => p.kind === "turn").length,
+  };
+}
+
+describe("runAt", () => {
+  it("with a fine stretch, runs within one loop turn of its time whatever the timer's error, never before it", () => {
+    for (const early of [0, 0.3, 0.9, 0.99]) {
+      for (const wait of [0.4, 1, 1.7, 5, 12.3]) {
+        const m = model(() => early);
+        const at = 0.25 + wait;
+        // The loop's clock stands at 0.25 ms: the call comes a quarter millisecond into a tick.
+        m.s.setImmediate(() => undefined);
+        m.run();
+        let ranAt = -1;
+        runAt(at, () => (ranAt = m.now), 1, m.s);
+        m.run();
+        expect(ranAt, `wait ${wait}, timers ${early} ms early`).toBeGreaterThanOrEqual(at);
+        expect(ranAt - at, `wait ${wait}, timers ${early} ms early`).toBeLessThanOrEqual(TURN_MS + 1e-9);
+      }
+    }
+  });
+
+  it("a wait shorter than the fine stretch takes no timer at all", () => {
+    const m = model(() => 0.5);
+    let ran = false;
+    runAt(0.8, () => (ran = true), 1, m.s);
+    m.run();
+    expect(ran).toBe(true);
+    expect(m.log).toEqual([]);
+  });
+
+  it("without a fine stretch only timers wait (no loop turns spent), and it still never runs early", () => {
+    for (const early of [0, 0.5, 0.99]) {
+      const m = model(() => early);
+      let ranAt = -1;
+      runAt(3.4, () => (ranAt = m.now), 0, m.s);
+      expect(m.turns()).toBe(0);
+      m.run();
+      expect(ranAt).toBeGreaterThanOrEqual(3.4);
+      expect(m.log.length).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it("runs at once (synchronously) when its time has come", () => {
+    const m = model(() => 0);
+    let ran = 0;
+    runAt(-1, () => ran++, 1, m.s);
+    expect(ran).toBe(1);
+    m.run();
+    expect(ran).toBe(1);
+  });
+
+  it("cancelled, runs never: while on its timer and while turning the loop", () => {
+    const m = model(() => 0.2);
+    let ran = 0;
+    const onTimer = runAt(10, () => ran++, 1, m.s);
+    onTimer();
+    m.run();
+    const turning = runAt(m.now + 0.5, () => ran++, 1, m.s);
+    expect(m.turns()).toBe(1);
+    turning();
+    m.run();
+    expect(ran).toBe(0);
+  });
+
+  it("on Node's own timers, never runs before its time (a plain setTimeout of the rounded-up wait can)", async () => {
+    let early = 0;
+    let worst = 0;
+    for (let i = 0; i < 150; i++) {
+      const at = performance.now() + Math.random() * 3;
+      const lateness = await new Promise<number>((resolve) => runAt(at, () => resolve(performance.now() - at), i % 2));
+      if (lateness < 0) early++;
+      worst = Math.max(worst, lateness);
+      // Some work between waits, so the loop's cached clock lags the real one as it does in a daemon.
+      const busy = performance.now() + Math.random() * 0.8;
+      while (performance.now() < busy);
+    }
+    expect(early).toBe(0);
+    expect(worst).toBeGreaterThanOrEqual(0);
+  });
+});
