@@ -494,7 +494,9 @@ udev_rules() {
   done
   if [ "$changed" = 1 ] && command -v udevadm >/dev/null 2>&1; then
     run udevadm control --reload
-    run udevadm trigger --subsystem-match=hidraw --subsystem-match=input --subsystem-match=tty
+    # usb-serial: the FTDI latency timer (99-lockerd-rs485.rules) is set on the adapter's
+    # usb-serial device, not on its tty; without it the timer stays 16 ms until a re-plug.
+    run udevadm trigger --subsystem-match=hidraw --subsystem-match=input --subsystem-match=tty --subsystem-match=usb-serial
   fi
 }
 

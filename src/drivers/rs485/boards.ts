@@ -34,6 +34,8 @@ export interface Rs485Deps {
   log: Logger;
   /** Backoff jitter source (tests pass a fixed one). */
   random?: () => number;
+  /** Where sysfs is, for the adapter's latency timer (tests fake it); "/sys" when absent. */
+  sysfsRoot?: string;
 }
 
 interface BoardSpec {
@@ -155,12 +157,15 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     const span = `channels ${channels[0]}..${channels[channels.length - 1]}`;
     const discarded = this.link.bus.stats.discardedBytes;
     const noise = discarded ? `, ${discarded} bytes discarded on the bus` : "";
+    // A slow adapter works, only late: worth a technician's look, not a degraded board.
+    const latency = this.link.bus.latencyTimerMs;
+    const slow = latency !== null && latency > 1 ? `, USB adapter latency timer ${latency} ms (should be 1)` : "";
     if (this.faulted) return { name: this.name, kind: "locks", health: "faulted", detail: `not answering: ${this.lastProblem}` };
     if (!this.answered) {
       const why = this.lastProblem ? `: ${this.lastProblem}` : "";
       return { name: this.name, kind: "locks", health: "degraded", detail: `no answer yet${why}` };
     }
-    return { name: this.name, kind: "locks", health: "ok", detail: `${span}${noise}` };
+    return { name: this.name, kind: "locks", health: "ok", detail: `${span}${noise}${slow}` };
   }
 
   /** Opens the shared bus (if first) and starts polling. Never throws: a missing port is a fault. */
@@ -348,8 +353,8 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   }
 }
 
-/** The bus as its users see it: where, whether open, and its counters. */
-export type Rs485BusView = Pick<Rs485Bus<unknown>, "path" | "isOpen" | "problem" | "stats">;
+/** The bus as its users see it: where, whether open, its counters and its adapter's latency timer. */
+export type Rs485BusView = Pick<Rs485Bus<unknown>, "path" | "isOpen" | "problem" | "stats" | "latencyTimerMs">;
 
 export interface Rs485Boards {
   /** The shared bus; opened by the first part's start(), closed by the last part's stop(). */
@@ -376,6 +381,7 @@ function assemble<F>(
     turnaroundMs: config.turnaroundMs,
     reopen: { baseMs: Math.min(config.pollMs, config.retryMaxMs), capMs: config.retryMaxMs, random: deps.random },
     log: deps.log,
+    sysfsRoot: deps.sysfsRoot,
   });
   const shared = new SharedBus(bus, protocol);
   const opts: BoardOptions = { ...config, irBitPresent };

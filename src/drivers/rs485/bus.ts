@@ -20,6 +20,7 @@ import { Backoff, type BackoffOptions } from "../../backoff.js";
 import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { runAt } from "../run-at.js";
+import { latencyTimerMs } from "../usb-latency.js";
 import { ReplyMatcher } from "./matcher.js";
 import { hex, type FrameParser, type ParserStats } from "./parser.js";
 
@@ -51,6 +52,8 @@ export interface BusOptions<F> {
   /** Reopening the port after it vanished or failed to open. */
   reopen: BackoffOptions;
   log: Logger;
+  /** Where sysfs is, for the adapter's latency timer (usb-latency.ts); "/sys" unless a test fakes it. */
+  sysfsRoot?: string;
 }
 
 export interface BusEvents<F> {
@@ -102,6 +105,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private running = false;
   private up = false;
   private lastProblem = "not started";
+  private latency: number | null = null;
   private readonly counters = { written: 0, timeouts: 0, unsolicited: 0, opens: 0 };
   private readonly log: Logger;
 
@@ -122,6 +126,11 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   /** Null while open; otherwise why not ("cannot open: ...", "closed: ...", "stopped"). */
   get problem(): string | null {
     return this.port ? null : this.lastProblem;
+  }
+
+  /** The USB adapter's latency timer in ms as read at the last open; null when it has none (not FTDI). */
+  get latencyTimerMs(): number | null {
+    return this.latency;
   }
 
   get stats(): BusStats {
@@ -326,6 +335,14 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
         port.on("error", (e) => this.log.warn({ err: e.message }, "serial port error"));
         port.on("close", (e?: Error | null) => this.onClose(port, e?.message ?? "closed"));
         this.log.info({ baudRate }, "rs485 port open");
+        // Read at every open: the adapter may have been swapped while the port was down.
+        this.latency = latencyTimerMs(path, this.opts.sysfsRoot);
+        if (this.latency !== null && this.latency > 1) {
+          this.log.warn(
+            { latencyTimerMs: this.latency },
+            `USB adapter's latency timer is ${this.latency} ms: board answers arrive up to ${this.latency} ms late and an unlock waits for them; set it to 1 ms (hardware/udev/99-lockerd-rs485.rules)`,
+          );
+        }
         this.emit("open");
         this.pump();
         resolve();
