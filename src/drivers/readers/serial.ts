@@ -31,12 +31,12 @@ export function decodeKeypadBytes(chunk: Uint8Array): { keys: string; noise: num
   return { keys, noise };
 }
 
-type SerialModule = typeof import("serialport");
+type SerialModule = typeof import("../serial-binding.js");
 type ReadlineModule = typeof import("@serialport/parser-readline");
 
 async function serialModules(): Promise<[SerialModule, ReadlineModule]> {
   try {
-    return await Promise.all([import("serialport"), import("@serialport/parser-readline")]);
+    return await Promise.all([import("../serial-binding.js"), import("@serialport/parser-readline")]);
   } catch (e) {
     throw new LockerError(ErrorCode.HardwareUnavailable, `serialport cannot load (${(e as Error).message}): reinstall lockerd on this machine (npm ci builds it)`);
   }
@@ -96,8 +96,8 @@ export class SerialReader extends EventEmitter<InputEvents> implements InputPart
 
   private open(): void {
     if (!this.running || !this.modules) return;
-    const [{ SerialPort }] = this.modules;
-    const port = new SerialPort({ path: this.config.port, baudRate: this.config.baudRate, autoOpen: false });
+    const [{ newSerialPort }] = this.modules;
+    const port = newSerialPort({ path: this.config.port, baudRate: this.config.baudRate, autoOpen: false });
     port.on("error", (e) => this.lost(port, e.message));
     port.on("close", (e?: Error) => this.lost(port, e?.message ?? "closed"));
     port.open((err) => {

@@ -315,8 +315,8 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private async open(): Promise<void> {
     const { path, baudRate } = this.opts;
     // Loaded on first use: a bank without RS485 boards never pays serialport's start-up.
-    const { SerialPort } = await import("serialport");
-    const port = new SerialPort({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
+    const { newSerialPort } = await import("../serial-binding.js");
+    const port = newSerialPort({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
     return new Promise<void>((resolve) => {
       port.open((err) => {
         if (!this.running) {

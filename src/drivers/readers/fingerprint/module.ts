@@ -438,9 +438,9 @@ export class FingerprintModule extends EventEmitter<FingerprintEvents> implement
 
   private async open(): Promise<void> {
     if (!this.running) return;
-    let SerialPortClass: typeof SerialPort;
+    let newSerialPort: typeof import("../../serial-binding.js").newSerialPort;
     try {
-      ({ SerialPort: SerialPortClass } = await import("serialport"));
+      ({ newSerialPort } = await import("../../serial-binding.js"));
     } catch (e) {
       return this.fail(`serialport cannot load (${(e as Error).message}): reinstall lockerd on this machine (npm ci builds it)`, "port", "open");
     }
@@ -449,7 +449,7 @@ export class FingerprintModule extends EventEmitter<FingerprintEvents> implement
     const { port: path, baudRate } = this.config;
     let port: SerialPort;
     try {
-      port = new SerialPortClass({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
+      port = newSerialPort({ path, baudRate, dataBits: 8, stopBits: 1, parity: "none", autoOpen: false });
     } catch (e) {
       return this.fail(`cannot open ${path}: ${(e as Error).message}`, "port", "open");
     }
