@@ -47,10 +47,15 @@ async function pty(dir: string, name: string): Promise<Pty> {
   };
 }
 
+/**
+ * The far ends (the keypad, the boards) stand for hardware, which adds no latency of its own: they
+ * read and write as the daemon does, off libuv's thread pool (newSerialPort), so the figure is the
+ * daemon's and the pseudo-terminals', not a slower harness's.
+ */
 async function open(path: string, baudRate: number): Promise<SerialPort> {
-  const { SerialPort } = await import("serialport");
+  const { newSerialPort } = await import("../src/drivers/serial-binding.js");
   return new Promise((resolve, reject) => {
-    const port = new SerialPort({ path, baudRate, autoOpen: false });
+    const port = newSerialPort({ path, baudRate, autoOpen: false });
     port.open((err) => (err ? reject(err) : resolve(port)));
   });
 }
