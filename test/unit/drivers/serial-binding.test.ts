@@ -85,6 +85,34 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
     expect(String(await toA)).toBe("answer");
   });
 
+  it("a write larger than the kernel takes at once goes whole and in order, the rest after the port drains", async () => {
+    dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
+    pair = await makePtyPair();
+    const a = await openPort(pair.host);
+    const b = await openPort(pair.device);
+    cleanup.push(() => closeSerial(a), () => closeSerial(b));
+    // The far end is not consumed yet: its stream's buffer, socat's and the ptys' fill, and
+    // writeSync takes only part.
+    const sent = Buffer.from(Array.from({ length: 256 * 1024 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
+    const written = new Promise<void>((resolve, reject) => a.write(sent, (e) => (e ? reject(e) : resolve())));
+    let early = false;
+    void written.then(() => (early = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(early).toBe(false);
+    const got: Buffer[] = [];
+    let size = 0;
+    const all = new Promise<void>((resolve) =>
+      b.on("data", (d: Buffer) => {
+        got.push(d);
+        size += d.length;
+        if (size >= sent.length) resolve();
+      }),
+    );
+    await written;
+    await all;
+    expect(Buffer.concat(got).equals(sent)).toBe(true);
+  });
+
   it("an RS485 board answers its status read while every thread of the pool is taken", async () => {
     dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
     pair = await makePtyPair();
