@@ -27,8 +27,8 @@ const node: Scheduler = {
 const TIMER_SLACK_MS = 1;
 
 /**
- * Run `fn` once at or after `at` (the scheduler's clock, performance.now() by default); returns a
- * cancel function. With `fineMs` 0 a timer alone decides (re-armed while early: late by up to a
+ * Run `fn` once at or after `at` (the scheduler's clock, performance.now() by default), from the
+ * event loop (never inside this call, even when `at` has passed); returns a cancel function. With `fineMs` 0 a timer alone decides (re-armed while early: late by up to a
  * couple of milliseconds, no spinning); with `fineMs` > 0 the last `fineMs` of the wait are event-loop
  * turns, so `fn` runs within a turn of `at`.
  */
@@ -36,21 +36,22 @@ export function runAt(at: number, fn: () => void, fineMs = 0, s: Scheduler = nod
   let timer: unknown = null;
   let turn: unknown = null;
   let done = false;
-  const step = (): void => {
+  const step = (first: boolean): void => {
     timer = turn = null;
     if (done) return;
     const left = at - s.now();
-    if (left <= 0) {
+    if (left <= 0 && !first) {
       done = true;
       fn();
-    } else if (fineMs > 0 && left <= fineMs + TIMER_SLACK_MS) {
-      turn = s.setImmediate(step);
+    } else if (left <= 0 || (fineMs > 0 && left <= fineMs + TIMER_SLACK_MS)) {
+      // Never inside the call: the caller keeps the cancel function before `fn` can run.
+      turn = s.setImmediate(() => step(false));
     } else {
       // Coarse: wake before the fine stretch begins (or at `at` itself when there is none).
-      timer = s.setTimeout(step, Math.max(1, Math.ceil(fineMs > 0 ? left - fineMs - TIMER_SLACK_MS : left)));
+      timer = s.setTimeout(() => step(false), Math.max(1, Math.ceil(fineMs > 0 ? left - fineMs - TIMER_SLACK_MS : left)));
     }
   };
-  step();
+  step(true);
   return () => {
     done = true;
     if (timer !== null) s.clearTimeout(timer);

@@ -89,13 +89,17 @@ describe("runAt", () => {
     }
   });
 
-  it("runs at once (synchronously) when its time has come", () => {
+  it("when its time has come, runs at the next loop turn, never inside the call (its cancel function is the caller's first)", () => {
     const m = model(() => 0);
     let ran = 0;
-    runAt(-1, () => ran++, 1, m.s);
-    expect(ran).toBe(1);
+    const cancel = runAt(-1, () => ran++, 1, m.s);
+    expect(ran).toBe(0);
     m.run();
     expect(ran).toBe(1);
+    runAt(-1, () => ran++, 0, m.s)();
+    m.run();
+    expect(ran).toBe(1);
+    cancel();
   });
 
   it("cancelled, runs never: while on its timer and while turning the loop", () => {
