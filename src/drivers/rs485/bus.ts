@@ -86,7 +86,7 @@ const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** The last stretch of an urgent exchange's wait spent in event-loop turns rather than a timer (runAt). */
 const URGENT_FINE_MS = 1;
 
-/** A write that has not drained this long after its wire time means the port is stuck. */
+/** A write the port has not taken this long after its wire time means the port is stuck. */
 const WRITE_STALL_MS = 1000;
 
 export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
@@ -239,7 +239,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     try {
       try {
         job.sent = true;
-        await this.write(port, x.frame, wire, !x.reply);
+        await this.write(port, x.frame, wire);
       } catch (e) {
         unsent.abort(e);
         throw e;
@@ -266,25 +266,22 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   }
 
   /**
-   * Write, and drain when `drain`; a write that has not drained within a second is a stalled port.
-   * Only a command the board does not answer is drained: the line is held from when it left. An
-   * answered exchange needs no drain (a tcdrain in libuv's thread pool, a quarter of the bus's idle
-   * CPU at 8 polls a second): its answer proves the frame left, its timeout counts the frame's wire
-   * time, and a frame stuck in the adapter is a timeout, "sent, not answered", as a stalled drain is.
+   * Write; a write the port has not taken within a second (the kernel's buffer full and not
+   * emptying) is a stalled port. Nothing is drained: tcdrain runs on libuv's thread pool, which the
+   * bus does not wait for (serial-binding.ts), and it cost a quarter of the bus's idle CPU when polls
+   * used it. The bus writes one frame at a time, so the adapter's buffer is empty and a frame leaves
+   * as the kernel takes it: an answered exchange's answer proves it left (its timeout counts the wire
+   * time; a frame stuck in the adapter is a timeout, "sent, not answered"), and a command the board
+   * does not answer holds the line for its wire time and the gap from then.
    */
-  private write(port: SerialPort, frame: Buffer, wireMs: number, drain: boolean): Promise<void> {
+  private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       // A stalled write may still leave the port later: "sent, not answered", not "not sent".
       const stall = setTimeout(() => reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })), WRITE_STALL_MS + wireMs);
-      const done = (e?: LockerError) => {
-        clearTimeout(stall);
-        if (e) reject(e);
-        else resolve();
-      };
       port.write(frame, (err) => {
-        if (err) return done(this.unavailable(`write failed: ${err.message}`));
-        if (!drain) return done();
-        port.drain((e) => done(e ? this.unavailable(`drain failed: ${e.message}`) : undefined));
+        clearTimeout(stall);
+        if (err) reject(this.unavailable(`write failed: ${err.message}`));
+        else resolve();
       });
     });
   }

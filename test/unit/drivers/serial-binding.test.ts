@@ -1,8 +1,9 @@
 // DirectPort: a serial port's reads and writes on the event loop's thread, not libuv's thread pool.
 // The proof: with every thread of the pool taken (each blocked opening a FIFO nobody writes to, as a
 // DNS lookup with the network down holds one), bytes still cross a pseudo-terminal both ways and a
-// board on the RS485 bus still answers its status read. serialport's own binding (fs.read and
-// fs.write on the pool) moves nothing until the pool is free again.
+// board on the RS485 bus still answers its status read and takes an unlock (the bus drains nothing
+// on the pool). serialport's own binding (fs.read and fs.write on the pool) moves nothing until the
+// pool is free again.
 import { execFileSync } from "node:child_process";
 import { closeSync, constants, mkdtempSync, open, openSync, rmSync, stat } from "node:fs";
 import { tmpdir } from "node:os";
@@ -113,7 +114,7 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
     expect(Buffer.concat(got).equals(sent)).toBe(true);
   });
 
-  it("an RS485 board answers its status read while every thread of the pool is taken", async () => {
+  it("an RS485 board answers its status read, and takes an unlock it does not answer, while every thread of the pool is taken", async () => {
     dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
     pair = await makePtyPair();
     const device = await openPort(pair.device);
@@ -132,5 +133,10 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
     const kerong = kerongProtocol({ timeoutMs: 500 });
     const answer = await bus.request(kerong.readStatus(0));
     expect(answer).toMatchObject({ kind: "status", board: 0 });
+    // An unlock, which the board does not answer, is sent and done: nothing waits on the pool for it.
+    const unlocked = new Promise<void>((resolve) => emu.on("rx", (r) => "command" in r && r.command === "unlock" && resolve()));
+    await expect(bus.request(kerong.unlock(0, 3))).resolves.toBeNull();
+    await unlocked;
+    expect(emu.isOpen(0, 3)).toBe(true);
   });
 });
