@@ -6,7 +6,6 @@
 // side's write meets the dead line: EIO). Timings are small so this runs in seconds.
 import { once } from "node:events";
 import { performance } from "node:perf_hooks";
-import { Writable } from "node:stream";
 import type { SerialPort } from "serialport";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createCu8aBoards, createKerongBoards, type Rs485Boards } from "../../../src/drivers/rs485/boards.js";
@@ -16,7 +15,7 @@ import { Cu8aConfig, KerongConfig } from "../../../src/drivers/rs485/config.js";
 import { Cu8aEmulator, KerongEmulator, type BoardFault, type RxRecord } from "../../../src/drivers/rs485/emulator.js";
 import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
 import { ErrorCode } from "../../../src/errors.js";
-import { createLogger } from "../../../src/log.js";
+import { captureLog } from "../../helpers/log.js";
 import { closeSerial, lineErrors, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
 import { requireTools } from "../../helpers/tools.js";
 import { slow } from "../../helpers/slow.js";
@@ -25,17 +24,6 @@ import { slow } from "../../helpers/slow.js";
 beforeAll(() => requireTools("socat"));
 
 const WAIT = { timeout: slow(3000), interval: 5 };
-
-function captureLog() {
-  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: createLogger("debug", dest), lines };
-}
 
 /** The next `event` of `emitter`, or a rejection after 3 s. */
 const next = (emitter: NodeJS.EventEmitter, event: string) => once(emitter, event, { signal: AbortSignal.timeout(3000) });
@@ -211,6 +199,33 @@ describe("the bus over a pseudo-terminal", () => {
     r.pair.yank();
     r.emu.input(kerongProtocol({ timeoutMs: 60 }).readStatus(0).frame);
     await vi.waitFor(() => expect(lineErrors(r.device)).toEqual([expect.objectContaining({ code: "EIO", syscall: "write" })]), WAIT);
+  });
+
+  it("an unlock waiting out its turnaround as the adapter vanishes is failed as not sent, and never goes out once the adapter is back", async () => {
+    await bus.stop();
+    // A turnaround long enough for the adapter to go while the unlock waits it out (loop turns, runAt).
+    const slowTurn = new Rs485Bus({ path: r.pair.host, baudRate: 19200, parser: createKerongParser(), describe: describeKerong, gapMs: 80, turnaroundMs: 40, reopen: { baseMs: 20, capMs: 100 }, log: captureLog().log });
+    await slowTurn.start();
+    try {
+      const kerong = kerongProtocol({ timeoutMs: 60 });
+      await slowTurn.request(kerong.readStatus(0));
+      const unlock = slowTurn.request(kerong.unlock(1, 3));
+      r.pair.yank();
+      await expect(unlock).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
+
+      const open = next(slowTurn, "open");
+      await r.pair.unplug();
+      await r.pair.replug();
+      r.detach();
+      r.device = await openSerial(r.pair.device, 19200);
+      r.detach = r.emu.attach(r.device);
+      await open;
+      await expect(slowTurn.request(kerong.readStatus(1))).resolves.toMatchObject({ kind: "status", board: 1 });
+      expect(unlocks(r.rx)).toEqual([]);
+      expect(r.emu.isOpen(1, 3)).toBe(false);
+    } finally {
+      await slowTurn.stop();
+    }
   });
 
   it("rejects at once when stopped", async () => {

@@ -6,7 +6,6 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { Writable } from "node:stream";
 import type { SerialPort } from "serialport";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createKerongBoards, type Rs485Boards } from "../../../src/drivers/rs485/boards.js";
@@ -15,21 +14,10 @@ import { KerongConfig } from "../../../src/drivers/rs485/config.js";
 import { KerongEmulator } from "../../../src/drivers/rs485/emulator.js";
 import { createKerongParser, describeKerong, type KerongFrame } from "../../../src/drivers/rs485/kerong-codec.js";
 import { latencyTimerMs } from "../../../src/drivers/usb-latency.js";
-import { createLogger } from "../../../src/log.js";
+import { captureLog } from "../../helpers/log.js";
 import { closeSerial, makePtyPair, openSerial, type PtyPair } from "../../helpers/socat.js";
 import { slow } from "../../helpers/slow.js";
 import { requireTools } from "../../helpers/tools.js";
-
-function captureLog() {
-  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: createLogger("debug", dest), lines };
-}
 
 const WARN = 40;
 
