@@ -2,12 +2,14 @@
 // frames with garbage, bad checksums and truncated frames between them; a serial keypad; a
 // scanner's lines; a Wiegand converter's bits; the port vanishing and coming back. The repeat
 // window runs on an injected clock; the pty waits poll for what must arrive, with small timeouts.
+import { closeSync, openSync, writeSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createReader, ReaderConfig, type Reader } from "../../../src/drivers/readers/index.js";
 import { rdm6300Frame } from "../../../src/drivers/readers/rdm6300.js";
 import type { Input } from "../../../src/drivers/types.js";
 import { silentLogger } from "../../../src/log.js";
 import { makePtyPair, type PtyPair } from "../../helpers/pty-pair.js";
+import { takeThreadPool } from "../../helpers/thread-pool.js";
 import { requireTools } from "../../helpers/tools.js";
 import { cleanups, until } from "../../helpers/wait.js";
 
@@ -69,6 +71,18 @@ describe("serial readers over a pseudo-terminal", () => {
     await until("reopened", () => r.health().health === "ok");
     await pty.write("*0#");
     await until("keys after re-plug", () => ids(got).join("") === "123#*0#");
+  });
+
+  it("a serial keypad's keys arrive while every thread of libuv's pool is taken (its port reads off the pool)", async () => {
+    const { pty, got } = await setup({ type: "serial-keypad" });
+    const pool = await takeThreadPool();
+    cleanup.push(() => pool.release());
+    expect(pool.taken).toBe(true);
+    // The device's bytes written without the pool too (the pair's write() is fs/promises).
+    const device = openSync(pty.device, "r+");
+    cleanup.push(async () => closeSync(device));
+    writeSync(device, "42#");
+    await until("keys with the pool taken", () => ids(got).join("") === "42#");
   });
 
   it("a serial reader that is not there at start is absent, then opens when it appears", async () => {

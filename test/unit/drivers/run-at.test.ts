@@ -117,17 +117,14 @@ describe("runAt", () => {
 
   it("on Node's own timers, never runs before its time (a plain setTimeout of the rounded-up wait can)", async () => {
     let early = 0;
-    let worst = 0;
     for (let i = 0; i < 150; i++) {
       const at = performance.now() + Math.random() * 3;
       const lateness = await new Promise<number>((resolve) => runAt(at, () => resolve(performance.now() - at), i % 2));
       if (lateness < 0) early++;
-      worst = Math.max(worst, lateness);
       // Some work between waits, so the loop's cached clock lags the real one as it does in a daemon.
       const busy = performance.now() + Math.random() * 0.8;
       while (performance.now() < busy);
     }
     expect(early).toBe(0);
-    expect(worst).toBeGreaterThanOrEqual(0);
   });
 });

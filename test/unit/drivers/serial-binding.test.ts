@@ -1,15 +1,11 @@
 // DirectPort: a serial port's reads and writes on the event loop's thread, not libuv's thread pool.
-// The proof: with every thread of the pool taken (each blocked opening a FIFO nobody writes to, as a
-// DNS lookup with the network down holds one), bytes still cross a pseudo-terminal both ways and a
-// board on the RS485 bus still answers its status read and takes an unlock (the bus drains nothing
-// on the pool). serialport's own binding (fs.read and fs.write on the pool) moves nothing until the
-// pool is free again.
-import { execFileSync } from "node:child_process";
-import { closeSync, constants, mkdtempSync, open, openSync, rmSync, stat } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// The proof: with every thread of the pool taken (test/helpers/thread-pool.ts), bytes still cross a
+// pseudo-terminal both ways and a board on the RS485 bus still answers its status read and takes an
+// unlock (the bus drains nothing on the pool). serialport's own binding (fs.read and fs.write on
+// the pool) moves nothing until the pool is free again. The serial keypad's own proof is in
+// reader-serial.test.ts.
 import type { SerialPort } from "serialport";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { kerongProtocol } from "../../../src/drivers/rs485/protocols.js";
 import { Rs485Bus } from "../../../src/drivers/rs485/bus.js";
 import { KerongEmulator } from "../../../src/drivers/rs485/emulator.js";
@@ -17,30 +13,10 @@ import { createKerongParser, describeKerong } from "../../../src/drivers/rs485/k
 import { newSerialPort } from "../../../src/drivers/serial-binding.js";
 import { silentLogger } from "../../../src/log.js";
 import { closeSerial, makePtyPair, type PtyPair } from "../../helpers/socat.js";
+import { takeThreadPool } from "../../helpers/thread-pool.js";
 import { requireTools } from "../../helpers/tools.js";
 
 beforeAll(() => requireTools("socat"));
-
-/** Every thread of libuv's pool, each blocked in open() of a FIFO without a writer, until release(). */
-async function takeThreadPool(dir: string) {
-  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-  const fifos = Array.from({ length: threads }, (_, i) => join(dir, `fifo-${i}`));
-  for (const f of fifos) execFileSync("mkfifo", [f]);
-  const readers = fifos.map((f) => new Promise<number>((resolve, reject) => open(f, "r", (e, fd) => (e ? reject(e) : resolve(fd)))));
-  // The pool is taken when a job queued behind those cannot run.
-  const canary = new Promise<void>((resolve) => stat(dir, () => resolve()));
-  const ran = await Promise.race([canary.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 200))]);
-  return {
-    taken: !ran,
-    async release() {
-      // A writer opened without blocking lets each blocked open() return.
-      const writers = fifos.map((f) => openSync(f, constants.O_WRONLY | constants.O_NONBLOCK));
-      for (const fd of await Promise.all(readers)) closeSync(fd);
-      for (const fd of writers) closeSync(fd);
-      await canary;
-    },
-  };
-}
 
 function openPort(path: string): Promise<SerialPort> {
   const port = newSerialPort({ path, baudRate: 19200, autoOpen: false });
@@ -57,26 +33,36 @@ const nextData = (port: SerialPort, ms = 2000) =>
   });
 
 describe("DirectPort (serial I/O off libuv's thread pool)", () => {
-  let dir: string;
-  let pair: PtyPair | undefined;
+  let pair: PtyPair;
   const cleanup: (() => Promise<void> | void)[] = [];
+
+  beforeEach(async () => {
+    pair = await makePtyPair();
+  });
 
   afterEach(async () => {
     for (const c of cleanup.splice(0).reverse()) await c();
-    await pair?.close();
-    pair = undefined;
-    rmSync(dir, { recursive: true, force: true });
+    await pair.close();
   });
 
-  it("moves bytes both ways across a pseudo-terminal while every thread of the pool is taken", async () => {
-    dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
-    pair = await makePtyPair();
+  /** Both ends of the pair, opened through newSerialPort (closed after the test). */
+  async function bothEnds(): Promise<[SerialPort, SerialPort]> {
     const a = await openPort(pair.host);
     const b = await openPort(pair.device);
     cleanup.push(() => closeSerial(a), () => closeSerial(b));
-    const pool = await takeThreadPool(dir);
+    return [a, b];
+  }
+
+  /** Every thread of the pool taken until the test ends; fails the test if they could not be. */
+  async function takePool(): Promise<void> {
+    const pool = await takeThreadPool();
     cleanup.push(() => pool.release());
     expect(pool.taken).toBe(true);
+  }
+
+  it("moves bytes both ways across a pseudo-terminal while every thread of the pool is taken", async () => {
+    const [a, b] = await bothEnds();
+    await takePool();
 
     const toB = nextData(b);
     a.write(Buffer.from([0x02, 0x00, 0x30, 0x03, 0x35]));
@@ -87,11 +73,7 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
   });
 
   it("a write larger than the kernel takes at once goes whole and in order, the rest after the port drains", async () => {
-    dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
-    pair = await makePtyPair();
-    const a = await openPort(pair.host);
-    const b = await openPort(pair.device);
-    cleanup.push(() => closeSerial(a), () => closeSerial(b));
+    const [a, b] = await bothEnds();
     // The far end is not consumed yet: its stream's buffer, socat's and the ptys' fill, and
     // writeSync takes only part.
     const sent = Buffer.from(Array.from({ length: 256 * 1024 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
@@ -115,20 +97,15 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
   });
 
   it("an RS485 board answers its status read, and takes an unlock it does not answer, while every thread of the pool is taken", async () => {
-    dir = mkdtempSync(join(tmpdir(), "lockerd-direct-"));
-    pair = await makePtyPair();
     const device = await openPort(pair.device);
     const emu = new KerongEmulator({ boards: [0] });
-    emu.setDoor(0, 4, "open");
     const detach = emu.attach(device);
     cleanup.push(() => closeSerial(device), detach);
     const bus = new Rs485Bus({ path: pair.host, baudRate: 19200, parser: createKerongParser(), describe: describeKerong, gapMs: 10, reopen: { baseMs: 20, capMs: 100 }, log: silentLogger() });
     await bus.start();
     cleanup.push(() => bus.stop());
     expect(bus.isOpen).toBe(true);
-    const pool = await takeThreadPool(dir);
-    cleanup.push(() => pool.release());
-    expect(pool.taken).toBe(true);
+    await takePool();
 
     const kerong = kerongProtocol({ timeoutMs: 500 });
     const answer = await bus.request(kerong.readStatus(0));
