@@ -67,6 +67,8 @@ export class DirectPort implements BindingPortInterface {
         if (!retryable(e as Errno)) throw markDisconnect(e as Errno);
       }
       // Nothing there yet (or a hang-up's zero-length read): wait until the descriptor is readable.
+      // Not the binding's unixRead with a synchronous read put in: it retries a zero-length read at
+      // once, which with a read that never waits would spin the event loop on a hung-up line.
       await new Promise<void>((resolve, reject) => this.inner.poller.once("readable", (err) => (err ? reject(err) : resolve())));
     }
   }
