@@ -148,6 +148,10 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await press("1");
     await waitFor(() => unlocks().length === 1);
     expect(unlocks()[0]!.rx).toBe("0201310337");
+    // A poll has seen the door spring open before it is shut: shut first, the bank never saw it move.
+    const a02 = (state: "opened" | "closed", after: Set<unknown>) =>
+      srv.waitFor((m) => !after.has(m) && m.topic === srv.t.events && m.text.includes(`"door.${state}"`) && m.text.includes('"A02"') && !m.text.includes('"origin":"start"'), 10_000, `A02 door.${state}`);
+    await a02("opened", new Set());
     await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" }); // parcel in, door shut
     // The keypad asks for the recipient once a poll has seen the door shut (on record: door.closed).
     await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"door.closed"') && m.text.includes('"A02"') && !m.text.includes('"origin":"start"'), 10_000, "A02 door.closed");
@@ -160,9 +164,11 @@ describe("Kerong boards over a pseudo-terminal, compiled daemon", () => {
     await press("*"); // courier done
 
     // Ada types the code she got from the server: A02's lock again, byte for byte.
+    const beforePickup = new Set(srv.received);
     await press(`${code}#`);
     await waitFor(() => unlocks().length === 2);
     expect(unlocks()[1]!.rx).toBe("0201310337");
+    await a02("opened", beforePickup);
     await emu.control({ cmd: "door", board: 0, lock: 2, state: "closed" });
     const picked = await srv.waitFor((m) => m.topic === srv.t.events && m.text.includes('"parcel.picked_up"'), 10_000);
     expect(JSON.parse(picked.text)).toMatchObject({ compartment: "A02", parcel: event.parcel, data: { via: "code" } });
