@@ -257,6 +257,8 @@ function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100; // utime stime cutime cstime, USER_HZ
 }
+/** Times the main thread of `pid` went to sleep waiting (voluntary context switches): its wake-ups. */
+const mainThreadWakeups = (pid: number) => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))?.[1] ?? NaN);
 const writeBytes = (pid: number) => Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? NaN);
 
 /**
@@ -269,6 +271,7 @@ export async function idle(example: Record<string, unknown>, emit: Emit): Promis
   const r = await rig(example);
   let cpu = 0;
   let bytes = 0;
+  let wakeups = 0;
   let floorCpu = 0;
   try {
     await fill(example, r.dataDir); // a bank in use: every compartment holds a parcel
@@ -278,9 +281,11 @@ export async function idle(example: Record<string, unknown>, emit: Emit): Promis
       const pid = d.child.pid!;
       const c0 = cpuSeconds(pid);
       const w0 = writeBytes(pid);
+      const k0 = mainThreadWakeups(pid);
       await sleep(IDLE_S * 1000);
       cpu = cpuSeconds(pid) - c0;
       bytes = writeBytes(pid) - w0;
+      wakeups = mainThreadWakeups(pid) - k0;
     } finally {
       await d.stop();
     }
@@ -301,5 +306,13 @@ export async function idle(example: Record<string, unknown>, emit: Emit): Promis
   const note = `compiled daemon, 2 Kerong boards polled every 250 ms (emulated, wire time at ${r.baud} baud), serial keypad, no server; measured over ${IDLE_S} s and scaled to an hour`;
   emit({ metric: "idle_cpu_percent", value: round((cpu / IDLE_S) * 100, 2), unit: "% of one core", floor: round((floorCpu / IDLE_S) * 100, 2), target: 1, note: `${note}; floor: node with the dependencies, waking 8 times a second` });
   emit({ metric: "idle_hour_cpu_seconds", value: round(cpu * hour, 1), unit: "s", floor: round(floorCpu * hour, 1), target: 36, note });
+  emit({
+    metric: "idle_main_thread_wakeups_per_second",
+    value: round(wakeups / IDLE_S, 1),
+    unit: "1/s",
+    floor: 16,
+    target: null,
+    note: `${note}; voluntary context switches of the daemon's main thread (/proc/PID/task/PID/status); floor: per poll exchange one wake-up to start it and one for the answer, 8 exchanges a second`,
+  });
   emit({ metric: "idle_hour_bytes_written_rs485", value: Math.round(bytes * hour), unit: "B", floor: null, target: 1_048_576, note: `${note}; from /proc/PID/io write_bytes` });
 }

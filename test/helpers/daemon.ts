@@ -1,7 +1,7 @@
 // Integration harness: a temporary data directory, the compiled daemon as a child process, and a
 // sim-socket client that waits for events. Each test gets its own; teardown kills and removes.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,7 +73,9 @@ export async function waitForOutput(d: Daemon, re: RegExp, timeoutMs = 5000): Pr
 
 export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
   if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill(signal);
-  return d.exited;
+  const code = await d.exited;
+  if (process.env.LOCKERD_TEST_KEEP_LOG) appendFileSync(process.env.LOCKERD_TEST_KEEP_LOG, `\n=== daemon ${d.dir} exited ${code}\n${d.output()}`);
+  return code;
 }
 
 export function removeDir(dir: string): void {

@@ -64,6 +64,8 @@ interface BoardLink {
   unlock(address: number, lock: number): Promise<Snapshot | null>;
   /** Where in the poll cycle this board's polls go (0 ≤ phase < 1): the bus's boards spread evenly. */
   phase(address: number): number;
+  /** Runs `fn` at `at` (performance.now()) from the bus's one timer (Rs485Bus.wakeAt); returns a cancel. */
+  wakeAt(at: number, fn: () => void): () => void;
 }
 
 /** The bus, shared: opened by the first board's start(), closed by the last one's stop(). */
@@ -96,6 +98,9 @@ class SharedBus<F> implements BoardLink {
   async release(): Promise<void> {
     if (this.users > 0 && --this.users === 0) await this.bus.stop();
   }
+  wakeAt(at: number, fn: () => void): () => void {
+    return this.bus.wakeAt(at, fn);
+  }
   readStatus(address: number): Promise<Snapshot | null> {
     return this.exchange(this.protocol.readStatus(address));
   }
@@ -121,7 +126,8 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   private readonly backoff: Backoff;
   private readonly log: Logger;
   private running = false;
-  private timer: NodeJS.Timeout | null = null;
+  /** Cancels the next poll's wake-up; null while a poll is under way or stopped. */
+  private timer: (() => void) | null = null;
   private faulted = false;
   private answered = false;
   private misses = 0;
@@ -182,7 +188,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.();
     this.timer = null;
     await this.link.release();
   }
@@ -256,7 +262,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
   /** Poll now instead of at the next scheduled time (unless a poll is already under way). */
   pollSoon(): void {
     if (!this.running || this.timer === null) return;
-    clearTimeout(this.timer);
+    this.timer();
     this.due = performance.now();
     this.schedule(0);
   }
@@ -302,9 +308,10 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
     return Number.isInteger(lock) && lock >= 1 && lock <= this.spec.channels ? lock : null;
   }
 
+  /** The next poll in `ms`, on the bus's timer (its reply deadlines share the wake-ups). */
   private schedule(ms: number): void {
     if (!this.running) return;
-    this.timer = setTimeout(() => void this.poll(), Math.max(0, ms));
+    this.timer = this.link.wakeAt(performance.now() + Math.max(0, ms), () => void this.poll());
   }
 
   private async poll(): Promise<void> {

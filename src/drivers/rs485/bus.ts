@@ -19,6 +19,7 @@ import type { SerialPort } from "serialport";
 import { Backoff, type BackoffOptions } from "../../backoff.js";
 import { ErrorCode, LockerError, isLockerError } from "../../errors.js";
 import type { Logger } from "../../log.js";
+import { Alarm } from "../alarm.js";
 import { runAt } from "../run-at.js";
 import { latencyTimerMs } from "../usb-latency.js";
 import { ReplyMatcher } from "./matcher.js";
@@ -71,6 +72,9 @@ export interface BusStats extends ParserStats {
   timeouts: number;
   unsolicited: number;
   opens: number;
+  /** Wake-ups of the bus's timer (polls, deadlines), and those that found nothing to do. */
+  wakeups: number;
+  idleWakeups: number;
 }
 
 interface Job<F> {
@@ -79,6 +83,18 @@ interface Job<F> {
   sent?: boolean;
   resolve: (frame: F | null) => void;
   reject: (e: unknown) => void;
+}
+
+/** The reply deadline of the exchange on the bus. */
+interface Deadline {
+  /** When the exchange started, and when its own deadline (timeoutMs and wire time) falls. */
+  start: number;
+  precise: number;
+  /** When it is armed for: `precise`, or a poll's wait run on to the bus's next wake-up. */
+  at: number;
+  /** The matcher's timeout for the exchange's waiter; also who the deadline belongs to. */
+  fire: (waitedMs?: number) => void;
+  cancel: () => void;
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -108,6 +124,10 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private latency: number | null = null;
   private readonly counters = { written: 0, timeouts: 0, unsolicited: 0, opens: 0 };
   private readonly log: Logger;
+  /** The bus's one timer: its users' wake-ups (the boards' polls) and its reply deadlines. */
+  private readonly alarm = new Alarm();
+  /** The reply deadline of the exchange on the bus: when it was due, and when it is armed for. */
+  private deadline: Deadline | null = null;
 
   constructor(private readonly opts: BusOptions<F>) {
     super();
@@ -134,7 +154,16 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   }
 
   get stats(): BusStats {
-    return { ...this.opts.parser.stats, ...this.counters };
+    return { ...this.opts.parser.stats, ...this.counters, wakeups: this.alarm.counts.wakeups, idleWakeups: this.alarm.counts.idle };
+  }
+
+  /**
+   * Run `fn` at `at` (performance.now()) from the bus's one timer, up to a millisecond early; returns
+   * a cancel function. The boards' polls go here, so that a poll's reply deadline can fall due in
+   * the wake-up of the next poll instead of a wake-up of its own.
+   */
+  wakeAt(at: number, fn: () => void): () => void {
+    return this.alarm.at(at, fn);
   }
 
   /** Time on the wire for `bytes` at 8N1 (10 bits a byte). */
@@ -187,6 +216,9 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
       const at = x.urgent ? this.queue.findIndex((j) => !j.x.urgent) : -1;
       if (at < 0) this.queue.push(job);
       else this.queue.splice(at, 0, job);
+      // Someone waits at a door: a poll's wait that runs on to the next poll is cut back to its own
+      // deadline, so a silent board holds the unlock no longer than timeoutMs.
+      if (x.urgent && this.deadline && this.deadline.at > this.deadline.precise) this.armDeadline(this.deadline.start, this.deadline.precise, this.deadline.fire);
       this.pump();
     });
   }
@@ -223,6 +255,43 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     });
   }
 
+  /**
+   * Arms the reply deadline of the exchange on the bus. A deadline cancelled by its answer (the
+   * usual case) still wakes the process when it was the earliest timer (alarm.ts). So when nothing
+   * else on the bus is due before it, a poll's wait runs on to the bus's next wake-up (the next
+   * board's poll) if that comes within another timeoutMs and no unlock waits: a silence is then
+   * noticed in a wake-up the daemon makes anyway, and an answer costs none. An answer that comes in
+   * that extra time is taken. Returns the cancel function.
+   */
+  private replyDeadline(x: Exchange<F>, start: number, precise: number, fire: (waitedMs?: number) => void): () => void {
+    let at = precise;
+    // Only when the deadline would be the bus's first wake-up: cancelling a later one costs nothing.
+    const next = this.alarm.nextAt(performance.now());
+    if (!x.urgent && !this.queue.some((j) => j.x.urgent) && next !== undefined && next >= precise && next - precise <= x.timeoutMs) at = next;
+    this.armDeadline(start, precise, fire, at);
+    // Cancels whichever deadline the exchange has now (an unlock queued meanwhile re-arms it).
+    return () => {
+      if (this.deadline?.fire !== fire) return;
+      this.deadline.cancel();
+      this.deadline = null;
+    };
+  }
+
+  private armDeadline(start: number, precise: number, fire: (waitedMs?: number) => void, at = precise): void {
+    this.deadline?.cancel();
+    const d: Deadline = {
+      precise,
+      at,
+      start,
+      fire,
+      cancel: this.alarm.at(at, () => {
+        if (this.deadline === d) this.deadline = null;
+        fire(at === precise ? undefined : Math.round(at - start));
+      }),
+    };
+    this.deadline = d;
+  }
+
   private clearGapTimer(): void {
     this.gapTimer?.();
     this.gapTimer = null;
@@ -234,7 +303,9 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     const wire = this.wireMs(x.frame.length);
     const unsent = new AbortController();
     // The waiter exists before the first byte leaves, so a quick reply cannot slip past it.
-    const reply = x.reply ? this.matcher.wait(x.reply, x.timeoutMs + Math.ceil(wire), x.what, unsent.signal) : null;
+    const timeoutMs = x.timeoutMs + Math.ceil(wire);
+    const start = performance.now();
+    const reply = x.reply ? this.matcher.wait(x.reply, timeoutMs, x.what, unsent.signal, (fire) => this.replyDeadline(x, start, start + timeoutMs, fire)) : null;
     reply?.catch(() => {});
     try {
       try {

@@ -19,14 +19,15 @@ const baudRate = z.union([z.literal(9600), z.literal(19200), z.literal(38400), z
  * - k = 3: 4.7e-8 per poll, one every ≈ 5.4e6 s ≈ 62 days per board (31 with two boards on it).
  *   (Before the retry, 2 single misses: p² = 0.0036, one every ≈ 69 s, as seen on site.)
  * - a board gone silent is faulted after k × (2 × timeoutMs) + (k − 1) × pollMs
- *   = 3 × 200 + 2 × 250 = 1100 ms (≈ 1.2 s with wire times and gaps), against 1.55 s for k = 4.
+ *   = 3 × 200 + 2 × 250 = 1100 ms (≈ 1.2 s with wire times and gaps), against 1.55 s for k = 4;
+ *   up to one more timeoutMs a miss where a poll's wait rides the bus's next poll (bus.ts replyDeadline).
  */
 const MISSES_TO_FAULT = 3;
 
 /** Timing and fault handling shared by both board families. */
 const timing = {
   pollMs: z.int().min(20).max(10_000).default(250).describe("status read of each board every this often"),
-  timeoutMs: z.int().min(10).max(2000).default(100).describe("a board that has not answered within this missed"),
+  timeoutMs: z.int().min(10).max(2000).default(100).describe("a board that has not answered within this missed (a poll's wait may run on to the bus's next poll, up to this much longer)"),
   pulseMs: z.int().min(50).max(MAX_PULSE_MS).default(500).describe("the board's own unlock time; a pulse resolves this long after the frame is written"),
   missesToFault: z.int().min(1).max(10).default(MISSES_TO_FAULT).describe("polls missed in a row (each retried once at once) before a board is faulted"),
   retryMaxMs: z.int().min(50).max(60_000).default(5000).describe("longest wait between retries of a faulted board or a vanished port"),

@@ -7,31 +7,34 @@ interface Waiter<F> {
   match: (frame: F) => boolean;
   resolve: (frame: F) => void;
   reject: (e: LockerError) => void;
-  timer: NodeJS.Timeout;
+  cancel: () => void;
 }
+
+/**
+ * Starts a waiter's timeout: calls `fire` when it is over, with how long was waited when that is
+ * not `timeoutMs` (the bus may let a poll's wait run on to its next wake-up); returns a cancel.
+ */
+export type StartTimeout = (fire: (waitedMs?: number) => void) => () => void;
 
 export class ReplyMatcher<F> {
   private readonly waiters = new Set<Waiter<F>>();
 
   /**
-   * Resolves with the first matching frame; rejects with HardwareTimeout after `timeoutMs`, or with
-   * the signal's reason when it is aborted (the request could not be sent).
+   * Resolves with the first matching frame; rejects with HardwareTimeout after `timeoutMs` (or when
+   * `start`'s timeout fires), or with the signal's reason when it is aborted (the request could not
+   * be sent).
    */
-  wait(match: (frame: F) => boolean, timeoutMs: number, what: string, signal?: AbortSignal): Promise<F> {
+  wait(match: (frame: F) => boolean, timeoutMs: number, what: string, signal?: AbortSignal, start?: StartTimeout): Promise<F> {
     return new Promise<F>((resolve, reject) => {
-      const waiter: Waiter<F> = {
-        match,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.waiters.delete(waiter);
-          reject(new LockerError(ErrorCode.HardwareTimeout, `no answer from ${what} within ${timeoutMs} ms`, { what, timeoutMs }));
-        }, timeoutMs),
+      const fire = (waitedMs = timeoutMs) => {
+        if (!this.waiters.delete(waiter)) return;
+        reject(new LockerError(ErrorCode.HardwareTimeout, `no answer from ${what} within ${waitedMs} ms`, { what, timeoutMs: waitedMs }));
       };
+      const waiter: Waiter<F> = { match, resolve, reject, cancel: start ? start(fire) : timeoutAfter(timeoutMs, fire) };
       this.waiters.add(waiter);
       signal?.addEventListener("abort", () => {
         if (!this.waiters.delete(waiter)) return;
-        clearTimeout(waiter.timer);
+        waiter.cancel();
         reject(signal.reason);
       });
     });
@@ -41,7 +44,7 @@ export class ReplyMatcher<F> {
   offer(frame: F): boolean {
     for (const w of this.waiters) {
       if (!w.match(frame)) continue;
-      clearTimeout(w.timer);
+      w.cancel();
       this.waiters.delete(w);
       w.resolve(frame);
       return true;
@@ -52,7 +55,7 @@ export class ReplyMatcher<F> {
   /** Fail every waiter now (port closed, stopping). */
   cancelAll(e: LockerError): void {
     for (const w of this.waiters) {
-      clearTimeout(w.timer);
+      w.cancel();
       w.reject(e);
     }
     this.waiters.clear();
@@ -61,4 +64,9 @@ export class ReplyMatcher<F> {
   get size(): number {
     return this.waiters.size;
   }
+}
+
+function timeoutAfter(ms: number, fire: () => void): () => void {
+  const timer = setTimeout(fire, ms);
+  return () => clearTimeout(timer);
 }

@@ -170,6 +170,59 @@ describe("the bus over a pseudo-terminal", () => {
     expect(bus.stats.timeouts).toBe(1);
   });
 
+  it("a poll's wait runs on to the bus's next wake-up when nothing else is due before it: a silence is timed out then, an answer in that time is taken, an unlock queued meanwhile cuts it back", async () => {
+    const tx: Buffer[] = [];
+    r.emu.on("tx", (b) => tx.push(Buffer.from(b)));
+    await bus.request(kerongProtocol({ timeoutMs: 40 }).readStatus(1));
+    const answer = Buffer.concat(tx); // board 1's status answer, as it goes on the bus
+    r.emu.setFault(1, "silent");
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const noop = () => undefined;
+
+    // A poll elsewhere on the bus 70 ms away, within another 40 ms of the 43 ms deadline: the silence is noticed then.
+    const quick = kerongProtocol({ timeoutMs: 40 });
+    let t0 = performance.now();
+    bus.wakeAt(t0 + 70, noop);
+    const silent = await bus.request(quick.readStatus(1)).catch((e: unknown) => e);
+    expect(silent).toMatchObject({ code: ErrorCode.HardwareTimeout });
+    // Waited from its write (after the last exchange's 2 ms gap) to the wake-up at 70 ms.
+    const waited = Number(/^no answer from kerong #1 read status within (\d+) ms$/.exec((silent as Error).message)?.[1]);
+    expect(waited).toBeGreaterThan(60);
+    expect(waited).toBeLessThanOrEqual(70);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(69);
+
+    // Further off than another timeoutMs: its own deadline.
+    bus.wakeAt(performance.now() + 150, noop);
+    await expect(bus.request(quick.readStatus(1))).rejects.toMatchObject({ message: "no answer from kerong #1 read status within 43 ms" });
+
+    // Something due before the deadline: the deadline is not the bus's first wake-up, and stays.
+    t0 = performance.now();
+    bus.wakeAt(t0 + 20, noop);
+    bus.wakeAt(t0 + 70, noop);
+    await expect(bus.request(quick.readStatus(1))).rejects.toMatchObject({ message: "no answer from kerong #1 read status within 43 ms" });
+
+    // An unlock queued while the poll waits: back to the poll's own deadline, then the unlock goes.
+    await sleep(80); // the wake-ups above are past
+    bus.wakeAt(performance.now() + 75, noop);
+    const poll = bus.request(quick.readStatus(1));
+    poll.catch(noop);
+    await sleep(10);
+    const unlock = bus.request(quick.unlock(0, 3));
+    await expect(poll).rejects.toMatchObject({ message: "no answer from kerong #1 read status within 43 ms" });
+    await expect(unlock).resolves.toBeNull();
+
+    // The board answers after its 203 ms deadline, before the next wake-up at 400 ms: taken, no timeout.
+    const patient = kerongProtocol({ timeoutMs: 200 });
+    await sleep(40); // the wake-up at 75 ms is past
+    const timeouts = bus.stats.timeouts;
+    bus.wakeAt(performance.now() + 400, noop);
+    const late = bus.request(patient.readStatus(1));
+    await sleep(300);
+    r.device.write(answer);
+    await expect(late).resolves.toMatchObject({ kind: "status", board: 1 });
+    expect(bus.stats.timeouts).toBe(timeouts);
+  });
+
   it("a frame written as the adapter vanishes (EIO) fails as not sent, the port goes down, and is reopened once the adapter is back", async () => {
     const kerong = kerongProtocol({ timeoutMs: 60 });
     const down = next(bus, "down");
@@ -287,6 +340,24 @@ describe("kerong boards over a pseudo-terminal", () => {
     const period = (ofBoard0.at(-1)! - ofBoard0[0]!) / (ofBoard0.length - 1);
     expect(period).toBeGreaterThan(190);
     expect(period).toBeLessThan(slow(230));
+  });
+
+  it("an idle bus of two boards at the default timings wakes the process for polls and answers only: no reply deadline wakes it for nothing", async () => {
+    for (const p of set.parts) await p.stop();
+    // Default pollMs (250) and timeoutMs (100): each poll's 103 ms deadline falls before the other board's poll, 125 ms on.
+    set = createKerongBoards(config(r.pair.host, { pollMs: 250, timeoutMs: 100 }), { log: logs.log });
+    for (const p of set.parts) await p.start();
+    await vi.waitFor(() => expect(set.parts.map((p) => p.health().health)).toEqual(["ok", "ok"]), WAIT);
+    const before = { ...set.bus.stats };
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const after = set.bus.stats;
+    const polls = after.written - before.written;
+    expect(polls).toBeGreaterThanOrEqual(8);
+    expect(after.timeouts - before.timeouts).toBe(0);
+    // One wake-up a poll (its deadline rides the next poll's); with a deadline of its own, cancelled by
+    // the answer, each poll would also wake the bus once for nothing.
+    expect(after.wakeups - before.wakeups).toBeLessThanOrEqual(polls + 1);
+    expect(after.idleWakeups - before.idleWakeups).toBeLessThanOrEqual(1);
   });
 
   it("writes the exact unlock frame once and resolves after the configured pulse time", async () => {

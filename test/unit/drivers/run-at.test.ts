@@ -1,54 +1,10 @@
 // runAt: a wait that ends at its time, not at the next tick of Node's millisecond timers.
 //
-// The model scheduler below behaves as Node's timers do on a real loop: a timer of n ms fires when
-// the loop's cached whole-millisecond clock has moved n ms on, which by the real clock is anywhere
-// from just after the call to n + 1 ms later. Each event-loop turn (setImmediate) takes TURN_MS.
+// The model scheduler (test/helpers/loop-model.ts) behaves as Node's timers do on a real loop: a
+// timer of n ms fires when the loop's cached whole-millisecond clock has moved n ms on.
 import { describe, expect, it } from "vitest";
-import { runAt, type Scheduler } from "../../../src/drivers/run-at.js";
-
-const TURN_MS = 0.02;
-
-/** A loop on a simulated clock; `early` says how far before its nominal time each timer fires (0..1 ms). */
-function model(early: () => number) {
-  let now = 0;
-  let seq = 0;
-  const pending = new Map<number, { at: number; fn: () => void; kind: "timer" | "turn" }>();
-  const log: string[] = [];
-  const s: Scheduler = {
-    now: () => now,
-    setTimeout(fn, ms) {
-      const id = ++seq;
-      // The loop's clock is whole milliseconds: the timer is due at floor(now) + ms, minus how early it fires.
-      pending.set(id, { at: Math.max(now, Math.floor(now) + ms + 1 - early()), fn, kind: "timer" });
-      log.push(`timer ${ms}`);
-      return id;
-    },
-    clearTimeout: (h) => void pending.delete(h as number),
-    setImmediate(fn) {
-      const id = ++seq;
-      pending.set(id, { at: now + TURN_MS, fn, kind: "turn" });
-      return id;
-    },
-    clearImmediate: (h) => void pending.delete(h as number),
-  };
-  return {
-    s,
-    log,
-    get now() {
-      return now;
-    },
-    /** Runs the loop until nothing is pending. */
-    run(): void {
-      for (let guard = 0; pending.size && guard < 100_000; guard++) {
-        const [id, next] = [...pending].sort((a, b) => a[1].at - b[1].at)[0]!;
-        pending.delete(id);
-        now = Math.max(now, next.at);
-        next.fn();
-      }
-    },
-    turns: () => [...pending.values()].filter((p) => p.kind === "turn").length,
-  };
-}
+import { runAt } from "../../../src/drivers/run-at.js";
+import { TURN_MS, loopModel as model } from "../../helpers/loop-model.js";
 
 describe("runAt", () => {
   it("with a fine stretch, runs within one loop turn of its time whatever the timer's error, never before it", () => {
