@@ -46,6 +46,14 @@ function canceled(): Errno {
 
 /** A Linux port whose reads and writes go straight to its non-blocking descriptor. */
 export class DirectPort implements BindingPortInterface {
+  /**
+   * The last read took less than it asked for: the kernel's buffer was emptied, so the next read
+   * (the stream asks again at once) would only fail with EAGAIN, an exception and a syscall per
+   * answer. It waits for readiness first instead; the poller is level-triggered, so bytes that came
+   * in between make it ready at once.
+   */
+  private emptied = false;
+
   constructor(private readonly inner: LinuxPortBinding) {}
 
   get openOptions() {
@@ -60,12 +68,16 @@ export class DirectPort implements BindingPortInterface {
     for (;;) {
       const fd = this.inner.fd;
       if (fd === null) throw canceled();
-      try {
-        const bytesRead = readSync(fd, buffer, offset, length, null);
-        if (bytesRead > 0) return { buffer, bytesRead };
-      } catch (e) {
-        if (!retryable(e as Errno)) throw markDisconnect(e as Errno);
+      if (!this.emptied) {
+        try {
+          const bytesRead = readSync(fd, buffer, offset, length, null);
+          this.emptied = bytesRead < length;
+          if (bytesRead > 0) return { buffer, bytesRead };
+        } catch (e) {
+          if (!retryable(e as Errno)) throw markDisconnect(e as Errno);
+        }
       }
+      this.emptied = false;
       // Nothing there yet (or a hang-up's zero-length read): wait until the descriptor is readable.
       // Not the binding's unixRead with a synchronous read put in: it retries a zero-length read at
       // once, which with a read that never waits would spin the event loop on a hung-up line.

@@ -22,7 +22,7 @@ import type { Logger } from "../../log.js";
 import { Alarm } from "../alarm.js";
 import { runAt } from "../run-at.js";
 import { latencyTimerMs } from "../usb-latency.js";
-import { ReplyMatcher } from "./matcher.js";
+import { ReplyMatcher, Unsent } from "./matcher.js";
 import { hex, type FrameParser, type ParserStats } from "./parser.js";
 
 export interface Exchange<F> {
@@ -301,11 +301,11 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private async run(job: Job<F>, port: SerialPort): Promise<boolean> {
     const { x } = job;
     const wire = this.wireMs(x.frame.length);
-    const unsent = new AbortController();
+    const unsent = new Unsent();
     // The waiter exists before the first byte leaves, so a quick reply cannot slip past it.
     const timeoutMs = x.timeoutMs + Math.ceil(wire);
     const start = performance.now();
-    const reply = x.reply ? this.matcher.wait(x.reply, timeoutMs, x.what, unsent.signal, (fire) => this.replyDeadline(x, start, start + timeoutMs, fire)) : null;
+    const reply = x.reply ? this.matcher.wait(x.reply, timeoutMs, x.what, unsent, (fire) => this.replyDeadline(x, start, start + timeoutMs, fire)) : null;
     reply?.catch(() => {});
     try {
       try {
@@ -348,9 +348,12 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
   private write(port: SerialPort, frame: Buffer, wireMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       // A stalled write may still leave the port later: "sent, not answered", not "not sent".
-      const stall = setTimeout(() => reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })), WRITE_STALL_MS + wireMs);
+      // On the bus's timer: a Node timer set and cleared at every write costs more than the write.
+      const stall = this.alarm.at(performance.now() + WRITE_STALL_MS + wireMs, () =>
+        reject(new LockerError(ErrorCode.HardwareTimeout, `rs485 ${this.opts.path}: write stalled`, { port: this.opts.path })),
+      );
       port.write(frame, (err) => {
-        clearTimeout(stall);
+        stall();
         if (err) reject(this.unavailable(`write failed: ${err.message}`));
         else resolve();
       });

@@ -76,7 +76,9 @@ function bitsToBytes(bits: readonly boolean[]): [number, number] {
 
 function bytesToBits(lo: number, hi: number): boolean[] {
   const word = lo | (hi << 8);
-  return Array.from({ length: KERONG_LOCKS }, (_, i) => (word & (1 << i)) !== 0);
+  const bits = new Array<boolean>(KERONG_LOCKS);
+  for (let i = 0; i < KERONG_LOCKS; i++) bits[i] = (word & (1 << i)) !== 0;
+  return bits;
 }
 
 /** Any frame as bytes (the emulator answers with this). */

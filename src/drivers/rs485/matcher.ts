@@ -14,6 +14,23 @@ interface Waiter<F> {
  * Starts a waiter's timeout: calls `fire` when it is over, with how long was waited when that is
  * not `timeoutMs` (the bus may let a poll's wait run on to its next wake-up); returns a cancel.
  */
+/**
+ * Fails a waiter whose request could not be sent, with the reason given. An AbortController would
+ * do, at the cost of an EventTarget per exchange (a tenth of the idle bus's JavaScript time).
+ */
+export class Unsent {
+  private listener: ((reason: unknown) => void) | null = null;
+  abort(reason: unknown): void {
+    const f = this.listener;
+    this.listener = null;
+    f?.(reason);
+  }
+  /** The waiter's hook; one per Unsent. */
+  onAbort(f: (reason: unknown) => void): void {
+    this.listener = f;
+  }
+}
+
 export type StartTimeout = (fire: (waitedMs?: number) => void) => () => void;
 
 export class ReplyMatcher<F> {
@@ -21,10 +38,10 @@ export class ReplyMatcher<F> {
 
   /**
    * Resolves with the first matching frame; rejects with HardwareTimeout after `timeoutMs` (or when
-   * `start`'s timeout fires), or with the signal's reason when it is aborted (the request could not
+   * `start`'s timeout fires), or with the reason `unsent` is aborted with (the request could not
    * be sent).
    */
-  wait(match: (frame: F) => boolean, timeoutMs: number, what: string, signal?: AbortSignal, start?: StartTimeout): Promise<F> {
+  wait(match: (frame: F) => boolean, timeoutMs: number, what: string, unsent?: Unsent, start?: StartTimeout): Promise<F> {
     return new Promise<F>((resolve, reject) => {
       const fire = (waitedMs = timeoutMs) => {
         if (!this.waiters.delete(waiter)) return;
@@ -32,10 +49,10 @@ export class ReplyMatcher<F> {
       };
       const waiter: Waiter<F> = { match, resolve, reject, cancel: start ? start(fire) : timeoutAfter(timeoutMs, fire) };
       this.waiters.add(waiter);
-      signal?.addEventListener("abort", () => {
+      unsent?.onAbort((reason) => {
         if (!this.waiters.delete(waiter)) return;
         waiter.cancel();
-        reject(signal.reason);
+        reject(reason);
       });
     });
   }

@@ -24,7 +24,11 @@ export interface Protocol<F> {
   snapshot(frame: F): Snapshot | null;
 }
 
-const allLocks = (bits: readonly boolean[]) => new Map(bits.map((b, i) => [i + 1, b] as const));
+function allLocks(bits: readonly boolean[]): Map<number, boolean> {
+  const locks = new Map<number, boolean>();
+  for (let i = 0; i < bits.length; i++) locks.set(i + 1, bits[i]!);
+  return locks;
+}
 
 export function kerongProtocol(config: Pick<KerongConfig, "timeoutMs">): Protocol<KerongFrame> {
   return {

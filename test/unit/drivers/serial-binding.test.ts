@@ -10,7 +10,7 @@ import { kerongProtocol } from "../../../src/drivers/rs485/protocols.js";
 import { Rs485Bus } from "../../../src/drivers/rs485/bus.js";
 import { KerongEmulator } from "../../../src/drivers/rs485/emulator.js";
 import { createKerongParser, describeKerong } from "../../../src/drivers/rs485/kerong-codec.js";
-import { newSerialPort } from "../../../src/drivers/serial-binding.js";
+import { DirectLinuxBinding, newSerialPort } from "../../../src/drivers/serial-binding.js";
 import { silentLogger } from "../../../src/log.js";
 import { closeSerial, makePtyPair, type PtyPair } from "../../helpers/socat.js";
 import { takeThreadPool } from "../../helpers/thread-pool.js";
@@ -70,6 +70,27 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
     const toA = nextData(a);
     b.write("answer");
     expect(String(await toA)).toBe("answer");
+  });
+
+  it("after a read that emptied the kernel's buffer, the next read waits for readiness and still gets bytes that came in between", async () => {
+    const port = await DirectLinuxBinding.open({ path: pair.host, baudRate: 19200 } as Parameters<typeof DirectLinuxBinding.open>[0]);
+    cleanup.push(() => (port.isOpen ? port.close() : undefined));
+    const far = await openPort(pair.device);
+    cleanup.push(() => closeSerial(far));
+    const buf = Buffer.alloc(64);
+    far.write("abc");
+    const first = await port.read(buf, 0, 64);
+    expect(buf.subarray(0, first.bytesRead).toString()).toBe("abc"); // short: the buffer is empty now
+    // More bytes arrive before the next read is asked for: it does not read at once, but the
+    // descriptor is readable, so the wait ends at once with them.
+    far.write("de");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = await Promise.race([port.read(buf, 0, 64), new Promise<null>((resolve) => setTimeout(() => resolve(null), 1000))]);
+    expect(second && buf.subarray(0, second.bytesRead).toString()).toBe("de");
+    // And a read asked for before anything arrives waits for it.
+    const third = port.read(buf, 0, 64);
+    far.write("f");
+    expect(buf.subarray(0, (await third).bytesRead).toString()).toBe("f");
   });
 
   it("a write larger than the kernel takes at once goes whole and in order, the rest after the port drains", async () => {
