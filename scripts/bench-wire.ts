@@ -7,7 +7,7 @@
 //            while both boards are polled (default pollMs 250); floor: one poll exchange's wire time
 //   idle     CPU time and bytes written by that daemon left alone, scaled to an hour
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { SerialPort } from "serialport";
 import { parseConfig } from "../src/config/load.js";
@@ -209,12 +209,15 @@ export async function keyToWire(example: Record<string, unknown>, emit: Emit): P
   const SAMPLES = Number(process.env.BENCH_WIRE_SAMPLES ?? 144);
   const r = await rig(example);
   const samples: number[] = [];
+  const trace: { ms: number; sinceStart: number }[] = [];
+  const probe = fsyncProbe(r.dataDir);
   try {
     const pollMs = KerongConfig.parse({ type: "kerong", port: "x", boards: [{ address: 0, firstChannel: 0 }] }).pollMs;
     while (samples.length < SAMPLES) {
       const codes = await fill(example, r.dataDir);
       if (!codes.length) throw new Error("no free compartment to deposit into");
       const d = await startDaemon(r.configFile, r.dataDir);
+      const started = performance.now();
       try {
         // Both boards answered once: the bank knows its doors; then its start-up work is done.
         await nextFrame(r.emu, (f) => f.command === "read-status" && f.board === 1);
@@ -228,10 +231,12 @@ export async function keyToWire(example: Record<string, unknown>, emit: Emit): P
           await write(r.keypad, "#");
           const { rec, at } = await unlock;
           samples.push(at - t0);
+          trace.push({ ms: round(at - t0), sinceStart: Math.round(t0 - started) });
           // Seen open by a poll of that board (its answer carries the open bit), then shut and seen shut.
           const seen = () => nextFrame(r.emu, (f) => f.command === "read-status" && f.board === rec.board);
           await seen();
           await seen();
+          probe.sample(5); // the disk's fsync, between pickups, on the daemon's filesystem
           r.emu.closeDoor(rec.board, rec.lock!);
           await seen();
           await seen();
@@ -241,14 +246,47 @@ export async function keyToWire(example: Record<string, unknown>, emit: Emit): P
       }
     }
   } finally {
+    probe.close();
     await r.close();
   }
+  // Each sample in the order taken, with how long after its daemon's start, for tracing an outlier.
+  if (process.env.BENCH_WIRE_DUMP) writeFileSync(process.env.BENCH_WIRE_DUMP, JSON.stringify(trace));
   samples.sort((a, b) => a - b);
   const exchange = ((5 + 9) * 10 * 1000) / r.baud; // a status read (5 bytes) and its answer (9)
   const note = `${samples.length} pickups at the keypad from ${STARTUP_SETTLE_MS / 1000} s after the daemon's start (its start-up work done), compiled daemon, 2 Kerong boards polled every 250 ms at ${r.baud} baud over socat ptys, wire time emulated; floor: one poll exchange's wire time (14 bytes)`;
   emit({ metric: "key_to_unlock_frame_p50", value: round(pct(samples, 50)), unit: "ms", floor: round(exchange), target: null, note });
   emit({ metric: "key_to_unlock_frame_p99", value: round(pct(samples, 99)), unit: "ms", floor: round(exchange), target: round(exchange + 2), note });
   emit({ metric: "key_to_unlock_frame_max", value: round(samples.at(-1)!), unit: "ms", floor: round(exchange), target: null, note });
+  // The pickup's durable commit is on the path: how the disk behaved meanwhile says whether a tail is the disk's.
+  const f = probe.times.sort((a, b) => a - b);
+  const fnote = `${f.length} fsyncs of a 4 KiB rewrite (as a WAL commit's) on the daemon's filesystem, 5 between each two pickups of key_to_unlock_frame`;
+  emit({ metric: "keywire_disk_fsync_p99", value: round(pct(f, 99)), unit: "ms", floor: null, target: null, note: fnote });
+  emit({ metric: "keywire_disk_fsync_max", value: round(f.at(-1) ?? NaN), unit: "ms", floor: null, target: null, note: fnote });
+}
+
+/** fsync of a 4 KiB block rewritten in place in `dir`, timed: how the disk answers a commit's sync. */
+function fsyncProbe(dir: string): { times: number[]; sample(n: number): void; close(): void } {
+  const file = join(dir, "..", "fsync-probe.bin");
+  const fd = openSync(file, "w+");
+  const block = Buffer.alloc(4096, 0x5a);
+  writeSync(fd, block, 0, block.length, 0);
+  fsyncSync(fd);
+  const times: number[] = [];
+  return {
+    times,
+    sample(n) {
+      for (let i = 0; i < n; i++) {
+        writeSync(fd, block, 0, block.length, 0);
+        const t = performance.now();
+        fsyncSync(fd);
+        times.push(performance.now() - t);
+      }
+    },
+    close() {
+      closeSync(fd);
+      rmSync(file, { force: true });
+    },
+  };
 }
 
 /** utime + stime of a process, in seconds. */

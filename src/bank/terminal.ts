@@ -297,6 +297,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private key(k: string): void {
     this.armIdle(this.isContinuation() ? this.deps.options.offerMs : undefined);
     const mode = this.mode;
+    // Which key and where, never which digit (a code or a PIN is being typed).
+    if (this.log.isLevelEnabled("debug")) this.log.debug({ key: k === "#" || k === "*" ? k : "digit", mode: mode.m }, "key");
     if ("spoiled" in mode && mode.spoiled) {
       if (k === "#" || k === "*") {
         mode.spoiled = false;
@@ -661,6 +663,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   private go(mode: Mode): void {
+    if (mode.m !== this.mode.m) this.log.debug({ from: this.mode.m, to: mode.m }, "dialogue step");
     this.mode = mode;
     this.render();
   }

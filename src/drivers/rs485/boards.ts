@@ -19,7 +19,7 @@ import type { Logger } from "../../log.js";
 import type { DoorPart, ItemPart, LockPart } from "../parts.js";
 import type { DeviceHealth, DoorEvents, DoorState } from "../types.js";
 import { Rs485Bus, type Exchange } from "./bus.js";
-import type { Cu8aConfig, KerongConfig, Rs485Config } from "./config.js";
+import { characterMs, type Cu8aConfig, type KerongConfig, type Rs485Config } from "./config.js";
 import { cu8aProtocol, kerongProtocol, type Protocol, type Snapshot } from "./protocols.js";
 
 /** A board's availability, on `board.availability` (the part itself carries the door events). */
@@ -361,7 +361,7 @@ export class Rs485Board extends EventEmitter<DoorEvents> implements LockPart, Do
 }
 
 /** The bus as its users see it: where, whether open, its counters and its adapter's latency timer. */
-export type Rs485BusView = Pick<Rs485Bus<unknown>, "path" | "isOpen" | "problem" | "stats" | "latencyTimerMs">;
+export type Rs485BusView = Pick<Rs485Bus<unknown>, "path" | "isOpen" | "problem" | "stats" | "latencyTimerMs" | "turnaroundMs">;
 
 export interface Rs485Boards {
   /** The shared bus; opened by the first part's start(), closed by the last part's stop(). */
@@ -385,7 +385,7 @@ function assemble<F>(
     parser: protocol.parser,
     describe: (f) => protocol.describe(f),
     gapMs: config.gapMs,
-    turnaroundMs: config.turnaroundMs,
+    turnaroundMs: config.turnaroundMs ?? characterMs(config.baudRate),
     reopen: { baseMs: Math.min(config.pollMs, config.retryMaxMs), capMs: config.retryMaxMs, random: deps.random },
     log: deps.log,
     sysfsRoot: deps.sysfsRoot,

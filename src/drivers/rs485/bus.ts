@@ -148,6 +148,11 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
     return this.port ? null : this.lastProblem;
   }
 
+  /** The quiet time before an unlock after an answered exchange, in ms (turnaroundMs, at most gapMs). */
+  get turnaroundMs(): number {
+    return Math.min(this.opts.turnaroundMs ?? this.opts.gapMs, this.opts.gapMs);
+  }
+
   /** The USB adapter's latency timer in ms as read at the last open; null when it has none (not FTDI). */
   get latencyTimerMs(): number | null {
     return this.latency;
@@ -250,7 +255,7 @@ export class Rs485Bus<F> extends EventEmitter<BusEvents<F>> {
       this.current = null;
       const end = performance.now();
       this.quietAt = end + this.opts.gapMs;
-      this.turnaroundAt = answered ? end + Math.min(this.opts.turnaroundMs ?? this.opts.gapMs, this.opts.gapMs) : this.quietAt;
+      this.turnaroundAt = answered ? end + this.turnaroundMs : this.quietAt;
       this.pump();
     });
   }

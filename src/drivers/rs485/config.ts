@@ -33,12 +33,17 @@ const timing = {
   retryMaxMs: z.int().min(50).max(60_000).default(5000).describe("longest wait between retries of a faulted board or a vanished port"),
   gapMs: z.int().min(0).max(200).default(10).describe("quiet time on the bus after each exchange"),
   turnaroundMs: z
-    .int()
+    .number()
     .min(0)
     .max(200)
-    .default(1)
-    .describe("quiet time before an unlock after an answered exchange (the board that answered has released the line); at most gapMs"),
+    .optional()
+    .describe(
+      "quiet time before an unlock after an answered exchange (the board that answered has released the line); at most gapMs. Default: one character time at baudRate (10 bits: 0.52 ms at 19200), ten times the bit an auto-direction transceiver holds the line after its last stop bit",
+    ),
 };
+
+/** One character on the wire (8N1: 10 bits) at `baudRate`, in ms: the default turnaround. */
+export const characterMs = (baudRate: number) => 10_000 / baudRate;
 
 const port = z.string().min(1).max(4096).describe("serial device; prefer /dev/serial/by-id/... so it survives replugging");
 

@@ -356,8 +356,11 @@ describe("kerong boards over a pseudo-terminal", () => {
     expect(after.timeouts - before.timeouts).toBe(0);
     // One wake-up a poll (its deadline rides the next poll's); with a deadline of its own, cancelled by
     // the answer, each poll would also wake the bus once for nothing.
-    expect(after.wakeups - before.wakeups).toBeLessThanOrEqual(polls + 1);
-    expect(after.idleWakeups - before.idleWakeups).toBeLessThanOrEqual(1);
+    // (A loaded machine may fire a timer early now and then: a quarter's slack, where the cancelled
+    // deadlines made one idle wake-up a poll.)
+    const slack = Math.ceil(polls / 4);
+    expect(after.wakeups - before.wakeups).toBeLessThanOrEqual(polls + slack);
+    expect(after.idleWakeups - before.idleWakeups).toBeLessThanOrEqual(slack);
   });
 
   it("writes the exact unlock frame once and resolves after the configured pulse time", async () => {

@@ -1,7 +1,9 @@
 // The RS485 config fragments: defaults, ranges, and the cross-field checks (unique addresses,
 // channel ranges that do not overlap, enough status bytes for the channels).
 import { describe, expect, it } from "vitest";
-import { Cu8aConfig, KerongConfig, Rs485Config } from "../../../src/drivers/rs485/config.js";
+import { createKerongBoards } from "../../../src/drivers/rs485/boards.js";
+import { Cu8aConfig, KerongConfig, Rs485Config, characterMs } from "../../../src/drivers/rs485/config.js";
+import { silentLogger } from "../../../src/log.js";
 
 const messages = (r: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } }) =>
   (r.error?.issues ?? []).map((i) => `${i.path.join(".")}: ${i.message}`);
@@ -32,8 +34,18 @@ describe("rs485 config", () => {
       missesToFault: 3,
       retryMaxMs: 5000,
       gapMs: 10,
-      turnaroundMs: 1,
     });
+    expect(cfg.turnaroundMs).toBeUndefined(); // one character time at the bus's baud rate, below
+  });
+
+  it("waits one character time at the bus's baud rate before an unlock after an answer, unless turnaroundMs is set (and never more than gapMs)", () => {
+    const log = silentLogger();
+    const bus = (over: Record<string, unknown>) => createKerongBoards(KerongConfig.parse({ type: "kerong", port: "/dev/null", boards: [{ address: 0, firstChannel: 0 }], ...over }), { log }).bus;
+    expect(bus({}).turnaroundMs).toBeCloseTo(10_000 / 19200, 6); // 0.52 ms: 10 bits at 19200 baud
+    expect(bus({ baudRate: 9600 }).turnaroundMs).toBeCloseTo(10_000 / 9600, 6);
+    expect(bus({ turnaroundMs: 0.25 }).turnaroundMs).toBe(0.25);
+    expect(bus({ turnaroundMs: 3, gapMs: 2 }).turnaroundMs).toBe(2);
+    expect(characterMs(115200)).toBeCloseTo(0.0868, 4);
   });
 
   it("fills the defaults of a 0x8A bus", () => {

@@ -93,6 +93,27 @@ describe("DirectPort (serial I/O off libuv's thread pool)", () => {
     expect(buf.subarray(0, (await third).bytesRead).toString()).toBe("f");
   });
 
+  it("bursts of keys at random moments (together, apart, while a read is pending or not) all arrive, in order", async () => {
+    const [a, b] = await bothEnds();
+    let got = "";
+    b.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    let sent = "";
+    for (let i = 0; i < 300; i++) {
+      const burst = Array.from({ length: 1 + Math.floor(rnd() * 6) }, () => "0123456789*#"[Math.floor(rnd() * 12)]).join("");
+      sent += burst;
+      a.write(burst);
+      const pause = rnd();
+      if (pause < 0.3) continue; // back to back
+      if (pause < 0.6) await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise((resolve) => setTimeout(resolve, Math.floor(rnd() * 3)));
+    }
+    const until = Date.now() + 5000;
+    while (got.length < sent.length && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(got).toBe(sent);
+  });
+
   it("a write larger than the kernel takes at once goes whole and in order, the rest after the port drains", async () => {
     const [a, b] = await bothEnds();
     // The far end is not consumed yet: its stream's buffer, socat's and the ptys' fill, and
