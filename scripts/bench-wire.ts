@@ -7,14 +7,15 @@
 //            while both boards are polled (default pollMs 250); floor: one poll exchange's wire time
 //   idle     CPU time and bytes written by that daemon left alone, scaled to an hour
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { SerialPort } from "serialport";
 import { parseConfig } from "../src/config/load.js";
 import type { SimHardware } from "../src/drivers/sim/hardware.js";
 import { KerongEmulator, type RxRecord } from "../src/drivers/rs485/emulator.js";
 import { KerongConfig } from "../src/drivers/rs485/config.js";
 import { silentLogger } from "../src/log.js";
+import { SLOW_WRITE_MS } from "../src/ledger/ledger.js";
 import { LEDGER_CHECK_DELAY_MS, Runtime } from "../src/runtime.js";
 import { BENCH_FLAGS, pct, round, tmp, type Emit } from "./bench-common.js";
 
@@ -89,6 +90,8 @@ function realConfig(example: Record<string, unknown>, bus: string, keypad: strin
 interface Daemon {
   child: ChildProcess;
   stop(): Promise<void>;
+  /** Its log so far. */
+  output(): string;
 }
 
 async function startDaemon(configFile: string, dataDir: string): Promise<Daemon> {
@@ -110,6 +113,7 @@ async function startDaemon(configFile: string, dataDir: string): Promise<Daemon>
   });
   return {
     child,
+    output: () => out,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -150,8 +154,9 @@ async function fill(example: Record<string, unknown>, dataDir: string): Promise<
 }
 
 /** A rig: the data directory, the two ptys, the emulated boards on the bus's far end, the keypad's far end. */
-async function rig(example: Record<string, unknown>) {
-  const dir = tmp();
+/** In `root` when given (tmpfs for a ledger without fsync), else the system's temporary directory. */
+async function rig(example: Record<string, unknown>, root?: string) {
+  const dir = root === undefined ? tmp() : mkdtempSync(join(root, "lockerd-bench-"));
   const bus = await pty(dir, "bus");
   const keys = await pty(dir, "keypad");
   const baud = KerongConfig.parse({ type: "kerong", port: bus.host, boards: [{ address: 0, firstChannel: 0 }] }).baudRate;
@@ -204,16 +209,69 @@ const write = (port: SerialPort, text: string) => new Promise<void>((resolve, re
  * comes at a random moment of the poll cycle. Each round fills the bank's compartments (in process,
  * the daemon stopped), then picks them up through the keypad: the door springs (the emulator sets
  * its lock bit), is seen open by a poll, is closed, is seen closed.
+ *
+ * Twice: with the data directory on the disk (the figure; the pickup's durable commit and so the
+ * disk's fsync are on the path), then on tmpfs (/dev/shm, where an fsync returns at once: the same
+ * path, the bus's queue and the daemon's work, without the disk), each with the disk's fsync timed
+ * in the same run. BENCH_WIRE_LEDGER=disk or memory runs one of them.
  */
 export async function keyToWire(example: Record<string, unknown>, emit: Emit): Promise<void> {
+  const which = process.env.BENCH_WIRE_LEDGER ?? "both";
+  const variants: { suffix: string; root: string | undefined; where: string }[] = [];
+  if (which !== "memory") variants.push({ suffix: "", root: undefined, where: "data directory on the disk" });
+  if (which !== "disk" && existsSync("/dev/shm")) variants.push({ suffix: "_tmpfs", root: "/dev/shm", where: "data directory on tmpfs (/dev/shm): no fsync" });
+  for (const v of variants) {
+    const m = await measureKeyToWire(example, v.root);
+    // Each sample in the order taken, with how long after its daemon's start and the polls meanwhile.
+    if (process.env.BENCH_WIRE_DUMP) writeFileSync(`${process.env.BENCH_WIRE_DUMP}${v.suffix}`, JSON.stringify(m.trace));
+    const samples = m.trace.map((t) => t.ms).sort((a, b) => a - b);
+    const exchange = ((5 + 9) * 10 * 1000) / m.baud; // a status read (5 bytes) and its answer (9)
+    const note = `${samples.length} pickups at the keypad from ${STARTUP_SETTLE_MS / 1000} s after the daemon's start (its start-up work done), compiled daemon, ${v.where}, 2 Kerong boards polled every 250 ms at ${m.baud} baud over socat ptys, wire time emulated; floor: one poll exchange's wire time (14 bytes)`;
+    emit({ metric: `key_to_unlock_frame${v.suffix}_p50`, value: round(pct(samples, 50)), unit: "ms", floor: round(exchange), target: null, note });
+    emit({ metric: `key_to_unlock_frame${v.suffix}_p99`, value: round(pct(samples, 99)), unit: "ms", floor: round(exchange), target: round(exchange + 2), note });
+    emit({ metric: `key_to_unlock_frame${v.suffix}_max`, value: round(samples.at(-1)!), unit: "ms", floor: round(exchange), target: null, note });
+    const withPoll = m.trace.filter((t) => t.pollsAt.length > 0).map((t) => t.ms);
+    if (withPoll.length) emit({
+      metric: `key_to_unlock_frame${v.suffix}_behind_poll_max`,
+      value: round(Math.max(...withPoll)),
+      unit: "ms",
+      floor: round(exchange),
+      target: round(exchange + 2),
+      note: `${note}; the ${withPoll.length} pickups whose '#' met a poll on the bus (a status read reached the boards between the '#' and the unlock)`,
+    });
+    if (v.root !== undefined) continue;
+    // The durable commit is on the path: how the disk behaved meanwhile says whether a tail is the disk's.
+    const f = m.fsync.sort((a, b) => a - b);
+    const fnote = `${f.length} fsyncs of a 4 KiB rewrite (as a WAL commit's) on the daemon's filesystem, 5 between each two pickups of key_to_unlock_frame`;
+    emit({ metric: "keywire_disk_fsync_p99", value: round(pct(f, 99)), unit: "ms", floor: null, target: null, note: fnote });
+    emit({ metric: "keywire_disk_fsync_max", value: round(f.at(-1) ?? NaN), unit: "ms", floor: null, target: null, note: fnote });
+    emit({
+      metric: "keywire_daemon_slow_writes",
+      value: m.slowWrites.reduce((n, w) => n + w.count, 0),
+      unit: "count",
+      floor: 0,
+      target: null,
+      note: `ledger writes of ${SLOW_WRITE_MS} ms or more the daemons reported ("slow disk", at most one line a minute, each with its count); worst reported: ${Math.max(0, ...m.slowWrites.map((w) => w.ms))} ms`,
+    });
+  }
+}
+
+interface KeyToWireRun {
+  baud: number;
+  trace: { ms: number; sinceStart: number; pollsAt: number[] }[];
+  fsync: number[];
+  slowWrites: { ms: number; count: number }[];
+}
+
+async function measureKeyToWire(example: Record<string, unknown>, root: string | undefined): Promise<KeyToWireRun> {
   const SAMPLES = Number(process.env.BENCH_WIRE_SAMPLES ?? 144);
-  const r = await rig(example);
-  const samples: number[] = [];
-  const trace: { ms: number; sinceStart: number }[] = [];
-  const probe = fsyncProbe(r.dataDir);
+  const r = await rig(example, root);
+  const trace: KeyToWireRun["trace"] = [];
+  const probe = fsyncProbe(join(tmp(), "probe"));
+  const slowWrites: KeyToWireRun["slowWrites"] = [];
   try {
     const pollMs = KerongConfig.parse({ type: "kerong", port: "x", boards: [{ address: 0, firstChannel: 0 }] }).pollMs;
-    while (samples.length < SAMPLES) {
+    while (trace.length < SAMPLES) {
       const codes = await fill(example, r.dataDir);
       if (!codes.length) throw new Error("no free compartment to deposit into");
       const d = await startDaemon(r.configFile, r.dataDir);
@@ -223,50 +281,49 @@ export async function keyToWire(example: Record<string, unknown>, emit: Emit): P
         await nextFrame(r.emu, (f) => f.command === "read-status" && f.board === 1);
         await sleep(STARTUP_SETTLE_MS);
         for (const code of codes) {
-          if (samples.length >= SAMPLES) break;
+          if (trace.length >= SAMPLES) break;
           await write(r.keypad, code);
           await sleep(20 + Math.random() * pollMs); // anywhere in the poll cycle
           const unlock = nextFrame(r.emu, (f) => f.command === "unlock");
+          // The polls the boards saw meanwhile: when a sample is long, was one on the wire?
+          const polls: number[] = [];
+          const onPoll = (f: RxRecord) => {
+            if ("rx" in f && f.command === "read-status") polls.push(performance.now());
+          };
+          r.emu.on("rx", onPoll);
           const t0 = performance.now();
           await write(r.keypad, "#");
           const { rec, at } = await unlock;
-          samples.push(at - t0);
-          trace.push({ ms: round(at - t0), sinceStart: Math.round(t0 - started) });
+          r.emu.off("rx", onPoll);
+          trace.push({ ms: round(at - t0), sinceStart: Math.round(t0 - started), pollsAt: polls.map((p) => round(p - t0)) });
           // Seen open by a poll of that board (its answer carries the open bit), then shut and seen shut.
           const seen = () => nextFrame(r.emu, (f) => f.command === "read-status" && f.board === rec.board);
           await seen();
           await seen();
-          probe.sample(5); // the disk's fsync, between pickups, on the daemon's filesystem
+          probe.sample(5); // the disk's fsync, between pickups, on the disk's filesystem
           r.emu.closeDoor(rec.board, rec.lock!);
           await seen();
           await seen();
         }
       } finally {
         await d.stop();
+        // The daemon's own word on its disk: its first slow ledger write each minute, with how many there were.
+        for (const line of d.output().split("\n")) {
+          if (!line.includes("slow disk")) continue;
+          const w = JSON.parse(line) as { ms: number; slowWrites: number };
+          slowWrites.push({ ms: w.ms, count: w.slowWrites });
+        }
       }
     }
   } finally {
     probe.close();
     await r.close();
   }
-  // Each sample in the order taken, with how long after its daemon's start, for tracing an outlier.
-  if (process.env.BENCH_WIRE_DUMP) writeFileSync(process.env.BENCH_WIRE_DUMP, JSON.stringify(trace));
-  samples.sort((a, b) => a - b);
-  const exchange = ((5 + 9) * 10 * 1000) / r.baud; // a status read (5 bytes) and its answer (9)
-  const note = `${samples.length} pickups at the keypad from ${STARTUP_SETTLE_MS / 1000} s after the daemon's start (its start-up work done), compiled daemon, 2 Kerong boards polled every 250 ms at ${r.baud} baud over socat ptys, wire time emulated; floor: one poll exchange's wire time (14 bytes)`;
-  emit({ metric: "key_to_unlock_frame_p50", value: round(pct(samples, 50)), unit: "ms", floor: round(exchange), target: null, note });
-  emit({ metric: "key_to_unlock_frame_p99", value: round(pct(samples, 99)), unit: "ms", floor: round(exchange), target: round(exchange + 2), note });
-  emit({ metric: "key_to_unlock_frame_max", value: round(samples.at(-1)!), unit: "ms", floor: round(exchange), target: null, note });
-  // The pickup's durable commit is on the path: how the disk behaved meanwhile says whether a tail is the disk's.
-  const f = probe.times.sort((a, b) => a - b);
-  const fnote = `${f.length} fsyncs of a 4 KiB rewrite (as a WAL commit's) on the daemon's filesystem, 5 between each two pickups of key_to_unlock_frame`;
-  emit({ metric: "keywire_disk_fsync_p99", value: round(pct(f, 99)), unit: "ms", floor: null, target: null, note: fnote });
-  emit({ metric: "keywire_disk_fsync_max", value: round(f.at(-1) ?? NaN), unit: "ms", floor: null, target: null, note: fnote });
+  return { baud: r.baud, trace, fsync: probe.times, slowWrites };
 }
 
 /** fsync of a 4 KiB block rewritten in place in `dir`, timed: how the disk answers a commit's sync. */
-function fsyncProbe(dir: string): { times: number[]; sample(n: number): void; close(): void } {
-  const file = join(dir, "..", "fsync-probe.bin");
+function fsyncProbe(file: string): { times: number[]; sample(n: number): void; close(): void } {
   const fd = openSync(file, "w+");
   const block = Buffer.alloc(4096, 0x5a);
   writeSync(fd, block, 0, block.length, 0);
@@ -284,7 +341,7 @@ function fsyncProbe(dir: string): { times: number[]; sample(n: number): void; cl
     },
     close() {
       closeSync(fd);
-      rmSync(file, { force: true });
+      rmSync(dirname(file), { recursive: true, force: true });
     },
   };
 }

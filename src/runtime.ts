@@ -31,7 +31,7 @@ import {
   writeMarker,
   type BankIdentity,
 } from "./ledger/datadir.js";
-import { Ledger } from "./ledger/ledger.js";
+import { Ledger, SLOW_WRITE_MS } from "./ledger/ledger.js";
 import { alarmMessage } from "./domain/alarms.js";
 import type { Logger } from "./log.js";
 import type { CompartmentView } from "./sim/protocol.js";
@@ -247,6 +247,15 @@ export class Runtime {
       // Only the simulated bank shows a code this way: it stands in for the server's SMS/e-mail.
       this.bank.on("codeIssued", (n) => sim.broadcast({ ev: "notify", ...n }));
     }
+    // A disk that stalls holds every door behind its commit: said at once, then at most once a minute.
+    let slow = { since: 0, count: 0, worst: 0 };
+    this.ledger.onSlowWrite((ms) => {
+      slow = { since: slow.since, count: slow.count + 1, worst: Math.max(slow.worst, ms) };
+      const now = Date.now();
+      if (now - slow.since < 60_000) return;
+      log.warn({ ms: Math.round(ms), slowWrites: slow.count, worstMs: Math.round(slow.worst) }, `slow disk: a ledger write took ${Math.round(ms)} ms (${slow.count} over ${SLOW_WRITE_MS} ms since the last report); doors wait for these writes`);
+      slow = { since: now, count: 0, worst: 0 };
+    });
     // Alarms are heard at the bank (buzzer), logged, and shown on the sim socket; the ledger has them too.
     this.ledger.onCommit((events) => {
       for (const e of events) {

@@ -124,6 +124,8 @@ const CHECKPOINT_IDLE_MS = 1000;
 const CHECKPOINT_EVERY = 500;
 /** SQLite page cache. better-sqlite3 defaults to 16 MiB; the unlock path touches a few index pages, the OS page cache holds the rest, and RSS stays low. */
 const CACHE_KIB = 2048;
+/** A ledger write that took this long is reported (onSlowWrite): a sound disk commits in a millisecond or so. */
+export const SLOW_WRITE_MS = 50;
 
 const COMPARTMENT_COLUMNS: Record<keyof Omit<Compartment, "id">, string> = {
   position: "position",
@@ -240,6 +242,7 @@ export class Ledger {
   private pending: LedgerEvent[] = [];
   private inTx = false;
   private readonly listeners = new Set<(events: readonly LedgerEvent[]) => void>();
+  private readonly slowListeners = new Set<(ms: number) => void>();
   private full: { since: number; detail: string } | undefined;
   private readonly storageListeners = new Set<(problem: { since: number; detail: string } | undefined) => void>();
   /** The server command whose execution appends events right now (causedBy). */
@@ -370,6 +373,7 @@ export class Ledger {
     const savedHead = this.head;
     this.inTx = true;
     let result: T;
+    const started = performance.now();
     try {
       result = this.db.transaction(() => fn(this.tx)).immediate();
     } catch (e) {
@@ -379,6 +383,8 @@ export class Ledger {
     } finally {
       this.inTx = false;
     }
+    const ms = performance.now() - started;
+    if (ms >= SLOW_WRITE_MS) for (const l of this.slowListeners) l(ms);
     const committed = this.pending;
     this.pending = [];
     this.scheduleCheckpoint();
@@ -451,6 +457,16 @@ export class Ledger {
   onCommit(listener: (events: readonly LedgerEvent[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Told of each committed transaction that took SLOW_WRITE_MS or more (its fsync, nearly always:
+   * a sound disk syncs in a millisecond or less). A door waits for that commit: a disk that stalls
+   * shows here first, long before it fails.
+   */
+  onSlowWrite(listener: (ms: number) => void): () => void {
+    this.slowListeners.add(listener);
+    return () => this.slowListeners.delete(listener);
   }
 
   /**

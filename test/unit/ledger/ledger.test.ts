@@ -8,7 +8,7 @@ import { secretHash } from "../../../src/domain/credentials.js";
 import { GENESIS_HASH, type LedgerEvent } from "../../../src/domain/events.js";
 import { ErrorCode, isLockerError, LockerError } from "../../../src/errors.js";
 import { ensureDataDir, loadDeviceKey, takeDataDirLock } from "../../../src/ledger/datadir.js";
-import { Ledger } from "../../../src/ledger/ledger.js";
+import { Ledger, SLOW_WRITE_MS } from "../../../src/ledger/ledger.js";
 import { migrate, MIGRATIONS } from "../../../src/ledger/migrations.js";
 import { ROOT } from "../../helpers/daemon.js";
 
@@ -229,6 +229,34 @@ describe("Ledger: transactions", () => {
       }),
     ).toThrow(LockerError);
     expect(l.headSeq).toBe(2);
+  });
+});
+
+describe("Ledger: onSlowWrite", () => {
+  it("reports a committed write that took SLOW_WRITE_MS or more, with how long; never a quicker one, nor after unsubscribing", () => {
+    const l = open();
+    seed(l);
+    const heard: number[] = [];
+    const off = l.onSlowWrite((ms) => heard.push(ms));
+    // A write held inside its transaction as long as a stalling disk's sync would hold it.
+    l.transact((tx) => {
+      tx.event({ type: "door.opened", compartment: "A01" });
+      const until = performance.now() + SLOW_WRITE_MS + 10;
+      while (performance.now() < until);
+    });
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toBeGreaterThanOrEqual(SLOW_WRITE_MS + 10);
+    for (let i = 0; i < 20; i++) l.transact((tx) => tx.event({ type: "door.closed", compartment: "A01" }));
+    // (This machine's disk may stall now and then: whatever was reported took the threshold or more.)
+    for (const ms of heard) expect(ms).toBeGreaterThanOrEqual(SLOW_WRITE_MS);
+    off();
+    const n = heard.length;
+    l.transact((tx) => {
+      const until = performance.now() + SLOW_WRITE_MS + 10;
+      while (performance.now() < until);
+      tx.setMeta("k", "v");
+    });
+    expect(heard).toHaveLength(n);
   });
 });
 
