@@ -21,9 +21,10 @@ PACKAGES=(
   util-linux                  # setpriv: root-run tests drop capabilities to see EACCES
   git rsync                   # the installer names a release by its commit, copies the checkout
   gpiod                       # the real gpiod tools: the GPIO emulator's failure paths are checked against them
+  gcc                         # cc: the slow-disk test's fsync shim (LD_PRELOAD), built at test time
 )
 # Where there is no dpkg (not Debian): the commands that stand for them.
-COMMANDS=(mosquitto_pub mosquitto_sub nats-server rabbitmq-server socat openssl python3 systemd-analyze shellcheck setpriv git rsync gpioset)
+COMMANDS=(mosquitto_pub mosquitto_sub nats-server rabbitmq-server socat openssl python3 systemd-analyze shellcheck setpriv git rsync gpioset cc)
 
 mode="${1:-install}"
 case "$mode" in

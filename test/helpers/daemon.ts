@@ -30,7 +30,7 @@ export interface Daemon {
 }
 
 /** Start the compiled daemon on a config (patched from the example) and wait for its ready line. */
-export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<string, any>) => void } = {}): Promise<Daemon> {
+export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<string, any>) => void; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
   const dir = opts.dir ?? tempDir();
   const cfg = exampleConfig() as Record<string, any>;
   cfg.log = { level: "info" };
@@ -40,7 +40,7 @@ export async function startDaemon(opts: { dir?: string; patch?: (cfg: Record<str
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify(cfg));
   const dataDir = join(dir, "data");
-  const child = spawn(process.execPath, [MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [MAIN, "--config", configFile, "--data", dataDir], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let out = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
