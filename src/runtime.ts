@@ -248,13 +248,14 @@ export class Runtime {
       this.bank.on("codeIssued", (n) => sim.broadcast({ ev: "notify", ...n }));
     }
     // A disk that stalls holds every door behind its commit: said at once, then at most once a minute.
-    let slow = { since: 0, count: 0, worst: 0 };
+    const slow = { reported: 0, count: 0, worst: 0 };
     this.ledger.onSlowWrite((ms) => {
-      slow = { since: slow.since, count: slow.count + 1, worst: Math.max(slow.worst, ms) };
+      slow.count++;
+      slow.worst = Math.max(slow.worst, ms);
       const now = Date.now();
-      if (now - slow.since < 60_000) return;
+      if (now - slow.reported < 60_000) return;
       log.warn({ ms: Math.round(ms), slowWrites: slow.count, worstMs: Math.round(slow.worst) }, `slow disk: a ledger write took ${Math.round(ms)} ms (${slow.count} over ${SLOW_WRITE_MS} ms since the last report); doors wait for these writes`);
-      slow = { since: now, count: 0, worst: 0 };
+      Object.assign(slow, { reported: now, count: 0, worst: 0 });
     });
     // Alarms are heard at the bank (buzzer), logged, and shown on the sim socket; the ledger has them too.
     this.ledger.onCommit((events) => {

@@ -81,6 +81,17 @@ function spoilNext(emu: KerongEmulator | Cu8aEmulator, board: number, fault: Boa
   });
 }
 
+/** The adapter unplugged and plugged back in: the emulated boards on its new device end, and `bus` open on it again. */
+async function replug(r: Rig<KerongEmulator>, bus: Rs485Bus<KerongFrame>): Promise<void> {
+  const open = next(bus, "open");
+  await r.pair.unplug();
+  await r.pair.replug();
+  r.detach();
+  r.device = await openSerial(r.pair.device, 19200);
+  r.detach = r.emu.attach(r.device);
+  await open;
+}
+
 /** A seeded 0..1 random source (mulberry32), so a noisy run corrupts the same answers each time. */
 function seeded(seed: number): () => number {
   let a = seed >>> 0;
@@ -235,13 +246,7 @@ describe("the bus over a pseudo-terminal", () => {
     expect(bus.isOpen).toBe(false);
     await expect(bus.request(kerong.readStatus(1))).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable, message: expect.stringMatching(/not open/) });
 
-    const open = next(bus, "open");
-    await r.pair.unplug();
-    await r.pair.replug();
-    r.detach();
-    r.device = await openSerial(r.pair.device, 19200);
-    r.detach = r.emu.attach(r.device);
-    await open;
+    await replug(r, bus);
     await expect(bus.request(kerong.readStatus(0))).resolves.toMatchObject({ kind: "status", board: 0 });
     expect(bus.stats).toMatchObject({ opens: 2, written: 1 });
   });
@@ -266,13 +271,7 @@ describe("the bus over a pseudo-terminal", () => {
       r.pair.yank();
       await expect(unlock).rejects.toMatchObject({ code: ErrorCode.HardwareUnavailable });
 
-      const open = next(slowTurn, "open");
-      await r.pair.unplug();
-      await r.pair.replug();
-      r.detach();
-      r.device = await openSerial(r.pair.device, 19200);
-      r.detach = r.emu.attach(r.device);
-      await open;
+      await replug(r, slowTurn);
       await expect(slowTurn.request(kerong.readStatus(1))).resolves.toMatchObject({ kind: "status", board: 1 });
       expect(unlocks(r.rx)).toEqual([]);
       expect(r.emu.isOpen(1, 3)).toBe(false);
